@@ -1,0 +1,5 @@
+"""`python -m gpudoctor` runs the command-line interface."""
+
+from gpudoctor.cli.main import main
+
+main()

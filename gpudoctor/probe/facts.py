@@ -1,0 +1,168 @@
+"""Plain, typed facts about the machine: what the probe gathers and the doctor judges.
+
+No judgement lives here and nothing is printed. Every field may be None where the fact
+could not be read; why it could not is kept beside it (`*_error`, `VendorProbe.error`).
+`to_dict` / `from_dict` give the stable JSON form used by `check --json` and test fixtures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class GpuProcess:
+    pid: int
+    name: str | None = None
+    used_bytes: int | None = None
+
+
+@dataclass
+class GpuFacts:
+    index: int
+    vendor: str  # "nvidia" | "amd"
+    name: str
+    source: str  # "nvml" | "amdsmi" | "sysfs" | "rocminfo"
+    total_bytes: int | None = None
+    used_bytes: int | None = None
+    free_bytes: int | None = None
+    driver_version: str | None = None  # NVIDIA "570.133.07"; AMD amdgpu module version
+    cuda_driver_version: str | None = None  # highest CUDA the NVIDIA driver supports, "12.8"
+    compute_capability: str | None = None  # NVIDIA "8.6"
+    gfx_target: str | None = None  # AMD "gfx1100"
+    pci_bus_id: str | None = None
+    pci_device_id: str | None = None  # "0x744c"
+    pcie_gen: int | None = None
+    pcie_width: int | None = None
+    pcie_max_gen: int | None = None
+    pcie_max_width: int | None = None
+    processes: list[GpuProcess] = field(default_factory=list)
+
+
+@dataclass
+class VendorProbe:
+    """How one GPU source answered: the reason behind 'no GPU found' lives here."""
+
+    vendor: str  # "nvidia" | "amd"
+    source: str  # "nvml" | "amdsmi" | "sysfs" | "rocminfo" | "lspci"
+    status: str  # "ok" | "absent" (library/tool not installed) | "error" (present but failed)
+    error: str | None = None  # e.g. "Driver/library version mismatch"
+    device_count: int = 0
+
+
+@dataclass
+class DiskFacts:
+    purpose: str  # "hf_cache" | "output"
+    path: str
+    free_bytes: int | None = None
+    total_bytes: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class HostFacts:
+    os_id: str | None = None  # "ubuntu"
+    os_version: str | None = None  # "24.04"
+    os_pretty: str | None = None
+    kernel: str | None = None
+    is_wsl: bool = False
+    secure_boot: bool | None = None  # None: unknown (no mokutil / no EFI vars)
+    loaded_modules: list[str] = field(default_factory=list)
+    nvidia_module_signed: bool | None = None
+    amdgpu_version: str | None = None  # /sys/module/amdgpu/version
+    rocm_version: str | None = None  # /opt/rocm/.info/version
+    cuda_toolkit_version: str | None = None  # nvcc / /usr/local/cuda/version.json
+    user: str | None = None
+    user_groups: list[str] = field(default_factory=list)
+    kfd_exists: bool = False
+    kfd_accessible: bool | None = None
+    render_nodes: list[str] = field(default_factory=list)
+    render_accessible: bool | None = None
+    ram_total_bytes: int | None = None
+    ram_available_bytes: int | None = None
+    swap_total_bytes: int | None = None
+    shm_total_bytes: int | None = None
+    cpu_model: str | None = None
+    cpu_count: int | None = None
+    disks: list[DiskFacts] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PackageFacts:
+    name: str
+    version: str | None = None  # None: not installed
+    flavour: str | None = None  # torch: "cu128" | "rocm6.4" | "cpu" | None (no local tag)
+    error: str | None = None  # metadata unreadable
+
+
+@dataclass
+class LiveFacts:
+    """What a subprocess that really imports torch and bitsandbytes saw."""
+
+    ran: bool
+    skipped_reason: str | None = None
+    timed_out: bool = False
+    duration_s: float | None = None
+    torch_version: str | None = None
+    torch_error: str | None = None  # import torch raised
+    cuda_version: str | None = None  # torch.version.cuda
+    hip_version: str | None = None  # torch.version.hip
+    gpu_available: bool | None = None  # torch.cuda.is_available()
+    device_count: int | None = None
+    device_name: str | None = None
+    bf16_supported: bool | None = None
+    bnb_version: str | None = None
+    bnb_error: str | None = None  # import bitsandbytes / native library failed
+    bnb_4bit_ok: bool | None = None  # a tiny NF4 matmul ran on the GPU
+    bnb_4bit_error: str | None = None
+
+
+@dataclass
+class PythonFacts:
+    executable: str | None = None
+    version: str | None = None
+    in_venv: bool = False
+    packages: dict[str, PackageFacts] = field(default_factory=dict)
+    live: LiveFacts | None = None
+
+
+@dataclass
+class SystemFacts:
+    gpus: list[GpuFacts] = field(default_factory=list)
+    probes: list[VendorProbe] = field(default_factory=list)
+    host: HostFacts = field(default_factory=HostFacts)
+    python: PythonFacts = field(default_factory=PythonFacts)
+    errors: list[str] = field(default_factory=list)  # a whole probe that crashed
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SystemFacts:
+        return _build(cls, data)
+
+
+def _build(kind: Any, value: Any) -> Any:
+    """Rebuild a (nested) dataclass value from its `asdict` form, ignoring unknown keys."""
+    if value is None:
+        return None
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _build(inner[0], value) if len(inner) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        return [_build(item, element) for element in value]
+    if origin is dict:
+        _, item = typing.get_args(kind)
+        return {key: _build(item, element) for key, element in value.items()}
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in dataclasses.fields(kind)}
+        return kind(**{k: _build(hints[k], v) for k, v in value.items() if k in names})
+    return value
