@@ -107,3 +107,39 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # why each choice was made
     not_counted: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)  # what would fit, when it does not
+
+
+@dataclass
+class DataStats:
+    """What the planner needs to know about a dataset: one token count per record."""
+
+    path: str
+    records: int
+    token_lengths: list[int]  # prompt + response tokens per record
+    tokenizer: str  # "tokenizer.json of <path>" or "approximation: <rule>"
+
+
+@dataclass
+class TrainingOptions:
+    """The knobs of a run that do not change memory: the planner passes them through."""
+
+    epochs: float = 3.0
+    lr: float = 2e-4
+    val_size: float = 0.0  # fraction (<1) or count (>=1) of records held out for eval
+    save_steps: int = 50
+    seed: int = 42
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"
+    max_steps: int | None = None  # stop early (tests, smoke runs)
+    logging_steps: int = 1
+
+
+@dataclass
+class RunConfig:
+    """The document `plan --emit gpudoctor` writes and `gpudoctor train run.yaml` reads."""
+
+    model: str  # profile name, local folder or config.json path
+    data: str | None
+    output: str | None
+    settings: Settings
+    training: TrainingOptions = field(default_factory=TrainingOptions)
