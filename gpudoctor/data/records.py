@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 class Message:
     role: str  # "system" | "user" | "assistant" | "tool" (ShareGPT function_call/observation map here)
     content: str
+    origin: str = ""  # the role as the file spelled it ("function_call", "observation", "human", ...)
 
 
 @dataclass
