@@ -44,6 +44,18 @@ class GpuFacts:
 
 
 @dataclass
+class PciGpu:
+    """A display controller on the PCI bus, seen whatever driver (if any) claims it."""
+
+    bus_id: str  # "0000:01:00.0"
+    vendor: str  # "nvidia" | "amd" | "intel" | "other"
+    vendor_id: str  # "0x10de"
+    device_id: str  # "0x2203"
+    revision: str | None = None  # "0xc8" (tells an RX 7900 XTX from an XT)
+    driver: str | None = None  # kernel driver bound to it: "nvidia" | "nouveau" | "amdgpu" | None
+
+
+@dataclass
 class VendorProbe:
     """How one GPU source answered: the reason behind 'no GPU found' lives here."""
 
@@ -78,6 +90,8 @@ class HostFacts:
     cuda_toolkit_version: str | None = None  # nvcc / /usr/local/cuda/version.json
     user: str | None = None
     user_groups: list[str] = field(default_factory=list)
+    # Groups /etc/group gives the user that this login session does not have yet (log out and in).
+    user_groups_pending: list[str] = field(default_factory=list)
     kfd_exists: bool = False
     kfd_accessible: bool | None = None
     render_nodes: list[str] = field(default_factory=list)
@@ -120,6 +134,8 @@ class LiveFacts:
     bnb_error: str | None = None  # import bitsandbytes / native library failed
     bnb_4bit_ok: bool | None = None  # a tiny NF4 matmul ran on the GPU
     bnb_4bit_error: str | None = None
+    gpu_error: str | None = None  # why torch.cuda could not use the GPU (its warning or exception)
+    error: str | None = None  # the check itself failed: crashed, printed no result, could not start
 
 
 @dataclass
@@ -138,6 +154,7 @@ class SystemFacts:
     host: HostFacts = field(default_factory=HostFacts)
     python: PythonFacts = field(default_factory=PythonFacts)
     errors: list[str] = field(default_factory=list)  # a whole probe that crashed
+    pci_gpus: list[PciGpu] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
