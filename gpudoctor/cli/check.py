@@ -1,0 +1,252 @@
+"""`gpudoctor check`: probe this machine, run the doctor, print flutter-doctor style rows or JSON.
+
+Exit 0 when ready to train, 1 when an error-level finding blocks training, 2 for usage errors.
+Only typer is imported at module level: the probe, the doctor and rich load when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gpudoctor.doctor import Diagnosis, Finding
+    from gpudoctor.probe.facts import SystemFacts
+
+MARK = {"ok": "✓", "warning": "!", "error": "✗"}
+BULLET = {"ok": "•", "warning": "!", "error": "✗"}
+STYLE = {"ok": "green", "warning": "yellow", "error": "red"}
+INDENT = "    "
+FIX_LABEL = "fix: "
+# Distributions worth naming in a bug report, in this order.
+REPORT_PACKAGES = ("torch", "bitsandbytes", "transformers", "peft", "accelerate", "datasets", "nvidia-ml-py", "amdsmi")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check", help="Check this machine for training: GPU, driver, torch, bitsandbytes, host, disk.")(check)
+
+
+def check(
+    as_json: bool = typer.Option(False, "--json", help="Print facts and findings as JSON (stable keys)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also list the checks that passed, with details."),
+    report: bool = typer.Option(False, "--report", help="Print a paste-ready block for a bug report."),
+    fast: bool = typer.Option(False, "--fast", help="Skip the live torch/bitsandbytes subprocess check."),
+    output_dir: Path = typer.Option(Path("."), "--output-dir", help="Where training will write (its free disk is checked)."),
+    list_checks: bool = typer.Option(False, "--list-checks", help="List the checks' ids and exit."),
+    only: str | None = typer.Option(None, "--only", metavar="ID", help="Run just the check ID (see --list-checks)."),
+    facts_file: Path | None = typer.Option(
+        None, "--facts", metavar="FILE", help="Judge facts saved by 'check --json' (e.g. on another machine) instead of probing."
+    ),
+) -> None:
+    from gpudoctor.doctor import all_checks, diagnose
+    from gpudoctor.errors import BadInput, EXIT_PROBLEM
+
+    if as_json and report:
+        raise BadInput("--json and --report print different things; pick one")
+    if list_checks:
+        _print_check_list(all_checks())
+        return
+    facts = _load_facts(facts_file) if facts_file is not None else _probe(fast=fast, output_dir=output_dir)
+    diagnosis = diagnose(facts, only=only)
+    if as_json:
+        from gpudoctor.cli.output import print_json
+
+        print_json(json.dumps(json_document(facts, diagnosis), indent=2, ensure_ascii=False))
+    elif report:
+        import sys
+
+        sys.stdout.write(report_block(facts, diagnosis))
+    else:
+        from gpudoctor.cli.output import console
+
+        render(console(), diagnosis, verbose=verbose)
+    if not diagnosis.ready:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+def _probe(*, fast: bool, output_dir: Path) -> SystemFacts:
+    from gpudoctor.probe import probe_system
+
+    return probe_system(live=not fast, output_dir=str(output_dir))
+
+
+def _load_facts(path: Path) -> SystemFacts:
+    from gpudoctor.errors import BadInput
+    from gpudoctor.probe.facts import SystemFacts
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise BadInput(f"--facts {path}: cannot read it ({err.strerror or err}); save one with 'gpudoctor check --json > FILE'") from err
+    except json.JSONDecodeError as err:
+        raise BadInput(f"--facts {path}: not JSON (line {err.lineno}: {err.msg}); save one with 'gpudoctor check --json > FILE'") from err
+    if not isinstance(data, dict) or not isinstance(data.get("host", {}), dict):
+        raise BadInput(f"--facts {path}: expected the object 'gpudoctor check --json' prints")
+    try:
+        return SystemFacts.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise BadInput(f"--facts {path}: does not hold gpudoctor facts ({err})") from err
+
+
+def json_document(facts: SystemFacts, diagnosis: Diagnosis) -> dict:
+    """The `--json` object: version and readiness, the facts (as SystemFacts.to_dict) and the findings."""
+    from gpudoctor import __version__
+
+    return {
+        "version": __version__,
+        "ready": diagnosis.ready,
+        **facts.to_dict(),
+        "findings": [finding.to_dict() for finding in diagnosis.findings],
+    }
+
+
+def render(out: Console, diagnosis: Diagnosis, *, verbose: bool) -> None:
+    """flutter doctor's layout: a [✓]/[!]/[✗] row per category, problems and fixes under it, a summary."""
+    from rich.text import Text
+
+    out.print("gpudoctor check (sizes in GiB = 1024³ bytes)", highlight=False)
+    for category in diagnosis.categories:
+        row = Text()
+        row.append(f"[{MARK[category.status]}]", style=STYLE[category.status])
+        row.append(f" {category.name}" + (f": {category.headline}" if category.headline else ""))
+        out.print(row)
+        shown = category.findings if verbose else category.problems
+        for finding in shown:
+            _render_finding(out, finding)
+    out.print()
+    out.print(summary_line(diagnosis), style=_summary_style(diagnosis), highlight=False)
+
+
+def _render_finding(out: Console, finding: Finding) -> None:
+    from rich.text import Text
+
+    width = max(out.width, 40)
+    title = textwrap.wrap(finding.title, width - len(INDENT) - 2) or [""]
+    first = Text(INDENT)
+    first.append(BULLET[finding.status], style=STYLE[finding.status])
+    first.append(f" {title[0]}")
+    out.print(first, soft_wrap=True)
+    for line in title[1:]:
+        out.print(Text(f"{INDENT}  {line}"), soft_wrap=True)
+    for line in textwrap.wrap(finding.detail, width - len(INDENT) - 2):
+        out.print(Text(f"{INDENT}  {line}", style="dim"), soft_wrap=True)
+    # Commands are printed unwrapped so they copy and paste whole.
+    for number, line in enumerate((finding.fix or "").splitlines()):
+        label = FIX_LABEL if number == 0 else " " * len(FIX_LABEL)
+        out.print(Text(f"{INDENT}  {label}{line}"), soft_wrap=True)
+
+
+def summary_line(diagnosis: Diagnosis) -> str:
+    errors, warnings = len(diagnosis.errors), len(diagnosis.warnings)
+    issues = errors + warnings
+    if issues == 0:
+        return "✓ No issues found — ready to train"
+    counts = ", ".join(
+        f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((errors, "error"), (warnings, "warning")) if n
+    )
+    verdict = "not ready to train" if errors else "ready to train"
+    mark = MARK["error"] if errors else MARK["warning"]
+    return f"{mark} {issues} issue{'s' if issues != 1 else ''} found: {counts} — {verdict}"
+
+
+def _summary_style(diagnosis: Diagnosis) -> str:
+    return STYLE["error"] if diagnosis.errors else STYLE["warning"] if diagnosis.warnings else STYLE["ok"]
+
+
+def _print_check_list(checks: list) -> None:
+    from gpudoctor.cli.output import console
+
+    out = console()
+    width = max(len(c.id) for c in checks)
+    for spec in checks:
+        out.print(f"{spec.id:<{width}}  {spec.category:<12}  {spec.summary}", highlight=False, soft_wrap=True)
+
+
+def report_block(facts: SystemFacts, diagnosis: Diagnosis) -> str:
+    """A fenced text block for bug reports: versions, GPUs, host and findings, home folder shown as ~."""
+    from gpudoctor import __version__
+    from gpudoctor.doctor.diagnosis import gpu_line
+    from gpudoctor.doctor.units import gib
+
+    host, python = facts.host, facts.python
+
+    def size(value: int | None) -> str:
+        return gib(value) if value is not None else "?"
+
+    def known(value: object) -> str:
+        return "?" if value is None else ("yes" if value is True else "no" if value is False else str(value))
+
+    lines = [
+        f"gpudoctor {__version__} check report",
+        f"ready to train: {known(diagnosis.ready)} ({summary_line(diagnosis)[2:]})",
+        f"os: {host.os_pretty or '?'}, kernel {host.kernel or '?'}, WSL: {known(host.is_wsl)}, Secure Boot: {known(host.secure_boot)}",
+        f"cpu: {host.cpu_model or '?'} ({host.cpu_count or '?'} CPUs), RAM {size(host.ram_total_bytes)}, "
+        f"swap {size(host.swap_total_bytes)}, /dev/shm {size(host.shm_total_bytes)}",
+    ]
+    for gpu in facts.gpus:
+        extra = [f"compute {gpu.compute_capability}" if gpu.compute_capability else None]
+        if gpu.pcie_width:
+            extra.append(f"PCIe gen{gpu.pcie_gen or '?'} x{gpu.pcie_width} (max gen{gpu.pcie_max_gen or '?'} x{gpu.pcie_max_width or '?'})")
+        extra.append(f"bus {gpu.pci_bus_id}" if gpu.pci_bus_id else None)
+        extra.append(f"used {size(gpu.used_bytes)}" if gpu.used_bytes is not None else None)
+        lines.append(f"gpu {gpu.index}: {gpu_line(gpu)}; " + ", ".join(e for e in extra if e) + f" [{gpu.source}]")
+    for card in facts.pci_gpus:
+        lines.append(f"pci {card.bus_id}: {card.vendor} {card.vendor_id}:{card.device_id} rev {card.revision or '?'}, driver {card.driver or 'none'}")
+    for probe in facts.probes:
+        status = f"{probe.status}, {probe.device_count} device(s)" + (f": {probe.error}" if probe.error else "")
+        lines.append(f"probe {probe.vendor}/{probe.source}: {status}")
+    lines.append(
+        f"drivers: nvidia module {host.nvidia_module_version or '-'} (signed: {known(host.nvidia_module_signed)}), "
+        f"amdgpu {host.amdgpu_version or '-'}, ROCm {host.rocm_version or '-'}, CUDA toolkit {host.cuda_toolkit_version or '-'}"
+    )
+    if host.user_groups:
+        pending = f" (pending: {', '.join(host.user_groups_pending)})" if host.user_groups_pending else ""
+        lines.append(f"groups: {', '.join(host.user_groups)}{pending}; /dev/kfd: {known(host.kfd_accessible) if host.kfd_exists else 'missing'}")
+    lines.append(f"python: {python.version or '?'} {'(venv) ' if python.in_venv else ''}{python.executable or '?'}")
+    packages = [
+        f"{name} {python.packages[name].version}"
+        for name in REPORT_PACKAGES
+        if name in python.packages and python.packages[name].version
+    ]
+    lines.append(f"packages: {', '.join(packages) or 'none of ' + ', '.join(REPORT_PACKAGES[:3])}")
+    lines.append(_live_line(facts))
+    for problem in [*facts.errors, *host.errors]:
+        lines.append(f"probe error: {problem}")
+    lines.append("findings:")
+    problems = [f for f in diagnosis.findings if f.is_problem]
+    for finding in problems:
+        lines.append(f"  [{MARK[finding.status]}] {finding.id}: {finding.title}")
+    if not problems:
+        lines.append("  none")
+    text = "\n".join(lines)
+    if host.user:
+        text = text.replace(f"/home/{host.user}/", "~/").replace(f"/home/{host.user}", "~")
+    return f"```text\n{text}\n```\n"
+
+
+def _live_line(facts: SystemFacts) -> str:
+    live = facts.python.live
+    if live is None or not live.ran:
+        return f"live check: skipped ({live.skipped_reason if live and live.skipped_reason else 'not run'})"
+    if live.torch_error:
+        return f"live check: import torch failed: {live.torch_error}"
+    parts = [
+        f"torch {live.torch_version}",
+        f"CUDA {live.cuda_version}" if live.cuda_version else None,
+        f"HIP {live.hip_version}" if live.hip_version else None,
+        f"GPU available: {'yes' if live.gpu_available else 'no'}"
+        + (f" ({live.device_count} x {live.device_name})" if live.gpu_available else "")
+        + (f" [{live.gpu_error}]" if live.gpu_error else ""),
+        f"bf16: {'yes' if live.bf16_supported else 'no'}" if live.bf16_supported is not None else None,
+        f"bitsandbytes {live.bnb_version}" if live.bnb_version else (f"bitsandbytes: {live.bnb_error}" if live.bnb_error else None),
+        f"4-bit: {'ok' if live.bnb_4bit_ok else live.bnb_4bit_error or 'failed'}" if live.bnb_4bit_ok is not None else None,
+        "timed out" if live.timed_out else None,
+        f"{live.duration_s:.1f} s" if live.duration_s is not None else None,
+    ]
+    return "live check: " + ", ".join(p for p in parts if p)

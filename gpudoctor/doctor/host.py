@@ -1,0 +1,130 @@
+"""Checks on the host: free disk for a model download, /dev/shm, RAM, and facts the probe could not read."""
+
+from __future__ import annotations
+
+from gpudoctor.doctor import fixes
+from gpudoctor.doctor.finding import Finding
+from gpudoctor.doctor.registry import REPORT_FIX, check
+from gpudoctor.doctor.units import GIB, gib
+from gpudoctor.probe.facts import SystemFacts
+
+# A 7B model in bf16 safetensors is ~15 GB, its checkpoints and merged copy as much again.
+MIN_DISK_BYTES = 30 * GIB
+# Data-loader workers pass tensors through /dev/shm; Docker's default 64 MiB makes them crash.
+MIN_SHM_BYTES = 1 * GIB
+# Loading a 7B checkpoint and quantizing it to 4-bit passes shards through RAM.
+MIN_RAM_BYTES = 16 * GIB
+DISK_PURPOSE = {"hf_cache": "the model cache", "output": "the output folder"}
+DISK_FIX = {
+    "hf_cache": "export HF_HOME=/path/with/room/huggingface   # models download there from now on",
+    "output": "gpudoctor check --output-dir /path/with/room   # then train with that output folder",
+}
+
+
+@check("disk.free", category="Disk")
+def disk_free(facts: SystemFacts) -> list[Finding]:
+    """The model cache and the output folder have room for a 7B download (30 GiB)."""
+    findings = []
+    for disk in facts.host.disks:
+        purpose = DISK_PURPOSE.get(disk.purpose, disk.purpose)
+        if disk.free_bytes is None:
+            findings.append(
+                Finding(
+                    "disk.free",
+                    "Disk",
+                    "warning",
+                    f"free space for {purpose} ({disk.path}) could not be read: {disk.error or 'unknown reason'}",
+                    "",
+                    f"mkdir -p {disk.path}   # if the folder does not exist yet",
+                )
+            )
+        elif disk.free_bytes < MIN_DISK_BYTES:
+            findings.append(
+                Finding(
+                    "disk.free",
+                    "Disk",
+                    "warning",
+                    f"only {gib(disk.free_bytes)} free for {purpose} ({disk.path}); a 7B model needs about 30 GiB",
+                    "A 7B model's weights are ~15 GB; checkpoints and a merged copy need as much again.",
+                    DISK_FIX.get(disk.purpose),
+                )
+            )
+        else:
+            findings.append(Finding("disk.free", "Disk", "ok", f"{gib(disk.free_bytes)} free for {purpose} ({disk.path})"))
+    return findings
+
+
+@check("host.shm", category="Host")
+def shared_memory(facts: SystemFacts) -> list[Finding]:
+    """/dev/shm is at least 1 GiB (data-loader workers share tensors through it)."""
+    size = facts.host.shm_total_bytes
+    if size is None:
+        return []
+    if size >= MIN_SHM_BYTES:
+        return [Finding("host.shm", "Host", "ok", f"/dev/shm is {gib(size)}")]
+    return [
+        Finding(
+            "host.shm",
+            "Host",
+            "warning",
+            f"/dev/shm is only {gib(size)}: data-loader workers crash with 'bus error'",
+            "Containers get 64 MiB unless told otherwise.",
+            "sudo mount -o remount,size=16G /dev/shm   # in Docker: docker run --shm-size=16g …",
+        )
+    ]
+
+
+@check("host.ram", category="Host")
+def system_ram(facts: SystemFacts) -> list[Finding]:
+    """The machine has at least 16 GiB of RAM (loading a 7B checkpoint passes it through RAM)."""
+    total = facts.host.ram_total_bytes
+    if total is None:
+        return []
+    if total >= MIN_RAM_BYTES:
+        return [Finding("host.ram", "Host", "ok", f"{gib(total)} of RAM")]
+    swap = facts.host.swap_total_bytes
+    return [
+        Finding(
+            "host.ram",
+            "Host",
+            "warning",
+            f"only {gib(total)} of RAM: loading a 7B checkpoint may swap or be killed",
+            f"Swap: {gib(swap) if swap is not None else 'unknown'}. Smaller models load fine.",
+            "sudo fallocate -l 16G /swapfile && sudo chmod 600 /swapfile && sudo mkswap /swapfile && sudo swapon /swapfile",
+        )
+    ]
+
+
+@check("host.wsl", category="Host")
+def wsl(facts: SystemFacts) -> list[Finding]:
+    """Under WSL2 the GPU driver lives on Windows (never install a Linux GPU driver inside WSL)."""
+    if not facts.host.is_wsl:
+        return []
+    return [
+        Finding(
+            "host.wsl",
+            "Host",
+            "warning",
+            "running under WSL2: GPU drivers come from Windows, and some checks do not apply",
+            "Installing a Linux NVIDIA driver inside WSL breaks GPU access; ROCm on WSL supports only some cards.",
+            fixes.WSL_DRIVER,
+        )
+    ]
+
+
+@check("host.probe_errors", category="Host")
+def probe_errors(facts: SystemFacts) -> list[Finding]:
+    """Every fact the doctor needs could be read (a probe that failed is reported, not hidden)."""
+    problems = [*facts.errors, *facts.host.errors]
+    if not problems:
+        return []
+    return [
+        Finding(
+            "host.probe_errors",
+            "Host",
+            "warning",
+            f"{len(problems)} fact(s) could not be read, so some checks may be missing: {problems[0]}",
+            "\n".join(problems),
+            REPORT_FIX,
+        )
+    ]
