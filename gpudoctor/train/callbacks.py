@@ -1,0 +1,236 @@
+"""Trainer callbacks: progress bar, losses, peak memory, signals, NaN guard and injected faults.
+
+Faults (OOM, NaN, interrupt) can be injected at a step so the recovery paths are tested on CPU;
+the CLI reads them from GPUDOCTOR_INJECT_OOM_AT_STEP / _NAN_AT_STEP / _INTERRUPT_AT_STEP.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainerCallback
+
+from gpudoctor.train.packing import TokenCounter
+
+GIB = 1024**3
+
+
+@dataclass
+class Faults:
+    oom_at_step: int | None = None
+    nan_at_step: int | None = None
+    interrupt_at_step: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Faults:
+        env = os.environ if environ is None else environ
+
+        def step(name: str) -> int | None:
+            value = env.get(f"GPUDOCTOR_INJECT_{name}_AT_STEP")
+            return int(value) if value and value.isdigit() else None
+
+        return cls(step("OOM"), step("NAN"), step("INTERRUPT"))
+
+
+@dataclass
+class RunLog:
+    """What the run measured, shared by the callbacks and read into report.json."""
+
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)
+    tokens: int = 0  # real tokens trained on in this process
+    train_seconds: float = 0.0
+    peak_allocated: int | None = None
+    peak_reserved: int | None = None
+    peak_rss: int | None = None
+    stopped_by: str | None = None  # "signal" | "nan"
+    nan_step: int | None = None
+    last_good_dir: str | None = None
+    start_step: int = 0
+    end_step: int = 0
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.train_seconds if self.train_seconds > 0 else None
+
+
+def measure_memory(log: RunLog) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        log.peak_allocated = max(log.peak_allocated or 0, torch.cuda.max_memory_allocated())
+        log.peak_reserved = max(log.peak_reserved or 0, torch.cuda.max_memory_reserved())
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    log.peak_rss = max(log.peak_rss or 0, rss)
+
+
+class Measure(TrainerCallback):
+    """Losses per step, real tokens/s (from the collator's counter) and peak memory."""
+
+    def __init__(self, log: RunLog, counter: TokenCounter) -> None:
+        self.log, self.counter = log, counter
+        self._t0 = 0.0
+        self._tokens0 = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._t0, self._tokens0 = time.perf_counter(), self.counter.total
+        self.log.start_step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.log.tokens = self.counter.total - self._tokens0
+        self.log.train_seconds = time.perf_counter() - self._t0
+        self.log.end_step = state.global_step
+        measure_memory(self.log)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            self.log.losses.append((state.global_step, float(logs["loss"])))
+        if "eval_loss" in logs:
+            self.log.eval_losses.append((state.global_step, float(logs["eval_loss"])))
+
+
+class Progress(TrainerCallback):
+    """A rich progress bar: step, loss, real tokens/s, ETA, and GPU memory where there is a GPU."""
+
+    def __init__(self, console: Any, log: RunLog) -> None:
+        self.console, self.log = console, log
+        self.progress: Any = None
+        self.task: Any = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+        self.progress = Bar(
+            TextColumn("step"), MofNCompleteColumn(), BarColumn(bar_width=24),
+            TextColumn("{task.fields[status]}"), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, transient=False, refresh_per_second=4,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, status="")
+
+    def _status(self) -> str:
+        parts = []
+        if self.log.losses:
+            parts.append(f"loss {self.log.losses[-1][1]:.3f}")
+        rate = self.log.tokens_per_s
+        if rate:
+            parts.append(f"{rate:,.0f} tok/s")
+        if self.log.peak_reserved:
+            parts.append(f"GPU {self.log.peak_reserved / GIB:.1f} GiB")
+        return " · ".join(parts)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step, status=self._status())
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step, status=self._status())
+            self.progress.stop()
+            self.progress = None
+
+
+class StopOnSignal(TrainerCallback):
+    """SIGINT/SIGTERM: finish the current step, save a checkpoint, stop. A second signal aborts at once."""
+
+    def __init__(self, log: RunLog) -> None:
+        self.log = log
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            self.log.stopped_by = "signal"
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class NanGuard(TrainerCallback):
+    """Stop when the loss turns NaN/inf and save the last LoRA weights that gave a finite loss.
+
+    The weights at the start of step N produced step N's loss; when that loss is finite they are
+    the last good state (named after step N-1, the optimizer step that made them).
+    """
+
+    def __init__(self, log: RunLog, model: Any, output_dir: str) -> None:
+        self.log, self.model, self.output_dir = log, model, output_dir
+        self._before: tuple[int, dict[str, Any]] | None = None
+        self._good: tuple[int, dict[str, Any]] | None = None
+
+    def _snapshot(self) -> dict[str, Any]:
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().clone().cpu() for k, v in get_peft_model_state_dict(self.model).items()}
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._before = (state.global_step, self._snapshot())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        if math.isfinite(loss):
+            self._good = self._before
+            return
+        self.log.stopped_by, self.log.nan_step = "nan", state.global_step
+        control.should_training_stop = True
+        control.should_save = False
+        if self._good is not None:
+            from peft import set_peft_model_state_dict
+
+            step, weights = self._good
+            target = os.path.join(self.output_dir, f"last-good-step-{step}")
+            current = self._snapshot()
+            set_peft_model_state_dict(self.model, weights)
+            self.model.save_pretrained(target)
+            set_peft_model_state_dict(self.model, current)
+            self.log.last_good_dir = target
+
+
+class InjectFaults(TrainerCallback):
+    """Raise an out-of-memory error, poison a LoRA weight, or send SIGINT at a chosen step (tests)."""
+
+    def __init__(self, faults: Faults, model: Any) -> None:
+        self.faults, self.model = faults, model
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        step = state.global_step + 1  # the step about to run, 1-based like the progress bar
+        if self.faults.oom_at_step == step:
+            import torch
+
+            self.faults.oom_at_step = None  # once: the retried run must get past it
+            raise torch.OutOfMemoryError(f"injected out-of-memory at step {step}")
+        if self.faults.nan_at_step == step:
+            import torch
+
+            with torch.no_grad():
+                for name, param in self.model.named_parameters():
+                    if "lora_B" in name:
+                        param.fill_(float("nan"))
+                        break
+        if self.faults.interrupt_at_step == step:
+            self.faults.interrupt_at_step = None
+            os.kill(os.getpid(), signal.SIGINT)

@@ -1,0 +1,72 @@
+"""The built-in demo: a tiny Mistral-architecture model with random weights and the shipped support data.
+
+The model is made at run time from the tokenizer shipped in gpudoctor/demo/, saved as
+safetensors, and then loaded through the same NF4 path as any real model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from gpudoctor.plan.types import RunConfig, Settings, TrainingOptions
+
+ASSETS = Path(__file__).resolve().parent.parent / "demo"
+DATA = ASSETS / "support.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+# Sized so the demo trains in about a minute on a 2-core CPU (fp32 compute, NF4 base weights).
+MODEL_SHAPE = dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2)
+DEMO_SEED = 1234
+
+
+def build_demo_model(folder: str | Path, *, seed: int = DEMO_SEED) -> Path:
+    """Write a random-weight MistralForCausalLM (safetensors) plus the shipped tokenizer into `folder`."""
+    import torch
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(ASSETS / name, folder / name)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **MODEL_SHAPE,
+    )
+    torch.manual_seed(seed)
+    model = MistralForCausalLM(config)
+    staging = folder / ".staging"
+    model.save_pretrained(str(staging), safe_serialization=True)
+    for path in staging.iterdir():
+        path.replace(folder / path.name)
+    staging.rmdir()
+    return folder
+
+
+def prepare_demo(workdir: str | Path) -> tuple[str, str]:
+    """(model folder, data path) for the demo, the model built under workdir/demo-model."""
+    model_dir = build_demo_model(Path(workdir) / "demo-model")
+    return str(model_dir), str(DATA)
+
+
+def demo_settings() -> Settings:
+    return Settings(
+        method="qlora", quant="nf4", double_quant=True, compute_dtype="fp32", lora_r=16, lora_alpha=32,
+        lora_dropout=0.0, lora_targets=["all-linear"], seq_len=256, micro_batch=4, grad_accum=1,
+        grad_ckpt=False, optimizer="adamw_torch", attn="sdpa", packing=True,
+    )
+
+
+def demo_config(workdir: str | Path, output: str | Path) -> RunConfig:
+    """The demo's RunConfig: prepares the model, then trains on the support data."""
+    model_dir, data = prepare_demo(workdir)
+    training = TrainingOptions(epochs=8, lr=2e-3, val_size=16, save_steps=50, seed=DEMO_SEED, warmup_ratio=0.05)
+    return RunConfig(model=model_dir, data=data, output=str(output), settings=demo_settings(), training=training)

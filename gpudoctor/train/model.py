@@ -1,0 +1,149 @@
+"""Find, load and adapt the base model: safetensors only, NF4 via bitsandbytes, LoRA via peft.
+
+Models come from a local folder or the Hugging Face cache (never downloaded here); remote code
+runs only when the user passes --trust-remote-code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gpudoctor.errors import BadInput, ProblemFound
+from gpudoctor.plan.types import Settings
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+ATTENTION = {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}
+
+
+def resolve_model_dir(name_or_path: str) -> Path:
+    """A local folder (or its config.json), else a profile's hub id found in the local HF cache."""
+    path = Path(name_or_path).expanduser()
+    if path.name == "config.json" and path.is_file():
+        path = path.parent
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BadInput(f"{path}: not a model folder (no config.json)")
+        return path
+    hub_id = name_or_path
+    try:
+        from gpudoctor.profiles import load_model as load_profile
+
+        hub_id = load_profile(name_or_path).hub_id or name_or_path
+    except (ImportError, BadInput):
+        pass
+    if "/" not in hub_id:
+        raise BadInput(f"--model {name_or_path}: not a folder, a known profile or a Hugging Face id (owner/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(hub_id, local_files_only=True, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+        raise ProblemFound(
+            f"--model {name_or_path}: {hub_id} is not in the Hugging Face cache; download it first with `hf download {hub_id}`"
+        ) from None
+
+
+def check_weights(model_dir: Path) -> None:
+    if not any(model_dir.glob("*.safetensors")):
+        if any(model_dir.glob("*.bin")) or any(model_dir.glob("*.pt")):
+            raise BadInput(f"{model_dir}: only pickle (.bin/.pt) weights; gpudoctor loads safetensors only (convert them first)")
+        raise BadInput(f"{model_dir}: no .safetensors weights in the folder")
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters from config.json (decoder-only transformer arithmetic; embeddings included)."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise BadInput(f"{model_dir / 'config.json'}: not readable JSON") from None
+    config = config.get("text_config", config)
+    h, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
+    heads = int(config["num_attention_heads"])
+    kv = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or h // heads)
+    inter, vocab = int(config.get("intermediate_size", 4 * h)), int(config["vocab_size"])
+    attention = h * heads * head_dim * 2 + h * kv * head_dim * 2  # q, o + k, v
+    mlp = 3 * h * inter  # gate, up, down (SwiGLU)
+    embeddings = vocab * h * (1 if config.get("tie_word_embeddings") else 2)
+    return layers * (attention + mlp + 2 * h) + embeddings
+
+
+def load_tokenizer(model_dir: Path, *, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise BadInput(f"{model_dir}: no usable tokenizer ({str(err).splitlines()[0]})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def device_map() -> dict[str, Any] | None:
+    import torch
+
+    if torch.cuda.is_available():
+        import os
+
+        return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return None
+
+
+def load_base(model_dir: Path, settings: Settings, *, trust_remote_code: bool = False) -> Any:
+    """The base model through the real path: from_pretrained with NF4 quantization (or plain for lora)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    check_weights(model_dir)
+    dtype = getattr(torch, DTYPES[settings.compute_dtype])
+    quantization = None
+    if settings.method == "qlora" or settings.quant:
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=settings.quant or "nf4",
+            bnb_4bit_use_double_quant=settings.double_quant,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir),
+        quantization_config=quantization,
+        dtype=dtype,
+        attn_implementation=ATTENTION.get(settings.attn, settings.attn),
+        use_safetensors=True,
+        local_files_only=True,
+        trust_remote_code=trust_remote_code,
+        device_map=device_map(),
+    )
+    model.config.use_cache = False
+    return model
+
+
+def add_lora(model: Any, settings: Settings) -> Any:
+    """prepare_model_for_kbit_training (freeze, upcast norms, checkpointing) then a peft LoRA adapter."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=settings.grad_ckpt,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif settings.grad_ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    targets = settings.lora_targets
+    config = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else list(targets),
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        raise BadInput(f"--lora-targets {','.join(targets)}: {str(err).splitlines()[0]}") from None

@@ -1,0 +1,115 @@
+"""Rows for the Trainer: short samples packed into seq_len rows, or one sample per row.
+
+Packed rows carry position_ids that restart at 0 for every sample and no attention mask. With
+no mask, transformers (masking_utils.find_packed_sequence_indices) turns restarting position_ids
+into a block-diagonal causal mask for the sdpa and eager attention, and flash-attention-2 takes
+the same boundaries as variable-length sequences: no token attends across samples.
+Padding goes at the end of a row; with a causal mask no real token ever attends to it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpudoctor.train.tokenize import IGNORE, Sample
+
+
+@dataclass
+class Row:
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+    records: list[int] = field(default_factory=list)  # 1-based record numbers in this row
+
+    @property
+    def real_tokens(self) -> int:
+        return len(self.input_ids)
+
+
+def _row(samples: list[Sample]) -> Row:
+    row = Row([], [], [], [])
+    for sample in samples:
+        row.input_ids += sample.input_ids
+        # The first token of a sample is never a target: it would be predicted from the previous sample.
+        row.labels += [IGNORE] + sample.labels[1:]
+        row.position_ids += list(range(len(sample.input_ids)))
+        row.records.append(sample.record)
+    return row
+
+
+def pack(samples: list[Sample], seq_len: int) -> list[Row]:
+    """Best-fit decreasing bin packing: each row holds whole samples and at most seq_len tokens."""
+    order = sorted(samples, key=lambda s: (-len(s.input_ids), s.record))
+    bins: list[list[Sample]] = []
+    free: list[tuple[int, int]] = []  # (space left, bin index), kept sorted
+    for sample in order:
+        need = len(sample.input_ids)
+        at = bisect.bisect_left(free, (need, -1))
+        if at < len(free):
+            space, index = free.pop(at)
+            bins[index].append(sample)
+            bisect.insort(free, (space - need, index))
+        else:
+            bins.append([sample])
+            bisect.insort(free, (seq_len - need, len(bins) - 1))
+    rows = [_row(sorted(b, key=lambda s: s.record)) for b in bins]
+    rows.sort(key=lambda r: r.records[0])
+    return rows
+
+
+def unpacked(samples: list[Sample]) -> list[Row]:
+    return [_row([s]) for s in samples]
+
+
+class RowDataset:
+    """A map-style dataset of rows (what torch's DataLoader and the Trainer index)."""
+
+    def __init__(self, rows: list[Row], *, count_tokens: bool) -> None:
+        self.rows = rows
+        self.count_tokens = count_tokens
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        item = {"input_ids": row.input_ids, "labels": row.labels, "position_ids": row.position_ids}
+        if self.count_tokens:
+            item["real_tokens"] = row.real_tokens
+        return item
+
+
+class TokenCounter:
+    """Real (non-padding) training tokens the collator has handed out: the progress bar reads it."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+
+class RowCollator:
+    """Pads rows to the longest in the batch (pad id, label -100, positions counting on) as tensors."""
+
+    def __init__(self, pad_id: int, counter: TokenCounter | None = None) -> None:
+        self.pad_id = pad_id
+        self.counter = counter
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(item["input_ids"]) for item in items)
+        ids, labels, positions = [], [], []
+        for item in items:
+            gap = width - len(item["input_ids"])
+            last = item["position_ids"][-1] if item["position_ids"] else -1
+            ids.append(item["input_ids"] + [self.pad_id] * gap)
+            labels.append(item["labels"] + [IGNORE] * gap)
+            positions.append(item["position_ids"] + list(range(last + 1, last + 1 + gap)))
+            if self.counter is not None:
+                self.counter.total += item.get("real_tokens", 0)
+        return {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "position_ids": torch.tensor(positions, dtype=torch.long),
+        }

@@ -1,0 +1,88 @@
+"""The run's report: report.json (settings, planned vs measured memory, tokens/s, losses) and loss.png."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpudoctor.atomic import write_bytes, write_json
+
+
+@dataclass
+class TrainReport:
+    output: str
+    model: str
+    data: str
+    settings: dict[str, Any]
+    training: dict[str, Any]
+    device: str
+    status: str  # "finished" | "interrupted" | "nan"
+    steps: int
+    start_step: int
+    records: int
+    train_rows: int
+    eval_rows: int
+    packed: bool
+    truncated: int
+    duration_s: float
+    tokens: int  # real (non-padding) training tokens processed by this invocation
+    tokens_per_s: float | None
+    planned_peak_bytes: int | None
+    measured_peak_allocated_bytes: int | None
+    measured_peak_reserved_bytes: int | None
+    measured_peak_rss_bytes: int | None
+    losses: list[list[float]] = field(default_factory=list)  # [step, loss]
+    eval_losses: list[list[float]] = field(default_factory=list)
+    final_eval_loss: float | None = None
+    oom_backoffs: list[dict[str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    checkpoint: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("gpudoctor", "torch", "transformers", "peft", "bitsandbytes", "accelerate"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def write_report(report: TrainReport, folder: Path) -> None:
+    write_json(folder / "report.json", report.to_dict())
+
+
+def write_loss_plot(report: TrainReport, path: Path) -> bool:
+    """A loss-over-steps PNG (matplotlib, Agg); False when there is nothing to draw."""
+    if not report.losses:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4), dpi=110)
+    axes = figure.subplots()
+    axes.plot([s for s, _ in report.losses], [v for _, v in report.losses], label="training loss", color="#1f77b4")
+    if report.eval_losses:
+        axes.plot([s for s, _ in report.eval_losses], [v for _, v in report.eval_losses], "o-", label="eval loss", color="#d62728")
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss (response tokens)")
+    axes.set_title(f"{Path(report.model).name} on {Path(report.data).name}")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_bytes(path, buffer.getvalue())
+    return True
