@@ -88,15 +88,31 @@ def probe_amd(sources: Sources) -> tuple[list[VendorProbe], list[GpuFacts]]:
     probes = []
     smi_probe, gpus = _probe_amdsmi(sources)
     probes.append(smi_probe)
+    sysfs_probe, sysfs_gpus = _probe_sysfs(sources)
     if smi_probe.status != "ok" or not gpus:
-        sysfs_probe, gpus = _probe_sysfs(sources)
         probes.append(sysfs_probe)
+        gpus = sysfs_gpus
+    else:
+        _fill_from_sysfs(gpus, sysfs_gpus)
     if gpus or _amd_on_pci(sources):
         rocminfo_probe, targets = _probe_rocminfo(sources)
         probes.append(rocminfo_probe)
         for gpu, target in zip(gpus, targets):
             gpu.gfx_target = gpu.gfx_target or target
     return probes, gpus
+
+
+def _fill_from_sysfs(gpus: list[GpuFacts], sysfs_gpus: list[GpuFacts]) -> None:
+    """amdsmi leaves out the PCIe link; take it (and anything else missing) from the same card's sysfs."""
+    by_bus = {gpu.pci_bus_id: gpu for gpu in sysfs_gpus if gpu.pci_bus_id}
+    for gpu in gpus:
+        twin = by_bus.get(gpu.pci_bus_id)
+        if twin is None:
+            continue
+        for name in ("total_bytes", "used_bytes", "free_bytes", "driver_version", "gfx_target",
+                     "pcie_gen", "pcie_width", "pcie_max_gen", "pcie_max_width"):
+            if getattr(gpu, name) is None:
+                setattr(gpu, name, getattr(twin, name))
 
 
 def _amd_on_pci(sources: Sources) -> bool:
@@ -264,7 +280,7 @@ def parse_rocminfo(text: str) -> list[str]:
 
 
 def rocminfo_error(text: str) -> str:
-    """The line of a failed rocminfo run that says why (e.g. "Unable to open /dev/kfd read and write")."""
+    """The line of a failed rocminfo run that says why (e.g. "Unable to open /dev/kfd read-write: Permission denied")."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
         if "Unable to open" in line or "Permission denied" in line:

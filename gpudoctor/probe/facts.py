@@ -85,6 +85,7 @@ class HostFacts:
     secure_boot: bool | None = None  # None: unknown (no mokutil / no EFI vars)
     loaded_modules: list[str] = field(default_factory=list)
     nvidia_module_signed: bool | None = None
+    nvidia_module_version: str | None = None  # /sys/module/nvidia/version: the driver the kernel runs
     amdgpu_version: str | None = None  # /sys/module/amdgpu/version
     rocm_version: str | None = None  # /opt/rocm/.info/version
     cuda_toolkit_version: str | None = None  # nvcc / /usr/local/cuda/version.json

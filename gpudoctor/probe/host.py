@@ -112,6 +112,7 @@ def _nvidia_signer(sources: Sources, host: HostFacts) -> None:
 
 def _versions(sources: Sources, host: HostFacts) -> None:
     host.amdgpu_version = read_text(sources, "/sys/module/amdgpu/version") or None
+    host.nvidia_module_version = read_text(sources, "/sys/module/nvidia/version") or None
     host.rocm_version = read_text(sources, "/opt/rocm/.info/version") or None
     host.cuda_toolkit_version = _cuda_toolkit(sources)
 
