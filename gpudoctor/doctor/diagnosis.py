@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpudoctor.doctor.finding import CATEGORIES, Finding, Status, worst
-from gpudoctor.doctor.registry import run_checks
+from gpudoctor.doctor.registry import Check, run_checks
 from gpudoctor.doctor.torch_build import torch_build
 from gpudoctor.doctor.units import gib
 from gpudoctor.probe.facts import GpuFacts, SystemFacts
@@ -45,9 +45,9 @@ class Diagnosis:
         return not self.errors
 
 
-def diagnose(facts: SystemFacts, only: str | None = None) -> Diagnosis:
-    """Run the checks (all, or the one named `only`) and group the findings by category."""
-    findings = run_checks(facts, only=only)
+def diagnose(facts: SystemFacts, only: str | None = None, checks: list[Check] | None = None) -> Diagnosis:
+    """Run the checks (all registered ones, or `checks`; just `only` if named) and group the findings."""
+    findings = run_checks(facts, only=only, checks=checks)
     categories = []
     for name in CATEGORIES:
         mine = [f for f in findings if f.category == name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gpudoctor import compat
 from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Finding
-from gpudoctor.doctor.registry import check
+from gpudoctor.doctor.registry import REPORT_FIX, check
 from gpudoctor.doctor.torch_build import torch_build
 from gpudoctor.probe.facts import SystemFacts
 
@@ -107,6 +107,17 @@ def torch_sees_gpu(facts: SystemFacts) -> list[Finding]:
         return []
     if build.kind != VENDOR_BUILD[vendor]:
         return []  # torch.build_vs_gpu already says why
+    if live.error:
+        return [
+            Finding(
+                "torch.sees_gpu",
+                "PyTorch",
+                "warning",
+                f"the live torch check could not finish: {live.error}",
+                "The other checks still ran; this one tells whether torch really reaches the GPU.",
+                REPORT_FIX,
+            )
+        ]
     if live.timed_out:
         return [
             Finding(
@@ -127,7 +138,8 @@ def torch_sees_gpu(facts: SystemFacts) -> list[Finding]:
             "PyTorch",
             "error",
             "torch cannot use the GPU: torch.cuda.is_available() is False",
-            "The driver found the card but torch did not; the Driver and GPU rows above usually say why "
+            (f"torch said: {live.gpu_error}. " if live.gpu_error else "")
+            + "The driver found the card but torch did not; the Driver and GPU rows usually say why "
             "(driver too old, missing groups, an unsupported gfx target).",
             None,
         )

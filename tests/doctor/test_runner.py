@@ -1,0 +1,125 @@
+"""The runner and the printed layout, with one fake check per status (flutter doctor's test style)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from doctor_facts import nvidia_box
+from rich.console import Console
+
+from gpudoctor.cli.check import render, summary_line
+from gpudoctor.doctor import Finding, all_checks, diagnose, run_checks
+from gpudoctor.doctor.registry import Check
+from gpudoctor.errors import BadInput
+
+
+def passing(facts):
+    """Always fine."""
+    return [Finding("fake.ok", "GPU", "ok", "the card is fine")]
+
+
+def warning(facts):
+    """Always a warning."""
+    return [Finding("fake.warning", "Host", "warning", "the host is odd", "Some detail about it.", "do-this --now")]
+
+
+def failing(facts):
+    """Always an error."""
+    return [Finding("fake.error", "Driver", "error", "the driver is broken", "", "fix-one\nfix-two")]
+
+
+def crashing(facts):
+    """Always raises."""
+    raise RuntimeError("boom")
+
+
+def wrong_type(facts):
+    """Returns something that is not a Finding."""
+    return ["not a finding"]
+
+
+FAKES = [
+    Check("fake.ok", "GPU", passing),
+    Check("fake.warning", "Host", warning),
+    Check("fake.error", "Driver", failing),
+    Check("fake.crash", "Disk", crashing),
+]
+
+
+def rendered(diagnosis, *, verbose=False) -> str:
+    buffer = io.StringIO()
+    render(Console(file=buffer, width=100, no_color=True, color_system=None, highlight=False), diagnosis, verbose=verbose)
+    return buffer.getvalue()
+
+
+def test_one_fake_check_per_status_prints_the_whole_layout():
+    diagnosis = diagnose(nvidia_box(), checks=FAKES)
+    assert rendered(diagnosis) == (
+        "gpudoctor check (sizes in GiB = 1024³ bytes)\n"
+        "[✓] GPU: NVIDIA GeForce RTX 4090 (24.0 GiB, driver 570.133.07, CUDA 12.8)\n"
+        "[✗] Driver: NVIDIA 570.133.07, Secure Boot off\n"
+        "    ✗ the driver is broken\n"
+        "      fix: fix-one\n"
+        "           fix-two\n"
+        "[✓] PyTorch: Python 3.12.3 (venv), torch 2.7.1+cu128 (CUDA 12.8), live check skipped (not run)\n"
+        "[✓] bitsandbytes: bitsandbytes 0.46.0\n"
+        "[!] Host: Ubuntu 24.04.2 LTS, kernel 6.8.0-60-generic, 64.0 GiB RAM, 32 CPUs\n"
+        "    ! the host is odd\n"
+        "      Some detail about it.\n"
+        "      fix: do-this --now\n"
+        "[!] Disk: 400.0 GiB free at /home/ada/.cache/huggingface/hub, 400.0 GiB free at /home/ada/work\n"
+        "    ! check fake.crash crashed: RuntimeError: boom\n"
+        "      This is a bug in gpudoctor, not in your machine; the other checks still ran.\n"
+        "      fix: gpudoctor check --report   (paste the block into a bug report)\n"
+        "\n"
+        "✗ 3 issues found: 1 error, 2 warnings — not ready to train\n"
+    )
+    assert not diagnosis.ready
+
+
+def test_verbose_also_lists_what_passed():
+    out = rendered(diagnose(nvidia_box(), checks=FAKES[:1]), verbose=True)
+    assert "[✓] GPU: NVIDIA GeForce RTX 4090 (24.0 GiB, driver 570.133.07, CUDA 12.8)\n    • the card is fine\n" in out
+    assert out.endswith("\n✓ No issues found — ready to train\n")
+    assert "• the card is fine" not in rendered(diagnose(nvidia_box(), checks=FAKES[:1]))
+
+
+def test_warnings_do_not_block_training():
+    diagnosis = diagnose(nvidia_box(), checks=[FAKES[1]])
+    assert diagnosis.ready
+    assert summary_line(diagnosis) == "! 1 issue found: 1 warning — ready to train"
+
+
+def test_a_check_returning_garbage_is_reported_as_crashed():
+    (finding,) = run_checks(nvidia_box(), checks=[Check("fake.garbage", "GPU", wrong_type)])
+    assert finding.status == "warning"
+    assert finding.title == "check fake.garbage crashed: TypeError: returned str, not a Finding"
+
+
+def test_a_crash_on_broken_facts_is_a_finding_for_every_real_check():
+    facts = nvidia_box()
+    facts.gpus = [None]  # nonsense no probe produces: every GPU check must crash politely
+    findings = run_checks(facts)
+    crashed = {f.id for f in findings if "crashed" in f.title}
+    assert {"gpu.vram", "gpu.vram_in_use", "gpu.pcie_link"} <= crashed
+    assert all(f.status == "warning" for f in findings if "crashed" in f.title)
+
+
+def test_only_runs_one_check_and_rejects_unknown_ids():
+    assert {f.id for f in run_checks(nvidia_box(), only="gpu.vram")} == {"gpu.vram"}
+    with pytest.raises(BadInput, match="there is no check 'gpu.nope'"):
+        run_checks(nvidia_box(), only="gpu.nope")
+
+
+def test_check_ids_are_unique_and_documented():
+    checks = all_checks()
+    assert len({c.id for c in checks}) == len(checks)
+    assert all(c.summary for c in checks)
+
+
+def test_finding_rejects_unknown_status_and_category():
+    with pytest.raises(ValueError):
+        Finding("x", "GPU", "fine", "t")
+    with pytest.raises(ValueError):
+        Finding("x", "Kitchen", "ok", "t")
