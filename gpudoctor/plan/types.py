@@ -28,6 +28,8 @@ class ModelSpec:
     hub_id: str | None = None
     licence: str | None = None
     local_path: str | None = None  # a local model folder, when --model named one
+    attn_logit_softcapping: float | None = None  # Gemma 2: SDPA kernels cannot soft-cap, train with eager/flash
+    final_logit_softcapping: float | None = None  # Gemma 2: tanh over the logits adds a copy of them
 
 
 @dataclass
