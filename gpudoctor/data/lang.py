@@ -1,0 +1,41 @@
+"""A cheap script-based language guess per text: enough to spot a mixed or mislabelled dataset.
+
+The dominant writing system decides (Han → zh, kana → ja, Hangul → ko, Cyrillic, Arabic,
+Devanagari...); Latin text is "en" when English function words make up at least 15% of its
+words, else "latin (non-English)". It does not tell French from German.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+SCRIPTS = (
+    ("ja", re.compile(r"[\u3040-\u30ff]")),
+    ("ko", re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")),
+    ("zh", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")),
+    ("cyrillic", re.compile(r"[\u0400-\u04ff]")),
+    ("arabic", re.compile(r"[\u0600-\u06ff]")),
+    ("devanagari", re.compile(r"[\u0900-\u097f]")),
+    ("latin", re.compile(r"[A-Za-z\u00c0-\u024f]")),
+)
+ENGLISH = frozenset(
+    "the a an and or of to in on for with is are was were be it this that as at by from you i we he she they not "
+    "your my our his her their can will what how which".split()
+)
+WORD = re.compile(r"[A-Za-z']+")
+
+
+def guess_language(text: str) -> str:
+    """'zh', 'ja', 'ko', 'en', 'latin (non-English)', 'cyrillic', ... or 'none' for text without letters."""
+    counts = Counter({name: len(pattern.findall(text)) for name, pattern in SCRIPTS})
+    if counts["ja"]:  # Japanese mixes kana with Han characters
+        counts["ja"] += counts.pop("zh")
+    name, count = counts.most_common(1)[0]
+    if count == 0:
+        return "none"
+    if name != "latin":
+        return name
+    words = [w.lower() for w in WORD.findall(text)]
+    english = sum(w in ENGLISH for w in words)
+    return "en" if words and english / len(words) >= 0.15 else "latin (non-English)"

@@ -1,0 +1,85 @@
+"""Run every recogniser over a text and keep one span per place: the strongest kind, then the longest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from gpudoctor.data.pii import addresses, names, patterns
+
+KINDS = ("EMAIL", "PHONE", "CARD", "IP", "ID", "NAME", "ADDRESS")
+# When spans overlap, the kind listed first wins (a card number is not also a phone number).
+PRIORITY = {kind: rank for rank, kind in enumerate(("EMAIL", "CARD", "ID", "IP", "PHONE", "ADDRESS", "NAME"))}
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    kind: str  # one of KINDS
+    detail: str  # which rule found it: "phone (GB)", "IBAN", "name (jieba)", ...
+    text: str
+
+
+Recogniser = Callable[[str], Iterable[tuple[int, int, str, str]]]
+
+
+def _recognisers(use_nlp: bool) -> list[Recogniser]:
+    found: list[Recogniser] = [
+        patterns.emails,
+        patterns.cards,
+        patterns.national_ids,
+        patterns.ips,
+        patterns.phones,
+        addresses.street_addresses,
+        addresses.chinese_addresses,
+        names.english_names,
+        names.chinese_names,
+    ]
+    if use_nlp and names.jieba_available():
+        found.append(names.jieba_names)
+    return found
+
+
+def scanners_in_use(use_nlp: bool = True) -> list[str]:
+    """What was scanned and how, and what was not (for reports)."""
+    lines = [
+        "EMAIL: address pattern",
+        "PHONE: libphonenumber (international +CC, national formats of " + ", ".join(patterns.PHONE_REGIONS) + ")",
+        "CARD: 13-19 digits passing the Luhn check",
+        "IP: IPv4 and IPv6 (validated)",
+        "ID: US SSN, UK NINO, Chinese resident id (checksum), IBAN (mod 97)",
+        "NAME: English given-name/surname lists with context, Chinese surnames with context",
+        "ADDRESS: street number + street type (US/UK/EU), UK postcodes, Chinese 路/街…号 addresses",
+    ]
+    if use_nlp and names.jieba_available():
+        lines[5] += "; jieba person-name tagger (nlp extra)"
+    else:
+        lines[5] += "; NOT scanned: Chinese names without a cue (install the nlp extra: jieba)"
+    lines.append(
+        "NOT scanned: names in other scripts (Arabic, Cyrillic, Devanagari...), addresses without a house number,"
+        " passport and driving-licence numbers, dates of birth"
+    )
+    return lines
+
+
+def find_pii(text: str, *, use_nlp: bool = True, kinds: Iterable[str] = KINDS) -> list[Span]:
+    """Non-overlapping spans of personal data in `text`, in order."""
+    wanted = set(kinds)
+    hits = [hit for recogniser in _recognisers(use_nlp) for hit in recogniser(text) if hit[2] in wanted]
+    hits.sort(key=lambda h: (PRIORITY[h[2]], -(h[1] - h[0]), h[0]))
+    taken: list[tuple[int, int]] = []
+    kept: list[Span] = []
+    for start, end, kind, detail in hits:
+        if kind == "NAME" and text[max(start, end - 2) : end] in ("'s", "\u2019s"):
+            end -= 2  # "Tom Robinson's" -> "<NAME>'s"
+        if start >= end or any(start < e and s < end for s, e in taken):
+            continue
+        taken.append((start, end))
+        kept.append(Span(start, end, kind, detail, text[start:end]))
+    return sorted(kept, key=lambda s: s.start)
+
+
+def iter_pii(texts: Iterable[str], *, use_nlp: bool = True) -> Iterator[list[Span]]:
+    for text in texts:
+        yield find_pii(text, use_nlp=use_nlp)
