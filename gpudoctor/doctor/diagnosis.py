@@ -99,6 +99,15 @@ def _driver_headline(facts: SystemFacts) -> str | None:
     if "amd" in vendors:
         parts.append(f"amdgpu {host.amdgpu_version}" if host.amdgpu_version else "amdgpu")
         parts.append(f"ROCm {host.rocm_version}" if host.rocm_version else "no ROCm")
+    if not vendors:
+        vendor_name = {"nvidia": "NVIDIA", "amd": "AMD"}
+        parts.extend(
+            f"{vendor_name[card.vendor]} card at {card.bus_id} bound to {card.driver or 'no driver'}"
+            for card in facts.pci_gpus
+            if card.vendor in vendor_name
+        )
+        if host.nvidia_module_version:
+            parts.append(f"nvidia kernel module {host.nvidia_module_version} loaded")
     if not parts:
         return None
     if host.secure_boot is not None:
@@ -119,14 +128,19 @@ def _torch_headline(facts: SystemFacts) -> str:
     if live is None or not live.ran:
         reason = live.skipped_reason if live and live.skipped_reason else "not run"
         return f"{line}, live check skipped ({reason})"
-    return line
+    if live.torch_error:
+        return f"{line}, import fails"
+    return f"{line}, {'sees the GPU' if live.gpu_available else 'sees no GPU'}"
 
 
 def _bnb_headline(facts: SystemFacts) -> str:
     package = facts.python.packages.get("bitsandbytes")
     live = facts.python.live
     version = (package.version if package else None) or (live.bnb_version if live else None)
-    return f"bitsandbytes {version}" if version else "not installed"
+    if not version:
+        return "not installed"
+    tested = ", 4-bit matmul ran on the GPU" if live is not None and live.bnb_4bit_ok else ""
+    return f"bitsandbytes {version}{tested}"
 
 
 def _host_headline(facts: SystemFacts) -> str | None:

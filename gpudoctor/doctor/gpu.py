@@ -11,8 +11,10 @@ from gpudoctor.probe.facts import GpuFacts, SystemFacts, VendorProbe
 # QLoRA of a 7B model needs about 16 GB of VRAM; marketed "16 GB" cards report ~16 376 MiB, so the
 # line sits at 16 GB (decimal) = 14.9 GiB and a 16 GB card passes.
 MIN_VRAM_BYTES = 16 * 10**9
-# Other programs holding this much VRAM shrink what training can use.
+# Other programs holding more than this (the larger of 1 GiB and 10% of the card) shrink what training
+# can use; an idle desktop's framebuffers and the driver's own reserve stay under it.
 BUSY_VRAM_BYTES = 1 * GIB
+BUSY_VRAM_SHARE = 0.10
 # Display servers and compositors: the desktop needs them, so the fix never says to kill them.
 DISPLAY_PROCESSES = ("xorg", "xwayland", "gnome-shell", "kwin_wayland", "kwin_x11", "plasmashell", "sway", "mutter")
 
@@ -41,10 +43,12 @@ def gpu_present(facts: SystemFacts) -> list[Finding]:
         fix = fixes.REBOOT
     elif any(c.driver == "nouveau" for c in nvidia_cards) or ("nouveau" in host.loaded_modules and nvidia_cards):
         title = "No usable GPU: the open-source nouveau driver holds the NVIDIA card"
-        fix = fixes.BLACKLIST_NOUVEAU
+        detail += " The Driver row has the fix."
+        fix = None
     elif host.secure_boot and host.nvidia_module_signed is False:
         title = "No usable GPU: Secure Boot refuses the unsigned NVIDIA kernel module"
-        fix = fixes.ENROLL_MOK
+        detail += " The Driver row has the fix."
+        fix = None
     elif nvidia_error is not None:
         title = f"No usable GPU: the NVIDIA driver answered '{nvidia_error.error or 'error'}'"
         fix = fixes.INSTALL_NVIDIA_DRIVER
@@ -92,7 +96,7 @@ def gpu_vram_in_use(facts: SystemFacts) -> list[Finding]:
         used = _used_bytes(gpu)
         if used is None:
             continue
-        if used < BUSY_VRAM_BYTES:
+        if used < max(BUSY_VRAM_BYTES, BUSY_VRAM_SHARE * (gpu.total_bytes or 0)):
             findings.append(Finding("gpu.vram_in_use", "GPU", "ok", f"GPU {gpu.index}: {gib(used)} in use by other programs"))
             continue
         holders = sorted(gpu.processes, key=lambda p: p.used_bytes or 0, reverse=True)

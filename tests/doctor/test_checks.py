@@ -64,7 +64,9 @@ def test_driver_library_mismatch_says_reboot():
 def test_nouveau_bound_card_gets_the_blacklist_fix():
     facts = no_gpu_box(loaded_modules=["nouveau"])
     facts.pci_gpus = [PciGpu("0000:01:00.0", "nvidia", "0x10de", "0x2204", driver="nouveau")]
-    assert one(facts, "gpu.present").fix == fixes.BLACKLIST_NOUVEAU
+    present = one(facts, "gpu.present")
+    assert present.title == "No usable GPU: the open-source nouveau driver holds the NVIDIA card"
+    assert present.fix is None and present.detail.endswith("The Driver row has the fix.")  # said once, below
     nouveau = one(facts, "nvidia.nouveau")
     assert nouveau.status == "error"
     assert "/etc/modprobe.d/blacklist-nouveau.conf" in nouveau.fix
