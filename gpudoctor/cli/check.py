@@ -72,8 +72,12 @@ def check(
 
 def _probe(*, fast: bool, output_dir: Path) -> SystemFacts:
     from gpudoctor.probe import probe_system
+    from gpudoctor.probe.facts import SystemFacts
 
-    return probe_system(live=not fast, output_dir=str(output_dir))
+    try:
+        return probe_system(live=not fast, output_dir=str(output_dir))
+    except Exception as err:  # noqa: BLE001 - the probe promises not to raise; if it does, say so as a finding
+        return SystemFacts(errors=[f"the probe crashed: {type(err).__name__}: {err}"])
 
 
 def _load_facts(path: Path) -> SystemFacts:

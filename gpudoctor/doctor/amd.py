@@ -23,6 +23,7 @@ def user_groups(facts: SystemFacts) -> list[Finding]:
         return []
     missing = [g for g in GPU_GROUPS if g not in host.user_groups]
     who = host.user or "this user"
+    groups = " and ".join(missing) + (" groups" if len(missing) > 1 else " group")
     pending = [g for g in missing if g in host.user_groups_pending]
     if missing and pending == missing:
         return [
@@ -30,7 +31,7 @@ def user_groups(facts: SystemFacts) -> list[Finding]:
                 "amd.groups",
                 "Driver",
                 "warning" if host.kfd_accessible is not False else "error",
-                f"{who} was added to the {' and '.join(pending)} group(s), but this login session predates it",
+                f"{who} was added to the {groups}, but this login session predates it",
                 "Group changes apply to new logins only.",
                 "log out and back in (or reboot); for this shell only: newgrp render",
             )
@@ -44,7 +45,7 @@ def user_groups(facts: SystemFacts) -> list[Finding]:
                 "amd.groups",
                 "Driver",
                 "error",
-                f"{who} is not in the {' and '.join(missing)} group(s), so ROCm cannot open the GPU",
+                f"{who} is not in the {groups}, so ROCm cannot open the GPU",
                 "/dev/kfd and /dev/dri/renderD* belong to those groups; without them torch sees no GPU.",
                 fixes.ADD_GPU_GROUPS,
             )
@@ -54,7 +55,7 @@ def user_groups(facts: SystemFacts) -> list[Finding]:
             "amd.groups",
             "Driver",
             "warning",
-            f"{who} is not in the {' and '.join(missing)} group(s)",
+            f"{who} is not in the {groups}",
             "The GPU opens now through the desktop session's access rules, but not over ssh or from services.",
             fixes.ADD_GPU_GROUPS,
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 
 REBOOT = "sudo reboot"
-INSTALL_NVIDIA_DRIVER = "sudo ubuntu-drivers install && sudo reboot"
+INSTALL_NVIDIA_DRIVER_ONLY = "sudo ubuntu-drivers install"
+INSTALL_NVIDIA_DRIVER = f"{INSTALL_NVIDIA_DRIVER_ONLY} && sudo reboot"
 INSTALL_CUDA = "gpudoctor install-cuda"
 INSTALL_ROCM = "gpudoctor install-rocm"
 INSTALL_TORCH = "gpudoctor install-torch"

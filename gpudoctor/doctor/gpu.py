@@ -97,7 +97,7 @@ def gpu_vram_in_use(facts: SystemFacts) -> list[Finding]:
         if used is None:
             continue
         if used < max(BUSY_VRAM_BYTES, BUSY_VRAM_SHARE * (gpu.total_bytes or 0)):
-            findings.append(Finding("gpu.vram_in_use", "GPU", "ok", f"GPU {gpu.index}: {gib(used)} in use by other programs"))
+            findings.append(Finding("gpu.vram_in_use", "GPU", "ok", f"GPU {gpu.index}: {gib(used)} already in use"))
             continue
         holders = sorted(gpu.processes, key=lambda p: p.used_bytes or 0, reverse=True)
         listed = ", ".join(f"{p.name or '?'} (pid {p.pid}, {gib(p.used_bytes or 0)})" for p in holders[:4])

@@ -56,14 +56,16 @@ def nouveau_loaded(facts: SystemFacts) -> list[Finding]:
     """The open-source nouveau driver is not loaded (it keeps NVIDIA's driver off the card)."""
     if "nouveau" not in facts.host.loaded_modules:
         return []
+    driver_missing = any(p.vendor == "nvidia" and p.status == "absent" for p in facts.probes)
+    fix = f"{fixes.INSTALL_NVIDIA_DRIVER_ONLY}\n{fixes.BLACKLIST_NOUVEAU}" if driver_missing else fixes.BLACKLIST_NOUVEAU
     return [
         Finding(
             "nvidia.nouveau",
             "Driver",
             "error",
             "the nouveau kernel module is loaded: NVIDIA's driver cannot use the card, and nouveau has no CUDA",
-            "Blacklist nouveau, rebuild the initramfs and reboot; then install the NVIDIA driver if it is missing.",
-            fixes.BLACKLIST_NOUVEAU,
+            "Install NVIDIA's driver if it is missing, blacklist nouveau, rebuild the initramfs and reboot.",
+            fix,
         )
     ]
 
