@@ -20,7 +20,7 @@ MODEL_SHAPE = dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, 
 DEMO_SEED = 1234
 
 
-def build_demo_model(folder: str | Path, *, seed: int = DEMO_SEED) -> Path:
+def build_demo_model(folder: str | Path, *, seed: int = DEMO_SEED, shape: dict[str, int] | None = None) -> Path:
     """Write a random-weight MistralForCausalLM (safetensors) plus the shipped tokenizer into `folder`."""
     import torch
     from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
@@ -39,7 +39,7 @@ def build_demo_model(folder: str | Path, *, seed: int = DEMO_SEED) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **MODEL_SHAPE,
+        **(shape or MODEL_SHAPE),
     )
     torch.manual_seed(seed)
     model = MistralForCausalLM(config)

@@ -7,6 +7,7 @@ adapter, tokenizer, report.json, loss.png. Interrupts and NaN losses stop with a
 from __future__ import annotations
 
 import gc
+import os
 import random
 import time
 from dataclasses import asdict, replace
@@ -89,16 +90,18 @@ def train(
     from gpudoctor.cli.output import err_console
     from gpudoctor.data.load import load_dataset
     from gpudoctor.train import model as models
+    from gpudoctor.train.quiet import quiet_libraries
     from gpudoctor.train.tokenize import save_cache, tokenize_cached
 
     started = time.perf_counter()
+    quiet_libraries()
     console = console or err_console()
     if not config.data:
         raise BadInput("no training data: pass --data FILE (Alpaca or ShareGPT JSON/JSONL)")
     if not config.output:
         raise BadInput("no output folder: pass --output DIR")
     settings, training = config.settings, config.training
-    if settings.gpus > 1:
+    if settings.gpus > 1 and "LOCAL_RANK" not in os.environ:  # accelerate launch sets LOCAL_RANK per worker
         raise ProblemFound("--gpus > 1 runs under `accelerate launch`; start it with `gpudoctor train run.yaml --gpus N`")
 
     # 1. Everything that can be wrong with the inputs, before anything is written.

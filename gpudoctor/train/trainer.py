@@ -78,17 +78,18 @@ def training_arguments(
 
 
 def build_trainer(model: Any, args: Any, train_rows: Any, eval_rows: Any, collator: Any, callbacks: list[Any], tb_dir: Path) -> Any:
-    from torch.utils.tensorboard import SummaryWriter
     from transformers import PrinterCallback, ProgressCallback, Trainer
     from transformers.integrations import TensorBoardCallback
 
+    tensorboard = TensorBoardCallback()
+    tensorboard.logging_dir = str(tb_dir)  # instead of <output_dir>/runs/<date>
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_rows,
         eval_dataset=eval_rows,
         data_collator=collator,
-        callbacks=[TensorBoardCallback(SummaryWriter(log_dir=str(tb_dir))), *callbacks],
+        callbacks=[tensorboard, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
