@@ -96,6 +96,19 @@ class TimeEstimate:
     hours: float
     tokens_total: int
     utilisation: float  # the assumed fraction of peak FLOP/s (MFU)
+    tokens_basis: str = "data"  # "data": the dataset's tokens x epochs; "reference": a stated round figure
+
+
+@dataclass
+class DataCoverage:
+    """How the chosen seq_len covers a dataset's token lengths."""
+
+    records: int
+    percentile: float  # the share of records the planner aimed to keep whole, e.g. 0.99
+    covering_seq_len: int  # the length that keeps that share whole
+    cut_records: int  # records longer than the chosen seq_len (truncated)
+    longest: int
+    tokenizer: str
 
 
 @dataclass
@@ -109,6 +122,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # why each choice was made
     not_counted: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)  # what would fit, when it does not
+    coverage: DataCoverage | None = None  # with --data: how seq_len covers the records
+    effective_batch: int = 16  # sequences per optimizer step = micro_batch x grad_accum x gpus
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""What a plan is for, as a Hardware value: a probed GPU, a named GPU profile, or this machine's CPU.
+
+Facts come from the probe (no torch import); numbers a probe cannot read (TFLOP/s, whether
+FlashAttention trains on the card) come from the matched profile in profiles/gpus.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+from gpudoctor.plan.types import GIB, GpuSpec, Hardware
+from gpudoctor.probe.facts import GpuFacts, SystemFacts
+from gpudoctor.profiles import match_gpu
+
+# RAM kept back for the desktop, the page cache and the data loader when training on the CPU.
+CPU_RAM_HEADROOM_BYTES = 2 * GIB
+# A stated, rough figure: fp32 GEMM throughput per core with AVX2/AVX-512 FMA as PyTorch (oneDNN)
+# reaches it on a desktop CPU, ~50 GFLOP/s. CPU time estimates are order-of-magnitude only.
+CPU_GFLOPS_PER_CORE = 50.0
+
+
+def cpu_hardware() -> Hardware:
+    """Train on this machine's CPU: budget = available RAM minus headroom, fp32 compute."""
+    available = psutil.virtual_memory().available
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return Hardware(
+        device="cpu",
+        name=f"CPU ({cores} cores)",
+        budget_bytes=max(0, available - CPU_RAM_HEADROOM_BYTES),
+        gpus=1,
+        bf16=False,
+        flash_attn=False,
+        peak_tflops=cores * CPU_GFLOPS_PER_CORE / 1000,
+        source="cpu",
+    )
+
+
+def hardware_from_gpu(spec: GpuSpec, vram_gib: float | None = None, gpus: int = 1) -> Hardware:
+    """Plan for a named card (one you may not have); --vram-gib overrides its memory."""
+    return Hardware(
+        device="cuda" if spec.vendor == "nvidia" else "rocm",
+        name=spec.display_name,
+        budget_bytes=int((vram_gib if vram_gib is not None else spec.vram_gib) * GIB),
+        gpus=gpus,
+        bf16=spec.bf16,
+        flash_attn=spec.flash_attn_train,
+        peak_tflops=spec.peak_bf16_tflops,
+        source="override" if vram_gib is not None else "profile",
+    )
+
+
+def hardware_from_facts(facts: SystemFacts) -> Hardware:
+    """The first probed GPU (its profile for TFLOP/s, bf16, flash), or the CPU when none was found."""
+    if not facts.gpus:
+        return cpu_hardware()
+    gpu = facts.gpus[0]
+    same_kind = sum(1 for other in facts.gpus if other.name == gpu.name)
+    spec = match_gpu(gpu.name)
+    budget = _usable_bytes(gpu, spec)
+    device = "cuda" if gpu.vendor == "nvidia" else "rocm"
+    if spec is not None:
+        return Hardware(device, spec.display_name, budget, same_kind, spec.bf16, spec.flash_attn_train, spec.peak_bf16_tflops, "probe")
+    bf16, flash = _capabilities(gpu)
+    return Hardware(device, gpu.name, budget, same_kind, bf16, flash, None, "probe")
+
+
+def _usable_bytes(gpu: GpuFacts, spec: GpuSpec | None) -> int:
+    """Free memory now (other processes, e.g. the desktop, keep theirs); else the card's total."""
+    if gpu.free_bytes is not None:
+        return gpu.free_bytes
+    if gpu.total_bytes is not None:
+        return gpu.total_bytes
+    return int(spec.vram_gib * GIB) if spec is not None else 0
+
+
+def _capabilities(gpu: GpuFacts) -> tuple[bool, bool]:
+    """bf16 and FlashAttention training for a card without a profile, from what the probe read."""
+    if gpu.vendor == "nvidia" and gpu.compute_capability:
+        major = int(gpu.compute_capability.split(".")[0])
+        return major >= 8, major >= 8
+    if gpu.vendor == "amd" and gpu.gfx_target:
+        return gpu.gfx_target.startswith(("gfx90a", "gfx94", "gfx95", "gfx11", "gfx12")), gpu.gfx_target.startswith(("gfx90a", "gfx94", "gfx95"))
+    return False, False
+
+
+def probed_hardware() -> Hardware:
+    """`--gpu auto`: probe this machine without starting torch."""
+    from gpudoctor.probe import probe_system  # the probe reads NVML/amdsmi/sysfs; imported only when asked
+
+    return hardware_from_facts(probe_system(live=False))

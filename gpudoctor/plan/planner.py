@@ -1,0 +1,318 @@
+"""The planner: search the settings the user left open for the best run that fits the memory budget.
+
+Rules, in order:
+1. Compute dtype: bf16 where the hardware runs it, fp16 on GPUs without bf16, fp32 on the CPU.
+2. A plan fits when its peak reserved memory (with the CUDA context) stays within
+   HEADROOM_FRACTION of the budget.
+3. seq_len: as fixed; with data, the length that keeps COVERAGE of the records whole; with
+   neither, free between 512 and min(max positions, SEQ_CAP).
+4. Keep the effective batch (sequences per optimizer step) the user asked for:
+   micro_batch x grad_accum x gpus.
+5. Prefer no gradient checkpointing (no recomputation) when it fits, then the most tokens per
+   micro-batch (larger micro batches, and with a free seq_len, longer sequences).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from gpudoctor.errors import BadInput
+from gpudoctor.plan import memory
+from gpudoctor.plan.timing import estimate_time
+from gpudoctor.plan.types import GIB, DataCoverage, DataStats, Hardware, MemoryEstimate, ModelSpec, Plan, Settings
+
+HEADROOM_FRACTION = 0.90
+COVERAGE = 0.99
+SEQ_STEP = 256  # a free seq_len moves in these steps
+SEQ_MIN = 512
+SEQ_CAP = 8192  # with no data, longer sequences are rarely what a fine-tune needs
+NO_CKPT_MIN_SEQ = 2048  # with a free seq_len, drop checkpointing only if this length still fits
+DATA_SEQ_ROUND = 64
+EIGHT_BIT_OR_PAGED = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+
+NOT_COUNTED = [
+    "host RAM: the CPU-side copy while loading the model, the data loader, saving checkpoints",
+    "evaluation batches (keep the eval batch size at or below the micro batch)",
+    "spikes from variable-length batches beyond the fragmentation allowance "
+    "(set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to keep them small)",
+    "fused kernels (Liger, Unsloth, torch.compile) and chunked losses, which need less than this",
+]
+
+
+def make_plan(
+    model: ModelSpec,
+    hardware: Hardware,
+    fixed: dict[str, Any] | None = None,
+    data: DataStats | None = None,
+    effective_batch: int = 16,
+    tokens_total: int | None = None,
+) -> Plan:
+    """The best settings for `model` on `hardware`; `fixed` maps Settings fields to values the user set."""
+    fixed = _checked_fixed(fixed or {}, hardware)
+    if effective_batch < 1:
+        raise BadInput(f"--effective-batch: must be at least 1 (got {effective_batch})")
+    notes: list[str] = []
+    base = _base_settings(model, hardware, fixed, notes)
+    coverage, seq_choices, seq_free = _seq_choices(model, fixed, data, notes)
+    usable = int(hardware.budget_bytes * HEADROOM_FRACTION)
+
+    best: tuple[tuple, Settings, MemoryEstimate] | None = None
+    for strategy in _strategies(base, fixed):
+        for settings in _candidates(base, fixed, seq_choices, effective_batch, strategy):
+            estimate = memory.estimate(model, settings, hardware)
+            if estimate.peak_reserved_bytes > usable:
+                continue
+            key = _preference(settings, seq_free, seq_choices)
+            if best is None or key > best[0]:
+                best = (key, settings, estimate)
+        if best is not None:
+            break
+
+    if best is None:
+        settings = _frugal(base, fixed, seq_choices[-1] if seq_free else seq_choices[0], effective_batch)
+        estimate = memory.estimate(model, settings, hardware)
+        plan = Plan(model, hardware, settings, estimate, fits=False, notes=notes, effective_batch=effective_batch)
+        plan.suggestions = _suggestions(model, hardware, settings, fixed, usable)
+    else:
+        _, settings, estimate = best
+        plan = Plan(model, hardware, settings, estimate, fits=True, notes=notes, effective_batch=effective_batch)
+        notes.extend(_choice_notes(settings, fixed, seq_free, seq_choices))
+
+    if coverage is not None and data is not None:
+        cut = sum(1 for length in data.token_lengths if length > plan.settings.seq_len)
+        plan.coverage = dataclasses.replace(coverage, cut_records=cut)
+        if tokens_total is None:
+            tokens_total = sum(min(length, plan.settings.seq_len) for length in data.token_lengths)
+    plan.estimate = estimate_time(model, plan.settings, hardware, tokens_total)
+    plan.not_counted = list(NOT_COUNTED) + (["NCCL communication buffers"] if plan.settings.gpus > 1 else [])
+    notes.append(
+        f"budget: {hardware.budget_bytes / GIB:.1f} GiB per GPU ({_budget_source(hardware)}); "
+        f"a plan may use {HEADROOM_FRACTION:.0%} of it, the rest is headroom"
+    )
+    if model.licence and "gated" in model.licence:
+        notes.append(f"licence: {model.licence}")
+    return plan
+
+
+def _checked_fixed(fixed: dict[str, Any], hardware: Hardware) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(Settings)}
+    for key in fixed:
+        if key not in known:
+            raise BadInput(f"unknown setting '{key}'; known settings: {', '.join(sorted(known))}")
+    fixed = dict(fixed)
+    if "optimizer" in fixed:
+        fixed["optimizer"] = memory.normalise_optimizer(fixed["optimizer"])
+    checks = (
+        ("method", "--method", memory.METHODS),
+        ("optimizer", "--optimizer", memory.OPTIMIZERS),
+        ("attn", "--attn", memory.ATTENTIONS),
+        ("strategy", "--strategy", memory.STRATEGIES),
+        ("compute_dtype", "compute_dtype", tuple(memory.COMPUTE_DTYPES)),
+    )
+    for key, flag, allowed in checks:
+        if key in fixed and fixed[key] not in allowed:
+            raise BadInput(f"{flag}: unknown value '{fixed[key]}'; use one of {', '.join(allowed)}")
+    for key in ("seq_len", "micro_batch", "grad_accum", "lora_r", "gpus"):
+        if key in fixed and (not isinstance(fixed[key], int) or fixed[key] < 1):
+            raise BadInput(f"--{key.replace('_', '-')}: must be a whole number of at least 1 (got {fixed[key]!r})")
+    if hardware.device == "cpu":
+        if fixed.get("optimizer") in EIGHT_BIT_OR_PAGED:
+            raise BadInput(f"--optimizer {fixed['optimizer']}: 8-bit and paged optimizers need a GPU; on the CPU use adamw_torch")
+        if fixed.get("attn") == "flash":
+            raise BadInput("--attn flash: FlashAttention needs a GPU; on the CPU use sdpa")
+        if fixed.get("gpus", 1) > 1:
+            raise BadInput("--gpus: this plan is for the CPU; name a card with --gpu to plan several GPUs")
+    elif fixed.get("attn") == "flash" and not hardware.flash_attn:
+        raise BadInput(f"--attn flash: FlashAttention-2 does not train on {hardware.name}; use sdpa")
+    if fixed.get("compute_dtype") == "bf16" and not hardware.bf16 and hardware.device != "cpu":
+        raise BadInput(f"compute_dtype bf16: {hardware.name} has no bf16; use fp16")
+    return fixed
+
+
+def _base_settings(model: ModelSpec, hardware: Hardware, fixed: dict[str, Any], notes: list[str]) -> Settings:
+    settings = Settings()
+    if hardware.device == "cpu":
+        settings.compute_dtype = "fp32"
+        settings.optimizer = "adamw_torch"
+        notes.append("compute dtype fp32: on the CPU bf16 matmuls run an order of magnitude slower than fp32")
+        notes.append("optimizer adamw_torch: 8-bit and paged optimizers need a GPU")
+    elif hardware.bf16:
+        settings.compute_dtype = "bf16"
+        notes.append(f"compute dtype bf16: {hardware.name} runs bf16 at full tensor-core rate")
+    else:
+        settings.compute_dtype = "fp16"
+        notes.append(f"compute dtype fp16: {hardware.name} has no bf16 (fp16 with loss scaling)")
+    settings.attn = _default_attention(model, hardware, notes)
+    for key, value in fixed.items():
+        setattr(settings, key, list(value) if isinstance(value, (list, tuple)) else value)
+    if "quant" not in fixed:
+        settings.quant = "nf4" if settings.method == "qlora" else None
+    if "lora_alpha" not in fixed and "lora_r" in fixed:
+        settings.lora_alpha = 2 * settings.lora_r
+    if "gpus" not in fixed:
+        settings.gpus = 1
+    if settings.gpus == 1 and "strategy" not in fixed:
+        settings.strategy = "single"
+    if settings.gpus > 1 and settings.strategy == "single":
+        settings.strategy = "ddp"
+    memory.targeted(model, settings.lora_targets)  # unknown target names fail here, naming the flag
+    return settings
+
+
+def _default_attention(model: ModelSpec, hardware: Hardware, notes: list[str]) -> str:
+    if model.attn_logit_softcapping:
+        if hardware.flash_attn:
+            notes.append("attention flash: the model soft-caps attention logits, which SDPA kernels cannot")
+            return "flash"
+        notes.append("attention eager: the model soft-caps attention logits, which SDPA cannot (FlashAttention is not available here)")
+        return "eager"
+    return "sdpa"
+
+
+def _seq_choices(model: ModelSpec, fixed: dict[str, Any], data: DataStats | None, notes: list[str]) -> tuple[DataCoverage | None, list[int], bool]:
+    """The seq_len candidates, longest first, and whether the length is free to trade for batch."""
+    limit = model.max_position_embeddings
+    if "seq_len" in fixed:
+        if fixed["seq_len"] > limit:
+            raise BadInput(f"--seq-len {fixed['seq_len']}: {model.name} was trained on at most {limit} positions")
+        return None, [fixed["seq_len"]], False
+    if data is not None and data.token_lengths:
+        lengths = sorted(data.token_lengths)
+        index = min(len(lengths) - 1, math.ceil(COVERAGE * len(lengths)) - 1)
+        covering = lengths[index]
+        target = min(limit, max(DATA_SEQ_ROUND, math.ceil(covering / DATA_SEQ_ROUND) * DATA_SEQ_ROUND))
+        coverage = DataCoverage(len(lengths), COVERAGE, covering, 0, lengths[-1], data.tokenizer)
+        shorter = [s for s in range(target - SEQ_STEP, 0, -SEQ_STEP) if s >= SEQ_STEP]
+        return coverage, [target] + shorter, False
+    cap = min(limit, SEQ_CAP)
+    choices = list(range(cap - cap % SEQ_STEP, SEQ_MIN - 1, -SEQ_STEP)) or [cap]
+    return None, choices, True
+
+
+def _strategies(base: Settings, fixed: dict[str, Any]) -> list[str]:
+    if base.gpus == 1:
+        return ["single"]
+    if "strategy" in fixed:
+        return [fixed["strategy"]]
+    return ["ddp", "fsdp"]
+
+
+def _batch_shapes(fixed: dict[str, Any], effective_batch: int, gpus: int) -> list[tuple[int, int]]:
+    """(micro_batch, grad_accum) pairs that keep micro x accum x gpus = the effective batch."""
+    per_gpu = max(1, effective_batch // gpus)
+    if "micro_batch" in fixed and "grad_accum" in fixed:
+        return [(fixed["micro_batch"], fixed["grad_accum"])]
+    if "micro_batch" in fixed:
+        return [(fixed["micro_batch"], max(1, math.ceil(per_gpu / fixed["micro_batch"])))]
+    if "grad_accum" in fixed:
+        return [(max(1, per_gpu // fixed["grad_accum"]), fixed["grad_accum"])]
+    return [(mb, per_gpu // mb) for mb in range(1, per_gpu + 1) if per_gpu % mb == 0]
+
+
+def _candidates(base: Settings, fixed: dict[str, Any], seqs: list[int], effective_batch: int, strategy: str):
+    ckpts = [fixed["grad_ckpt"]] if "grad_ckpt" in fixed else [False, True]
+    for seq in seqs:
+        for micro, accum in _batch_shapes(fixed, effective_batch, base.gpus):
+            for ckpt in ckpts:
+                yield dataclasses.replace(base, seq_len=seq, micro_batch=micro, grad_accum=accum, grad_ckpt=ckpt, strategy=strategy)
+
+
+def _preference(settings: Settings, seq_free: bool, seqs: list[int]) -> tuple:
+    """Bigger is better. A fixed/data seq_len: the target length first, then no recomputation, then
+    the larger micro batch. A free seq_len: no recomputation only when it still reaches
+    NO_CKPT_MIN_SEQ, then the most tokens per micro-batch, then the longer sequence."""
+    tokens = settings.seq_len * settings.micro_batch
+    if seq_free:
+        no_ckpt_useful = not settings.grad_ckpt and settings.seq_len >= min(NO_CKPT_MIN_SEQ, seqs[0])
+        return (no_ckpt_useful, tokens, settings.seq_len)
+    return (settings.seq_len, not settings.grad_ckpt, settings.micro_batch)
+
+
+def _frugal(base: Settings, fixed: dict[str, Any], seq: int, effective_batch: int) -> Settings:
+    """The least memory the user's fixed settings allow, shown when nothing fits."""
+    micro, accum = min(_batch_shapes(fixed, effective_batch, base.gpus))
+    strategy = fixed.get("strategy", "fsdp" if base.gpus > 1 else "single")
+    return dataclasses.replace(
+        base, seq_len=seq, micro_batch=micro, grad_accum=accum, grad_ckpt=fixed.get("grad_ckpt", True), strategy=strategy
+    )
+
+
+def _fits(model: ModelSpec, settings: Settings, hardware: Hardware) -> bool:
+    return memory.estimate(model, settings, hardware).peak_reserved_bytes <= hardware.budget_bytes * HEADROOM_FRACTION
+
+
+def _suggestions(model: ModelSpec, hardware: Hardware, settings: Settings, fixed: dict[str, Any], usable: int) -> list[str]:
+    from gpudoctor.plan.hardware import hardware_from_gpu  # noqa: PLC0415 - only when nothing fits
+    from gpudoctor.profiles import list_gpus, load_gpu  # noqa: PLC0415
+
+    found = memory.estimate(model, settings, hardware)
+    out = [
+        f"even the leanest settings need {found.peak_reserved_bytes / GIB:.1f} GiB; "
+        f"{usable / GIB:.1f} GiB of the {hardware.budget_bytes / GIB:.1f} GiB budget may be used"
+    ]
+    lean = dataclasses.replace(settings, micro_batch=1, grad_ckpt=True)
+    for seq in range(settings.seq_len - SEQ_STEP, SEQ_STEP - 1, -SEQ_STEP):
+        if _fits(model, dataclasses.replace(lean, seq_len=seq), hardware):
+            out.append(f"--seq-len {seq} --micro-batch 1 --grad-ckpt fits")
+            break
+    if settings.method == "lora":
+        qlora = dataclasses.replace(lean, method="qlora", quant="nf4")
+        if _fits(model, qlora, hardware):
+            out.append("--method qlora (4-bit base weights) fits")
+    if hardware.device != "cpu":
+        for gpus in (2, 4, 8):
+            if _fits(model, dataclasses.replace(lean, gpus=gpus, strategy="fsdp"), hardware):
+                out.append(f"--gpus {gpus} --strategy fsdp (weights sharded across {gpus} cards like this one) fits")
+                break
+    cards = sorted((load_gpu(name) for name in list_gpus()), key=lambda spec: (spec.vram_gib, spec.name))
+    for spec in cards:
+        if spec.vram_gib * GIB <= hardware.budget_bytes:
+            continue
+        other = hardware_from_gpu(spec)
+        trial = dataclasses.replace(lean, compute_dtype="bf16" if spec.bf16 else "fp16", optimizer="paged_adamw_8bit")
+        if _fits(model, trial, other):
+            out.append(f"--gpu {spec.name} ({spec.vram_gib:g} GiB) fits")
+            break
+    return out
+
+
+def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_free: bool, seqs: list[int]) -> list[str]:
+    notes = []
+    if settings.method == "qlora":
+        dq = "with" if settings.double_quant else "without"
+        notes.append(f"method qlora: base weights in 4-bit NF4 {dq} double quantization, LoRA adapters trained in fp32")
+    else:
+        notes.append("method lora: base weights in 16-bit, LoRA adapters trained in fp32")
+    if "seq_len" in fixed:
+        notes.append(f"seq_len {settings.seq_len}: as given")
+    elif seq_free:
+        notes.append(f"seq_len {settings.seq_len}: no data given, so the longest that fits with the batch (at most {seqs[0]})")
+    elif settings.seq_len != seqs[0]:
+        notes.append(f"seq_len {settings.seq_len}: the data needs {seqs[0]} but that does not fit; longer records are cut")
+    else:
+        notes.append(f"seq_len {settings.seq_len}: keeps {COVERAGE:.0%} of the records whole")
+    if "grad_ckpt" in fixed:
+        notes.append(f"gradient checkpointing {'on' if settings.grad_ckpt else 'off'}: as given")
+    elif settings.grad_ckpt:
+        notes.append("gradient checkpointing on: without it the activations do not fit (costs ~1/3 more compute)")
+    else:
+        notes.append("gradient checkpointing off: everything fits without recomputing the forward pass")
+    shape = f"{settings.micro_batch} x {settings.grad_accum}" + (f" x {settings.gpus} GPUs" if settings.gpus > 1 else "")
+    notes.append(f"micro batch {settings.micro_batch}, grad accum {settings.grad_accum}: {shape} = {settings.micro_batch * settings.grad_accum * settings.gpus} sequences per optimizer step")
+    if settings.gpus > 1:
+        why = "as given" if "strategy" in fixed else ("each GPU holds a full copy" if settings.strategy == "ddp" else "a full copy per GPU does not fit, so weights are sharded")
+        notes.append(f"strategy {settings.strategy}: {why}")
+    if "optimizer" not in fixed and settings.optimizer == "paged_adamw_8bit":
+        notes.append("optimizer paged_adamw_8bit: 8-bit states, paged to host RAM under memory pressure")
+    return notes
+
+
+def _budget_source(hardware: Hardware) -> str:
+    return {
+        "probe": "free memory on the probed GPU",
+        "profile": "the card's memory from its profile",
+        "override": "--vram-gib",
+        "cpu": "available RAM minus 2 GiB",
+    }.get(hardware.source, hardware.source)

@@ -1,0 +1,74 @@
+"""A Plan as the stable JSON document `gpudoctor plan --json` prints (sizes in GiB = 1024**3 bytes).
+
+Keys: model, hardware, settings, memory {peak_allocated_gib, peak_reserved_gib, budget_gib,
+usable_gib, percent_of_budget, breakdown_gib}, fits, estimate {tokens_per_s, hours, ...},
+data, notes, not_counted, suggestions. New keys may be added; none is renamed or removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from gpudoctor.plan.memory import total_params
+from gpudoctor.plan.planner import HEADROOM_FRACTION
+from gpudoctor.plan.types import GIB, Plan
+
+SETTINGS_KEYS = (
+    "method", "quant", "double_quant", "compute_dtype", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
+    "seq_len", "micro_batch", "grad_accum", "grad_ckpt", "optimizer", "attn", "packing", "gpus", "strategy",
+)  # fmt: skip
+
+
+def gib(value: float) -> float:
+    return round(value / GIB, 2)
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    settings = dataclasses.asdict(plan.settings)
+    memory = plan.memory
+    estimate = plan.estimate
+    hardware = plan.hardware
+    return {
+        "model": {
+            "name": plan.model.name,
+            "hub_id": plan.model.hub_id,
+            "licence": plan.model.licence,
+            "params_billion": round(total_params(plan.model) / 1e9, 2),
+        },
+        "hardware": {
+            "name": hardware.name,
+            "device": hardware.device,
+            "source": hardware.source,
+            "budget_gib": gib(hardware.budget_bytes),
+            "gpus_found": hardware.gpus,
+            "bf16": hardware.bf16,
+            "flash_attn": hardware.flash_attn,
+            "peak_tflops": hardware.peak_tflops,
+        },
+        "settings": {key: settings[key] for key in SETTINGS_KEYS},
+        "effective_batch": plan.settings.micro_batch * plan.settings.grad_accum * plan.settings.gpus,
+        "memory": {
+            "peak_allocated_gib": gib(memory.peak_allocated_bytes),
+            "peak_reserved_gib": gib(memory.peak_reserved_bytes),
+            "budget_gib": gib(memory.budget_bytes),
+            "usable_gib": gib(memory.budget_bytes * HEADROOM_FRACTION),
+            "percent_of_budget": round(100 * memory.peak_reserved_bytes / memory.budget_bytes, 1) if memory.budget_bytes else None,
+            "breakdown_gib": {key: gib(value) for key, value in memory.breakdown_bytes.items()},
+        },
+        "fits": plan.fits,
+        "estimate": None
+        if estimate is None
+        else {
+            "tokens_per_s": round(estimate.tokens_per_s, 1),
+            "hours": round(estimate.hours, 2),
+            "tokens_total": estimate.tokens_total,
+            "tokens_basis": estimate.tokens_basis,
+            "utilisation": round(estimate.utilisation, 3),
+            "peak_tflops": hardware.peak_tflops,
+        },
+        "data": None if plan.coverage is None else dataclasses.asdict(plan.coverage),
+        "notes": list(plan.notes),
+        "not_counted": list(plan.not_counted),
+        "suggestions": list(plan.suggestions),
+    }
