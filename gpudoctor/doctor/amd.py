@@ -6,13 +6,14 @@ from gpudoctor import compat
 from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Finding
 from gpudoctor.doctor.registry import check
+from gpudoctor.doctor.selection import training_gpus
 from gpudoctor.probe.facts import GpuFacts, SystemFacts
 
 GPU_GROUPS = ("render", "video")  # ROCm's install guide adds the user to both
 
 
 def _amd_gpus(facts: SystemFacts) -> list[GpuFacts]:
-    return [g for g in facts.gpus if g.vendor == "amd"]
+    return [g for g in training_gpus(facts) if g.vendor == "amd"]
 
 
 @check("amd.groups", category="Driver")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from gpudoctor.doctor.finding import CATEGORIES, Finding, Status, worst
 from gpudoctor.doctor.registry import Check, run_checks
+from gpudoctor.doctor.selection import integrated_beside_discrete, training_gpus
 from gpudoctor.doctor.torch_build import torch_build
 from gpudoctor.doctor.units import gib
 from gpudoctor.probe.facts import GpuFacts, SystemFacts
@@ -84,15 +85,18 @@ def gpu_line(gpu: GpuFacts) -> str:
 def _gpu_headline(facts: SystemFacts) -> str:
     if not facts.gpus:
         return "none found"
-    return "; ".join(gpu_line(g) for g in facts.gpus)
+    line = "; ".join(gpu_line(g) for g in training_gpus(facts))
+    aside = integrated_beside_discrete(facts)
+    return line + (f" (+ integrated {', '.join(g.name for g in aside)}, not used)" if aside else "")
 
 
 def _driver_headline(facts: SystemFacts) -> str | None:
     host = facts.host
     parts = []
-    vendors = {g.vendor for g in facts.gpus}
+    gpus = training_gpus(facts)
+    vendors = {g.vendor for g in gpus}
     if "nvidia" in vendors:
-        driver = next((g.driver_version for g in facts.gpus if g.driver_version), None)
+        driver = next((g.driver_version for g in gpus if g.vendor == "nvidia" and g.driver_version), None)
         parts.append(f"NVIDIA {driver}" if driver else "NVIDIA")
         if host.cuda_toolkit_version:
             parts.append(f"CUDA toolkit {host.cuda_toolkit_version}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Finding
 from gpudoctor.doctor.registry import check
+from gpudoctor.doctor.selection import integrated_beside_discrete, training_gpus
 from gpudoctor.doctor.units import GIB, gib
 from gpudoctor.probe.facts import GpuFacts, SystemFacts, VendorProbe
 
@@ -23,9 +24,12 @@ DISPLAY_PROCESSES = ("xorg", "xwayland", "gnome-shell", "kwin_wayland", "kwin_x1
 def gpu_present(facts: SystemFacts) -> list[Finding]:
     """An NVIDIA or AMD GPU is visible to its driver (says why not, and what to install)."""
     if facts.gpus:
-        names = ", ".join(g.name for g in facts.gpus)
-        count = f"{len(facts.gpus)} GPU" + ("s" if len(facts.gpus) > 1 else "")
-        return [Finding("gpu.present", "GPU", "ok", f"{count} found: {names}")]
+        chosen = training_gpus(facts)
+        names = ", ".join(g.name for g in chosen)
+        count = f"{len(chosen)} GPU" + ("s" if len(chosen) > 1 else "")
+        aside = integrated_beside_discrete(facts)
+        note = f" (integrated {', '.join(g.name for g in aside)} set aside)" if aside else ""
+        return [Finding("gpu.present", "GPU", "ok", f"{count} found: {names}{note}")]
     reason = "; ".join(_probe_reason(p) for p in facts.probes) or "no GPU probe ran"
     cards = [c for c in facts.pci_gpus if c.vendor in ("nvidia", "amd")]
     card_list = ", ".join(f"{c.vendor} {c.device_id} at {c.bus_id} (driver: {c.driver or 'none'})" for c in cards)
@@ -69,7 +73,7 @@ def gpu_present(facts: SystemFacts) -> list[Finding]:
 def gpu_vram(facts: SystemFacts) -> list[Finding]:
     """Each GPU has at least 16 GB of memory (enough for QLoRA of a 7B model)."""
     findings = []
-    for gpu in facts.gpus:
+    for gpu in training_gpus(facts):
         if gpu.total_bytes is None:
             continue
         if gpu.total_bytes < MIN_VRAM_BYTES:
@@ -92,7 +96,7 @@ def gpu_vram(facts: SystemFacts) -> list[Finding]:
 def gpu_vram_in_use(facts: SystemFacts) -> list[Finding]:
     """No other program holds a large share of a GPU's memory."""
     findings = []
-    for gpu in facts.gpus:
+    for gpu in training_gpus(facts):
         used = _used_bytes(gpu)
         if used is None:
             continue
@@ -122,7 +126,7 @@ def gpu_vram_in_use(facts: SystemFacts) -> list[Finding]:
 def gpu_pcie_link(facts: SystemFacts) -> list[Finding]:
     """Each GPU's PCIe link runs at its full width (an idle card may lower its speed; that is normal)."""
     findings = []
-    for gpu in facts.gpus:
+    for gpu in training_gpus(facts):
         if not gpu.pcie_width or not gpu.pcie_max_width or gpu.pcie_width >= gpu.pcie_max_width:
             continue
         findings.append(

@@ -6,6 +6,7 @@ from gpudoctor import compat
 from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Finding
 from gpudoctor.doctor.registry import check
+from gpudoctor.doctor.selection import training_gpus
 from gpudoctor.doctor.torch_build import torch_build
 from gpudoctor.probe.facts import SystemFacts
 
@@ -14,7 +15,7 @@ from gpudoctor.probe.facts import SystemFacts
 def driver_vs_torch(facts: SystemFacts) -> list[Finding]:
     """The NVIDIA driver is new enough for the CUDA runtime inside the installed torch wheel."""
     build = torch_build(facts)
-    drivers = list({g.driver_version for g in facts.gpus if g.vendor == "nvidia" and g.driver_version})
+    drivers = list({g.driver_version for g in training_gpus(facts) if g.vendor == "nvidia" and g.driver_version})
     if build is None or build.kind != "cuda" or build.runtime is None or not drivers:
         return []
     minimum = compat.min_driver_for_cuda(build.runtime)

@@ -6,6 +6,7 @@ from gpudoctor import compat
 from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Finding
 from gpudoctor.doctor.registry import REPORT_FIX, check
+from gpudoctor.doctor.selection import training_gpus
 from gpudoctor.doctor.torch_build import torch_build
 from gpudoctor.probe.facts import SystemFacts
 
@@ -15,8 +16,9 @@ BUILD_NAME = {"cuda": "CUDA", "rocm": "ROCm", "cpu": "CPU-only"}
 
 
 def gpu_vendor(facts: SystemFacts) -> str | None:
-    """'nvidia' or 'amd' for the first GPU, None without one."""
-    return facts.gpus[0].vendor if facts.gpus else None
+    """'nvidia' or 'amd' for the first GPU training would use, None without one."""
+    gpus = training_gpus(facts)
+    return gpus[0].vendor if gpus else None
 
 
 @check("python.version", category="PyTorch")
@@ -77,7 +79,7 @@ def torch_build_vs_gpu(facts: SystemFacts) -> list[Finding]:
     if build is None or build.kind is None or vendor is None:
         return []
     wanted = VENDOR_BUILD[vendor]
-    gpu_name = facts.gpus[0].name
+    gpu_name = training_gpus(facts)[0].name
     if build.kind == wanted:
         runtime = f" {build.runtime}" if build.runtime else ""
         return [Finding("torch.build_vs_gpu", "PyTorch", "ok", f"torch is a {BUILD_NAME[wanted]}{runtime} build, as the {gpu_name} needs")]
@@ -130,7 +132,7 @@ def torch_sees_gpu(facts: SystemFacts) -> list[Finding]:
             )
         ]
     if live.gpu_available:
-        name = live.device_name or facts.gpus[0].name
+        name = live.device_name or training_gpus(facts)[0].name
         return [Finding("torch.sees_gpu", "PyTorch", "ok", f"torch sees {live.device_count or 1} GPU ({name})")]
     return [
         Finding(

@@ -328,3 +328,25 @@ def test_probe_errors_become_a_warning():
     finding = one(facts, "host.probe_errors")
     assert finding.status == "warning"
     assert "Permission denied" in finding.title
+
+
+# --- Integrated GPUs -----------------------------------------------------------------------------
+
+
+def test_a_ryzen_igpu_beside_the_real_card_is_set_aside():
+    from doctor_facts import rx_7900_xtx
+
+    facts = nvidia_box()
+    facts.gpus.append(rx_7900_xtx(index=1, name="AMD Radeon Graphics", total_bytes=512 * 1024**2, gfx_target="gfx1036"))
+    assert problems(facts) == {}
+    assert one(facts, "gpu.present").title == "1 GPU found: NVIDIA GeForce RTX 4090 (integrated AMD Radeon Graphics set aside)"
+
+
+def test_an_igpu_alone_is_judged():
+    from doctor_facts import rx_7900_xtx
+
+    facts = amd_box()
+    facts.gpus = [rx_7900_xtx(name="AMD Radeon 780M", total_bytes=2 * GIB, gfx_target="gfx1103")]
+    found = problems(facts)
+    assert found["gpu.vram"].status == "warning"
+    assert found["amd.gfx_target"].fix.startswith("export HSA_OVERRIDE_GFX_VERSION=11.0.0")
