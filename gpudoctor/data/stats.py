@@ -134,3 +134,26 @@ def _token_text(value: Any) -> str:
     if isinstance(value, dict):  # AddedToken serialised as {"content": "<s>", ...}
         return str(value.get("content", ""))
     return value if isinstance(value, str) else ""
+
+
+def find_tokenizer(model: str) -> str | None:
+    """The tokenizer.json for `model` (a folder, a tokenizer.json, a profile id or a hub id) if it is on
+    this machine: in the folder, or in the Hugging Face cache. None means: use the approximation."""
+    import os
+
+    path = Path(model).expanduser()
+    if path.is_file():
+        return str(path) if path.name == "tokenizer.json" else find_tokenizer(str(path.parent))
+    if path.is_dir():
+        return str(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
+    hub_id = model if "/" in model else None
+    if hub_id is None:
+        from gpudoctor.profiles import load_model
+
+        hub_id = load_model(model).hub_id
+    if not hub_id:
+        return None
+    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub")
+    snapshots = cache / f"models--{hub_id.replace('/', '--')}" / "snapshots"
+    found = sorted(snapshots.glob("*/tokenizer.json"), key=lambda p: p.stat().st_mtime, reverse=True) if snapshots.is_dir() else []
+    return str(found[0].parent) if found else None

@@ -36,7 +36,7 @@ NOT_SURNAMES = frozenset(
     English Chinese French German Spanish Christmas Easter Award Prize Foundation Society Association
     Mr Mrs Ms Miss Mx Dr Prof Professor Customer Customers Friend Friends Colleague Colleagues Reader Readers
     Student Students Parent Parents Valued Member Members Manager Hiring Committee Board Editor Support Cup
-    Elementary High Middle Weather Concern Whom Explorers Service Services Department Office Club League""".split()
+    Elementary High Middle Weather Concern Whom Explorers Children Service Services Department Office Club League""".split()
 )
 TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sir|Dame|Lady|Lord|Aunt|Uncle|Captain|Officer|Detective|Coach)"
 CAP = r"[A-Z][a-z]+(?:['\u2019-][A-Z]?[a-z]+)?"
@@ -51,7 +51,7 @@ AFTER_INTRODUCTION = re.compile(rf"(?:{INTRODUCTIONS})[ \t]*({CAP}(?:[ ]+(?:Mc|M
 
 HAN = r"[\u4e00-\u9fff]"
 ZH_STOP = set("的了是在和与及或说今我你他她它们这那有也都就把被给对向从到为以个位请吗呢吧啊，。、；：！？")
-ZH_CUES = re.compile(r"(?:我叫|名叫|叫做|我是|本人|姓名[:：]?\s*|联系人[:：]?\s*|收件人[:：]?\s*|收货人[:：]?\s*|签名[:：]?\s*)")
+ZH_CUES = re.compile(r"(?:我叫|名叫|叫做|姓名[:：]?\s*|联系人[:：]?\s*|收件人[:：]?\s*|收货人[:：]?\s*|签名[:：]?\s*)")
 ZH_ADDRESS_FORMS = "先生|女士|小姐|老师|同学|经理|总监|主任|医生|大夫|教授|律师|阿姨|叔叔|师傅|总|董"
 
 
@@ -140,20 +140,40 @@ def _jieba_posseg():
     return jieba.posseg
 
 
+# jieba tags many dictionary words nr (陈述, 阳光, 宁静): a tagged word counts as a name only when
+# jieba's dictionary does not know it as a common word (frequency at most JIEBA_MAX_FREQ).
+JIEBA_MAX_FREQ = 20
+JIEBA_COMMON_GIVEN = 1000  # "高水平": surname + a frequent non-name word is not a name
+
+
 def jieba_names(text: str) -> Iterator[Hit]:
-    """Chinese person names tagged nr by jieba's HMM tagger, kept only when they start with a surname."""
+    """Chinese person names tagged nr by jieba (HMM for unseen words), starting with a listed surname."""
     if not re.search(HAN, text):
         return
     surnames, _ = _word_list("names_zh_surnames.txt")
+    posseg = _jieba_posseg()
+    freq = posseg.dt.tokenizer.FREQ
+    tags = posseg.dt.word_tag_tab
     pos = 0
-    words = list(_jieba_posseg().cut(text))
-    for i, pair in enumerate(words):
+    previous = ""
+    for pair in posseg.cut(text):
         word, flag = pair.word, pair.flag
         start = text.find(word, pos)
         pos = start + len(word)
-        if not flag.startswith("nr") or not 2 <= len(word) <= 4:
+        before, previous = previous, word
+        if flag not in ("nr", "nrt") or not 2 <= len(word) <= 4 or (freq.get(word) or 0) > JIEBA_MAX_FREQ:
             continue
-        if word[0] in surnames or word[:2] in surnames:
-            yield start, pos, "NAME", "name (jieba)"
-        elif i > 0 and words[i - 1].word in surnames and text[start - len(words[i - 1].word) : start] == words[i - 1].word:
-            yield start - len(words[i - 1].word), pos, "NAME", "name (jieba)"
+        if before in surnames and len(before) == 2 and text[start - 2 : start] == before:  # 欧阳 + 娜娜
+            yield start - 2, pos, "NAME", "name (jieba)"
+            continue
+        if flag != "nr" or len(word) > 3:
+            continue
+        surname = word[:2] if word[:2] in surnames else word[0]
+        given = word[len(surname) :]
+        if surname not in surnames or not given:
+            continue
+        if (freq.get(given) or 0) > JIEBA_COMMON_GIVEN and tags.get(given) != "nr":
+            continue
+        if len(word) == 3 and any((freq.get(part) or 0) > JIEBA_MAX_FREQ and tags.get(part) != "nr" for part in (word[:2], word[1:])):
+            continue  # 胡椒粉, 支付宝: a common word plus one character
+        yield start, pos, "NAME", "name (jieba)"

@@ -59,7 +59,7 @@ DECIMAL = re.compile(r"\d[.,]\d{4,}$|^\(?-?\d+[.,]\d+$")
 def _phone_like(raw: str) -> bool:
     """Drop what libphonenumber's lenient mode accepts but people write for other things."""
     digits = sum(c.isdigit() for c in raw)
-    if digits < 7 or YEAR_RANGE.match(raw) or DECIMAL.search(raw):
+    if digits < 7 or YEAR_RANGE.match(raw) or DECIMAL.search(raw) or "  " in raw:  # "  " : a table row
         return False
     if raw.isdigit() and digits < 10:  # a bare 7-9 digit number is a quantity more often than a phone
         return False

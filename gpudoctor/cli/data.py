@@ -1,0 +1,207 @@
+"""`gpudoctor data …`: check, clean, dedupe, split, convert and synthesise training data.
+
+Only typer is imported at module level; the data layer loads when a command runs, and nothing
+here imports the training stack (except `data synth --model`, inside the generator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from gpudoctor.data.check import CheckReport
+
+MARK = {"error": "✗", "warning": "!"}
+MAX_LISTED = 8
+
+
+def register(app: typer.Typer) -> None:
+    data = typer.Typer(
+        name="data",
+        help="Check, clean, dedupe, split, convert and synthesise training data.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+    data.command("check", help="Report records, empty fields, duplicates, token lengths, languages and personal data.")(check)
+    data.command("clean", help="Replace personal data with placeholders, drop empty and duplicate records.")(clean)
+    data.command("dedupe", help="Drop exact (and with --near, near) duplicate records.")(dedupe)
+    data.command("split", help="Split into train / val (/ test) files, shuffled with a seed.")(split)
+    data.command("convert", help="Convert between Alpaca, ShareGPT and chat messages; JSON, JSONL and CSV.")(convert)
+    app.add_typer(data, name="data")
+
+
+def _records(numbers: list[int]) -> str:
+    shown = ", ".join(f"#{n}" for n in numbers[:MAX_LISTED])
+    return shown + (f" … (+{len(numbers) - MAX_LISTED})" if len(numbers) > MAX_LISTED else "")
+
+
+def check(
+    file: Path = typer.Argument(..., help="Alpaca, ShareGPT or messages data: .json, .jsonl or .csv"),
+    model: str | None = typer.Option(None, "--model", help="Count tokens with this model's tokenizer (folder, profile or hub id, if on this machine)."),
+    seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Count records longer than this many tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    no_nlp: bool = typer.Option(False, "--no-nlp", help="Skip the optional NLP name recognisers (jieba)."),
+    no_pii: bool = typer.Option(False, "--no-pii", help="Do not scan for personal data."),
+) -> int:
+    from gpudoctor.data.check import check_dataset
+    from gpudoctor.data.load import load_dataset
+    from gpudoctor.data.stats import find_tokenizer
+    from gpudoctor.errors import EXIT_OK, EXIT_PROBLEM
+
+    dataset = load_dataset(file)
+    tokenizer = find_tokenizer(model) if model else None
+    report = check_dataset(dataset, tokenizer_path=tokenizer, seq_len=seq_len, use_nlp=not no_nlp, pii=not no_pii)
+    if model and tokenizer is None:
+        report.tokens.tokenizer += f" (no tokenizer.json of '{model}' on this machine)"
+    if as_json:
+        from gpudoctor.cli.output import print_json
+
+        document = dataclasses.asdict(report)
+        document["trainable"] = report.trainable
+        print_json(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        _render_check(report)
+    return EXIT_OK if report.trainable else EXIT_PROBLEM
+
+
+def _render_check(report: CheckReport) -> None:
+    from gpudoctor.cli.output import console
+
+    out = console()
+    t = report.tokens
+    rows = [
+        ("file", report.path),
+        ("format", f"{report.format}, {report.container}, {report.records:,} records"),
+        ("tokens", f"min {t.min:,} · median {t.median:,} · p95 {t.p95:,} · max {t.max:,} · total {t.total:,}"),
+        ("", t.tokenizer),
+    ]
+    if t.seq_len:
+        rows.append((f"> {t.seq_len}", f"{len(t.over_seq_len)} records {_records(t.over_seq_len)}".rstrip()))
+    rows.append(("languages", " · ".join(f"{k} {v}" for k, v in report.languages.items()) + "  (script-based guess)"))
+    empty = " · ".join(f"{k} {len(v)} ({_records(v)})" for k, v in report.empty.items()) or "none"
+    rows.append(("empty", empty))
+    near = ", ".join(f"#{a}≈#{b}" for a, b, _ in report.near_duplicates[:MAX_LISTED])
+    rows.append(("duplicates", f"exact {len(report.exact_duplicates)} · near {len(report.near_duplicates)}" + (f" ({near})" if near else "")))
+    personal = " · ".join(
+        f"{k} {report.personal_data_counts[k]} in {len(v)} records ({_records(v)})" for k, v in report.personal_data.items()
+    )
+    rows.append(("personal", personal or "none found"))
+    rows.append(("templates", ", ".join(f"{k} in {len(v)}" for k, v in report.template_placeholders.items()) or "none"))
+    for label, value in rows:
+        out.print(f"{label:<11} {value}", markup=False, soft_wrap=True)
+    out.print()
+    for finding in report.findings:
+        records = f" ({_records(finding.records)})" if finding.records else ""
+        out.print(f"[{MARK[finding.level]}] {finding.title}{records}", markup=False, soft_wrap=True)
+        out.print(f"    fix: {finding.fix}", markup=False, soft_wrap=True)
+    errors = sum(f.level == "error" for f in report.findings)
+    warnings = len(report.findings) - errors
+    verdict = "ready to train" if report.trainable else "not ready to train"
+    out.print(f"{verdict}: {errors} errors, {warnings} warnings", markup=False, soft_wrap=True)
+
+
+def clean(
+    file: Path = typer.Argument(..., help="The data to clean (never modified)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the cleaned data (.json, .jsonl, .csv)."),
+    report_path: Path | None = typer.Option(None, "--report", help="Where to write what changed (default: OUTPUT.report.json)."),
+    numbered: bool = typer.Option(False, "--numbered", help="Number placeholders within a record: <NAME_1>, <NAME_2>."),
+    keep_duplicates: bool = typer.Option(False, "--keep-duplicates", help="Keep exact duplicate records."),
+    near: bool = typer.Option(False, "--near", help="Also drop near duplicates (MinHash similarity ≥ 0.8)."),
+    keep_empty: bool = typer.Option(False, "--keep-empty", help="Keep records with an empty prompt or reply."),
+    no_nlp: bool = typer.Option(False, "--no-nlp", help="Skip the optional NLP name recognisers (jieba)."),
+) -> None:
+    from gpudoctor.atomic import write_json
+    from gpudoctor.cli.output import console
+    from gpudoctor.data.clean import clean_dataset
+    from gpudoctor.data.load import load_dataset
+    from gpudoctor.data.write import write_dataset
+
+    dataset = load_dataset(file)
+    result = clean_dataset(
+        dataset, use_nlp=not no_nlp, numbered=numbered, drop_duplicates=not keep_duplicates, near=near, drop_empty=not keep_empty
+    )
+    report_file = report_path or output.with_name(output.name + ".report.json")
+    write_dataset(result.dataset, output)
+    write_json(report_file, result.report(str(file), str(output)))
+    out = console()
+    kinds = " · ".join(f"{k} {v}" for k, v in result.counts().items()) or "none"
+    out.print(f"wrote {output}: {len(result.dataset.records):,} of {len(dataset.records):,} records", markup=False, soft_wrap=True)
+    out.print(f"replaced   {kinds} in {len({r.record for r in result.replacements})} records", markup=False, soft_wrap=True)
+    dropped = " · ".join(f"{reason} {n}" for reason, n in result.dropped_counts().items()) or "none"
+    out.print(f"dropped    {dropped}", markup=False, soft_wrap=True)
+    out.print(f"report     {report_file} (holds the original values: keep it private)", markup=False, soft_wrap=True)
+    for line in result.scanned:
+        if line.startswith("NOT") or "NOT scanned" in line:
+            out.print(f"note       {line}", markup=False, soft_wrap=True)
+
+
+def dedupe(
+    file: Path = typer.Argument(..., help="The data to deduplicate (never modified)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the records that are kept."),
+    near: bool = typer.Option(False, "--near", help="Also drop near duplicates."),
+    threshold: float = typer.Option(0.8, "--threshold", min=0.1, max=1.0, help="Near-duplicate similarity (estimated Jaccard of word 3-grams)."),
+) -> None:
+    from gpudoctor.cli.output import console
+    from gpudoctor.data.dedupe import find_duplicates
+    from gpudoctor.data.load import load_dataset
+    from gpudoctor.data.write import subset, write_dataset
+
+    dataset = load_dataset(file)
+    found = find_duplicates(dataset, near=near, threshold=threshold)
+    drop = {d.index for d in found.exact} | ({d.index for d in found.near} if near else set())
+    kept = subset(dataset, [r for r in dataset.records if r.index not in drop], str(file))
+    write_dataset(kept, output)
+    out = console()
+    out.print(f"wrote {output}: {len(kept.records):,} of {len(dataset.records):,} records", markup=False, soft_wrap=True)
+    out.print(f"dropped exact {len(found.exact)} · near {len(found.near) if near else 0}", markup=False, soft_wrap=True)
+    if not near and found.near:
+        out.print(f"kept {len(found.near)} near duplicates; --near drops them", markup=False, soft_wrap=True)
+
+
+def split(
+    file: Path = typer.Argument(..., help="The data to split (never modified)."),
+    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Folder for train/val/test files."),
+    val: float = typer.Option(0.1, "--val", min=0.0, help="Validation share (<1) or count (≥1)."),
+    test: float = typer.Option(0.0, "--test", min=0.0, help="Test share (<1) or count (≥1)."),
+    seed: int = typer.Option(42, "--seed", help="Shuffle seed."),
+) -> None:
+    from gpudoctor.cli.output import console
+    from gpudoctor.data.load import load_dataset
+    from gpudoctor.data.split import split_dataset
+    from gpudoctor.data.write import write_dataset
+
+    dataset = load_dataset(file)
+    parts = split_dataset(dataset, val=val, test=test, seed=seed)
+    suffix = file.suffix.lower() if file.suffix.lower() in (".json", ".jsonl", ".csv") else ".json"
+    out = console()
+    for name, part in parts.items():
+        target = output_dir / f"{name}{suffix}"
+        write_dataset(part, target)
+        out.print(f"{name:<6} {len(part.records):>7,} records  {target}", markup=False, soft_wrap=True)
+
+
+def convert(
+    file: Path = typer.Argument(..., help="The data to convert (never modified)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file; .jsonl, .csv or .json decides the container."),
+    to: str | None = typer.Option(None, "--to", help="alpaca, sharegpt or messages (default: the input's format)."),
+) -> None:
+    from gpudoctor.cli.output import console
+    from gpudoctor.data.load import load_dataset
+    from gpudoctor.data.write import FORMATS, container_for, write_dataset
+    from gpudoctor.errors import BadInput
+
+    if to is not None and to not in FORMATS:
+        raise BadInput(f"--to {to}: choose one of {', '.join(FORMATS)}")
+    dataset = load_dataset(file)
+    write_dataset(dataset, output, to)
+    console().print(
+        f"wrote {output}: {len(dataset.records):,} records, {dataset.format} {dataset.container} → "
+        f"{to or dataset.format} {container_for(output)}",
+        markup=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,97 @@
+"""Replace personal data with typed placeholders, the same one for the same value within a record.
+
+`<NAME>`, `<EMAIL>`, ... by default, since a model trained on them reads naturally; `numbered`
+gives `<NAME_1>`, `<NAME_2>` so two people in one record stay apart (a later "Sarah" maps to
+the same number as an earlier "Sarah Jones"). The input dataset is not changed: a new one is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpudoctor.data.pii import find_pii
+from gpudoctor.data.records import AlpacaFields, Dataset, Message, Record
+
+
+@dataclass
+class Replacement:
+    record: int  # 1-based
+    field: str  # "instruction", "output", "message 3 (assistant)", ...
+    kind: str
+    detail: str
+    original: str
+    placeholder: str
+
+
+@dataclass
+class _Placeholders:
+    numbered: bool
+    by_value: dict[tuple[str, str], str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def get(self, kind: str, value: str) -> str:
+        if not self.numbered:
+            return f"<{kind}>"
+        key = (kind, " ".join(value.lower().split()))
+        if key not in self.by_value:
+            parts = key[1].split() if kind == "NAME" else []
+            known = next((self.by_value[(kind, p)] for p in parts if (kind, p) in self.by_value), None)
+            if known is None:
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+                known = f"<{kind}_{self.counts[kind]}>"
+            self.by_value[key] = known
+            for part in parts:  # "Sarah Jones" then "Sarah": one person
+                self.by_value.setdefault((kind, part), known)
+        return self.by_value[key]
+
+
+def _scrub_text(text: str, where: str, record: int, names: _Placeholders, use_nlp: bool, out: list[Replacement]) -> str:
+    spans = find_pii(text, use_nlp=use_nlp)
+    if not spans:
+        return text
+    pieces = []
+    last = 0
+    for span in spans:
+        placeholder = names.get(span.kind, span.text)
+        pieces += [text[last : span.start], placeholder]
+        last = span.end
+        out.append(Replacement(record, where, span.kind, span.detail, span.text, placeholder))
+    return "".join(pieces) + text[last:]
+
+
+def scrub_record(record: Record, *, use_nlp: bool = True, numbered: bool = False) -> tuple[Record, list[Replacement]]:
+    names = _Placeholders(numbered)
+    changes: list[Replacement] = []
+
+    def clean(text: str, where: str) -> str:
+        return _scrub_text(text, where, record.number, names, use_nlp, changes)
+
+    if record.alpaca is not None:
+        a = record.alpaca
+        fields = AlpacaFields(
+            instruction=clean(a.instruction, "instruction"),
+            input=clean(a.input, "input"),
+            output=clean(a.output, "output"),
+            system=clean(a.system, "system"),
+        )
+        body = record.messages[1:] if a.system else record.messages
+        history = [Message(m.role, clean(m.content, f"history turn {i // 2 + 1}"), m.origin) for i, m in enumerate(body[:-2])]
+        prompt = fields.instruction + ("\n\n" + fields.input if fields.input else "")
+        messages = ([Message("system", fields.system)] if fields.system else []) + history
+        messages += [Message("user", prompt), Message("assistant", fields.output)]
+        return Record(record.index, messages, record.line, fields, record.tools), changes
+    messages = [
+        Message(m.role, clean(m.content, f"message {i} ({m.origin or m.role})"), m.origin)
+        for i, m in enumerate(record.messages, start=1)
+    ]
+    return Record(record.index, messages, record.line, None, record.tools), changes
+
+
+def scrub_dataset(dataset: Dataset, *, use_nlp: bool = True, numbered: bool = False) -> tuple[Dataset, list[Replacement]]:
+    records: list[Record] = []
+    changes: list[Replacement] = []
+    for record in dataset.records:
+        cleaned, found = scrub_record(record, use_nlp=use_nlp, numbered=numbered)
+        records.append(cleaned)
+        changes += found
+    return Dataset(dataset.path, dataset.format, dataset.container, records), changes
