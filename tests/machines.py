@@ -97,9 +97,15 @@ class FakeNvml:
     def nvmlDeviceGetMaxPcieLinkWidth(self, handle: int) -> int:
         return self._field(handle, "pcie")["max_width"]
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
+    def _processes(self, handle: int, kind: str) -> list[Any]:
         return [type("Process", (), {"pid": p["pid"], "usedGpuMemory": p.get("used")})()
-                for p in self._field(handle, "processes")]
+                for p in self._field(handle, "processes") if p.get("kind", "compute") == kind]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
+        return self._processes(handle, "compute")
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[Any]:
+        return self._processes(handle, "graphics")
 
     def nvmlSystemGetProcessName(self, pid: int) -> str:
         for device in self.devices:
@@ -215,7 +221,7 @@ def fixture_sources(name: str, tmp_path: Path | None = None) -> Sources:
         groups=lambda: list(recorded.get("groups", [])),
         disk_usage=disk_usage,
         access=lambda path, mode: bool(access.get(logical(path), True)),
-        python=lambda: PythonInfo(python["executable"], python["version"], python["in_venv"]),
+        python=lambda: PythonInfo(**python),
         cwd=lambda: recorded.get("cwd", "/"),
     )
 

@@ -19,6 +19,7 @@ class GpuProcess:
     pid: int
     name: str | None = None
     used_bytes: int | None = None
+    kind: str | None = None  # "compute" | "graphics" (a desktop session's Xorg, gnome-shell)
 
 
 @dataclass
@@ -88,6 +89,7 @@ class HostFacts:
     nvidia_module_version: str | None = None  # /sys/module/nvidia/version: the driver the kernel runs
     amdgpu_version: str | None = None  # /sys/module/amdgpu/version
     rocm_version: str | None = None  # /opt/rocm/.info/version
+    kernel_headers: bool | None = None  # /lib/modules/<kernel>/build exists: DKMS can build driver modules
     cuda_toolkit_version: str | None = None  # nvcc / /usr/local/cuda/version.json
     user: str | None = None
     user_groups: list[str] = field(default_factory=list)
@@ -144,6 +146,8 @@ class PythonFacts:
     executable: str | None = None
     version: str | None = None
     in_venv: bool = False
+    env_kind: str | None = None  # "venv" | "conda" | "system"
+    externally_managed: bool | None = None  # PEP 668: pip refuses to install here (Ubuntu's system Python)
     packages: dict[str, PackageFacts] = field(default_factory=dict)
     live: LiveFacts | None = None
 

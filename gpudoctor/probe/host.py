@@ -67,6 +67,8 @@ def _os_release(sources: Sources, host: HostFacts) -> None:
 
 def _kernel(sources: Sources, host: HostFacts) -> None:
     host.kernel = read_text(sources, "/proc/sys/kernel/osrelease")
+    if host.kernel:
+        host.kernel_headers = sources.path(f"/lib/modules/{host.kernel}/build").exists()
     version = read_text(sources, "/proc/version") or ""
     host.is_wsl = "microsoft" in version.lower() or (host.kernel or "").lower().endswith("-wsl2")
 

@@ -101,12 +101,23 @@ def _read_device(nvml: Any, index: int, driver: str | None, cuda: str | None) ->
     gpu.pcie_max_gen = _optional(lambda: int(nvml.nvmlDeviceGetMaxPcieLinkGeneration(handle)))
     gpu.pcie_width = _optional(lambda: int(nvml.nvmlDeviceGetCurrPcieLinkWidth(handle)))
     gpu.pcie_max_width = _optional(lambda: int(nvml.nvmlDeviceGetMaxPcieLinkWidth(handle)))
-    for process in _optional(lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle)) or []:
-        pid = int(process.pid)
-        used = getattr(process, "usedGpuMemory", None)
-        name = _optional(lambda pid=pid: _text(nvml.nvmlSystemGetProcessName(pid)))
-        gpu.processes.append(GpuProcess(pid=pid, name=name, used_bytes=int(used) if used is not None else None))
+    gpu.processes = _processes(nvml, handle)
     return gpu
+
+
+def _processes(nvml: Any, handle: Any) -> list[GpuProcess]:
+    """Compute processes, then graphics ones (a desktop's Xorg holds VRAM too); one row per pid."""
+    found: dict[int, GpuProcess] = {}
+    for kind, query in (("compute", "nvmlDeviceGetComputeRunningProcesses"),
+                        ("graphics", "nvmlDeviceGetGraphicsRunningProcesses")):
+        for process in _optional(lambda query=query: getattr(nvml, query)(handle)) or []:
+            pid = int(process.pid)
+            if pid in found:
+                continue
+            used = getattr(process, "usedGpuMemory", None)
+            name = _optional(lambda pid=pid: _text(nvml.nvmlSystemGetProcessName(pid)))
+            found[pid] = GpuProcess(pid=pid, name=name, used_bytes=int(used) if used is not None else None, kind=kind)
+    return list(found.values())
 
 
 def _normal_bus_id(bus_id: str) -> str:

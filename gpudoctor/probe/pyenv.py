@@ -29,7 +29,10 @@ def torch_flavour(version: str, requires: list[str] | None = None) -> str | None
 
 def probe_python(sources: Sources) -> PythonFacts:
     info = sources.python()
-    facts = PythonFacts(executable=info.executable, version=info.version, in_venv=info.in_venv)
+    facts = PythonFacts(
+        executable=info.executable, version=info.version, in_venv=info.in_venv,
+        env_kind=info.env_kind, externally_managed=info.externally_managed,
+    )
     for name in PACKAGES:
         package = PackageFacts(name=name)
         try:

@@ -91,11 +91,20 @@ class PythonInfo:
     executable: str
     version: str
     in_venv: bool
+    env_kind: str | None = None  # "venv" | "conda" | "system"
+    externally_managed: bool | None = None
 
 
 def python_info() -> PythonInfo:
+    import sysconfig
+
     version = ".".join(str(part) for part in sys.version_info[:3])
-    return PythonInfo(sys.executable, version, sys.prefix != sys.base_prefix)
+    in_venv = sys.prefix != sys.base_prefix
+    conda = (Path(sys.prefix) / "conda-meta").is_dir()
+    kind = "venv" if in_venv else "conda" if conda else "system"
+    # PEP 668: the marker file sits in the stdlib folder; a venv is never externally managed.
+    marker = Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED"
+    return PythonInfo(sys.executable, version, in_venv, kind, marker.is_file() and not in_venv)
 
 
 def _default_live(environ: Mapping[str, str], timeout: float) -> LiveFacts:

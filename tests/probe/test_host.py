@@ -16,7 +16,7 @@ EFI_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e09803
 def test_healthy_nvidia_desktop():
     host = probe_host(fixture_sources("rtx-3090-ti"))
     assert (host.os_id, host.os_version, host.os_pretty) == ("ubuntu", "24.04", "Ubuntu 24.04.2 LTS")
-    assert (host.kernel, host.is_wsl) == ("6.11.0-26-generic", False)
+    assert (host.kernel, host.is_wsl, host.kernel_headers) == ("6.11.0-26-generic", False, True)
     assert host.loaded_modules == ["nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset"]
     assert (host.secure_boot, host.nvidia_module_signed, host.nvidia_module_version) == (True, True, "570.133.07")
     assert host.cuda_toolkit_version == "12.8.1"
@@ -66,8 +66,9 @@ def test_secure_boot_sources_in_order(tmp_path):
     assert (host.secure_boot, host.nvidia_module_signed) == (None, None)
 
 
-def test_legacy_bios_means_secure_boot_off():
-    assert probe_host(fixture_sources("no-gpu")).secure_boot is False
+def test_legacy_bios_means_secure_boot_off_and_no_headers_is_seen():
+    host = probe_host(fixture_sources("no-gpu"))
+    assert (host.secure_boot, host.kernel_headers) == (False, False)
 
 
 def test_nouveau_box_and_missing_nvidia_module():

@@ -30,7 +30,17 @@ def test_reads_every_fact_of_a_healthy_card():
     assert (gpu.driver_version, gpu.cuda_driver_version, gpu.compute_capability) == ("570.133.07", "12.8", "8.6")
     assert (gpu.pci_bus_id, gpu.pci_device_id) == ("0000:01:00.0", "0x2203")
     assert (gpu.pcie_gen, gpu.pcie_max_gen, gpu.pcie_width, gpu.pcie_max_width) == (1, 4, 16, 16)
-    assert [(p.pid, p.name, p.used_bytes) for p in gpu.processes] == [(2143, "/usr/lib/xorg/Xorg", 262144000)]
+    assert [(p.pid, p.name, p.used_bytes, p.kind) for p in gpu.processes] == [
+        (2143, "/usr/lib/xorg/Xorg", 262144000, "graphics"),
+        (2398, "/usr/bin/gnome-shell", 98566144, "graphics"),
+    ]
+
+
+def test_a_process_in_both_lists_is_listed_once_as_compute():
+    recorded = recorded_3090ti()
+    recorded["devices"][0]["processes"].append({"pid": 2143, "used": 1024, "kind": "compute"})
+    _, (gpu,) = probe_nvidia(nvml_sources(recorded))
+    assert [(p.pid, p.kind) for p in gpu.processes] == [(2143, "compute"), (2398, "graphics")]
 
 
 def test_pynvml_missing_is_absent():

@@ -33,13 +33,14 @@ def sources(versions, *, broken=()):
     return Sources(
         package_version=version,
         package_requires=lambda name: [] if name in versions else None,
-        python=lambda: PythonInfo("/venv/bin/python", "3.12.3", True),
+        python=lambda: PythonInfo("/usr/bin/python3", "3.12.3", False, "system", True),
     )
 
 
 def test_versions_and_missing_packages():
     facts = probe_python(sources({"torch": "2.8.0+rocm6.4", "bitsandbytes": "0.49.0", "peft": "0.16.0"}))
-    assert (facts.executable, facts.version, facts.in_venv) == ("/venv/bin/python", "3.12.3", True)
+    assert (facts.executable, facts.version, facts.in_venv) == ("/usr/bin/python3", "3.12.3", False)
+    assert (facts.env_kind, facts.externally_managed) == ("system", True)
     assert list(facts.packages) == list(PACKAGES)
     assert (facts.packages["torch"].version, facts.packages["torch"].flavour) == ("2.8.0+rocm6.4", "rocm6.4")
     assert facts.packages["bitsandbytes"].version == "0.49.0"
@@ -58,3 +59,4 @@ def test_this_environment_reads_its_real_metadata():
 
     facts = probe_python(Sources())
     assert facts.packages["torch"].version == importlib.metadata.version("torch")
+    assert (facts.in_venv, facts.env_kind, facts.externally_managed) == (True, "venv", False)  # tests run in .venv
