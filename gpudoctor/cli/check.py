@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from gpudoctor.doctor import Diagnosis, Finding
+    from gpudoctor.doctor.registry import Check
     from gpudoctor.probe.facts import SystemFacts
 
 MARK = {"ok": "✓", "warning": "!", "error": "✗"}
@@ -98,7 +99,7 @@ def _load_facts(path: Path) -> SystemFacts:
         raise BadInput(f"--facts {path}: does not hold gpudoctor facts ({err})") from err
 
 
-def json_document(facts: SystemFacts, diagnosis: Diagnosis) -> dict:
+def json_document(facts: SystemFacts, diagnosis: Diagnosis) -> dict[str, Any]:
     """The `--json` object: version and readiness, the facts (as SystemFacts.to_dict) and the findings."""
     from gpudoctor import __version__
 
@@ -163,7 +164,7 @@ def _summary_style(diagnosis: Diagnosis) -> str:
     return STYLE["error"] if diagnosis.errors else STYLE["warning"] if diagnosis.warnings else STYLE["ok"]
 
 
-def _print_check_list(checks: list) -> None:
+def _print_check_list(checks: list[Check]) -> None:
     from gpudoctor.cli.output import console
 
     out = console()
@@ -188,7 +189,7 @@ def report_block(facts: SystemFacts, diagnosis: Diagnosis) -> str:
 
     lines = [
         f"gpudoctor {__version__} check report",
-        f"ready to train: {known(diagnosis.ready)} ({summary_line(diagnosis)[2:]})",
+        f"ready to train: {known(diagnosis.ready)} ({len(diagnosis.errors)} errors, {len(diagnosis.warnings)} warnings)",
         f"os: {host.os_pretty or '?'}, kernel {host.kernel or '?'}, WSL: {known(host.is_wsl)}, Secure Boot: {known(host.secure_boot)}",
         f"cpu: {host.cpu_model or '?'} ({host.cpu_count or '?'} CPUs), RAM {size(host.ram_total_bytes)}, "
         f"swap {size(host.swap_total_bytes)}, /dev/shm {size(host.shm_total_bytes)}",
