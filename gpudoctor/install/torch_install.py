@@ -112,9 +112,10 @@ def subprocess_runner(argv: Sequence[str]) -> int:
 
 
 def run_install(plan: TorchInstallPlan, *, runner: Runner = subprocess_runner,
-                torch_version: Callable[[], str | None] = installed_torch,
+                torch_version: Callable[[], str | None] | None = None,
                 echo: Callable[[str], None] = print) -> None:
     """Run the steps in order; stop at the first failure; check torch's build survived the last step."""
+    torch_version = torch_version or installed_torch
     with tempfile.TemporaryDirectory(prefix="gpudoctor-pip-") as folder:
         for number, step in enumerate(plan.steps, start=1):
             constraint = None
