@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from doctor_facts import nvidia_box
@@ -123,3 +124,16 @@ def test_finding_rejects_unknown_status_and_category():
         Finding("x", "GPU", "fine", "t")
     with pytest.raises(ValueError):
         Finding("x", "Kitchen", "ok", "t")
+
+
+def test_the_doctor_imports_only_layers_below_it():
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, gpudoctor.doctor as d; d.all_checks();"
+        "print(json.dumps(sorted({m.split('.')[1] for m in sys.modules if m.startswith('gpudoctor.')})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    layers = set(json.loads(out))
+    assert layers <= {"doctor", "probe", "compat", "resources", "errors"}, layers
