@@ -6,8 +6,10 @@
 # - Driver: Ubuntu's signed packages through `ubuntu-drivers` (the recommended branch, or --driver),
 #   with NVIDIA's open kernel modules (nvidia-driver-XXX-open) on Turing and newer GPUs. An installed
 #   nvidia-driver-* package is left alone. Sources: Ubuntu Server docs "NVIDIA drivers installation"
-#   (`ubuntu-drivers list`, `ubuntu-drivers install nvidia:BRANCH`); NVIDIA "Open Linux kernel
-#   modules" (supported on Turing and later; the open flavour is recommended there).
+#   (`ubuntu-drivers list`, `ubuntu-drivers install nvidia:BRANCH`; ubuntu-drivers-common's
+#   UbuntuDrivers/detect.py reads "nvidia:570-open" as vendor nvidia, flavour 570-open, and adds the
+#   matching prebuilt linux-modules-nvidia-* package); NVIDIA "Open Linux kernel modules" (supported
+#   on Turing and later, and recommended there).
 # - nouveau: when it is loaded, it is blacklisted in /etc/modprobe.d and the initramfs rebuilt.
 # - Secure Boot: Ubuntu's prebuilt linux-modules-nvidia-* are signed by Canonical; a DKMS-built module
 #   needs the machine owner key (MOK) enrolled at the next boot (`mokutil --import`).
@@ -115,6 +117,10 @@ DRIVER_PLANNED=0
 mapfile -t HAVE_DRIVERS < <(installed_drivers)
 if ((${#HAVE_DRIVERS[@]})) && [[ -z "$DRIVER_BRANCH" ]]; then
   already "${HAVE_DRIVERS[*]} (pass --driver BRANCH to switch branches)"
+  DRIVER_BRANCH=$(printf '%s\n' "${HAVE_DRIVERS[0]}" | sed -n 's/^nvidia-driver-\([0-9]\+\).*/\1/p')
+  if ! module_loaded nvidia; then
+    NOTES+=("a reboot is still pending from an earlier run: ${HAVE_DRIVERS[0]} is installed but its kernel module is not loaded")
+  fi
 else
   LISTING=""
   if ! have ubuntu-drivers; then
@@ -158,8 +164,8 @@ fi
 BLACKLIST="$ROOT/etc/modprobe.d/blacklist-nouveau.conf"
 if module_loaded nouveau; then
   if grep -qs "^blacklist nouveau" "$BLACKLIST"; then
-    already "nouveau blacklist ($BLACKLIST); it goes at the next boot"
-    REBOOT_REASONS+=("nouveau is still loaded; the blacklist takes effect at the next boot")
+    already "nouveau blacklist (${BLACKLIST#"$ROOT"})"
+    NOTES+=("a reboot is still pending from an earlier run: nouveau is blacklisted but still loaded")
   else
     add_step "blacklist the nouveau driver, which holds the GPU" write_root_file "$BLACKLIST" $'blacklist nouveau\noptions nouveau modeset=0'
     add_step "rebuild the initramfs without nouveau" update-initramfs -u
