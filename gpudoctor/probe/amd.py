@@ -95,9 +95,13 @@ def probe_amd(sources: Sources) -> tuple[list[VendorProbe], list[GpuFacts]]:
     else:
         _fill_from_sysfs(gpus, sysfs_gpus)
     if gpus or _amd_on_pci(sources):
-        rocminfo_probe, targets = _probe_rocminfo(sources)
+        rocminfo_probe, agents = _probe_rocminfo(sources)
         probes.append(rocminfo_probe)
-        for gpu, target in zip(gpus, targets):
+        by_bus = {bus: target for target, bus in agents if bus}
+        for position, gpu in enumerate(gpus):
+            target = by_bus.get(gpu.pci_bus_id or "")
+            if target is None and len(agents) == len(gpus):
+                target = agents[position][0]
             gpu.gfx_target = gpu.gfx_target or target
     return probes, gpus
 
@@ -248,8 +252,8 @@ def _int_or_none(text: str | None) -> int | None:
 # --- rocminfo -----------------------------------------------------------------------------
 
 
-def _probe_rocminfo(sources: Sources) -> tuple[VendorProbe, list[str]]:
-    """gfx targets of the GPU agents the ROCm runtime sees, in its order."""
+def _probe_rocminfo(sources: Sources) -> tuple[VendorProbe, list[tuple[str, str | None]]]:
+    """(gfx target, PCI bus id) of each GPU agent the ROCm runtime sees, in its order."""
     output = None
     for argv in (["rocminfo"], [str(sources.path("/opt/rocm/bin/rocminfo"))]):
         try:
@@ -262,21 +266,27 @@ def _probe_rocminfo(sources: Sources) -> tuple[VendorProbe, list[str]]:
     if output is None:
         return VendorProbe("amd", "rocminfo", "absent", error="rocminfo is not installed"), []
     code, stdout, stderr = output
-    targets = parse_rocminfo(stdout)
+    agents = parse_rocminfo(stdout)
     if code != 0:
-        return VendorProbe("amd", "rocminfo", "error", error=rocminfo_error(stdout + "\n" + stderr)), targets
-    return VendorProbe("amd", "rocminfo", "ok", device_count=len(targets)), targets
+        return VendorProbe("amd", "rocminfo", "error", error=rocminfo_error(stdout + "\n" + stderr)), agents
+    return VendorProbe("amd", "rocminfo", "ok", device_count=len(agents)), agents
 
 
-def parse_rocminfo(text: str) -> list[str]:
-    """gfx names of the agents whose Device Type is GPU ("Name: gfx1100")."""
-    targets = []
+def parse_rocminfo(text: str) -> list[tuple[str, str | None]]:
+    """(gfx name, PCI bus id) of each agent whose Device Type is GPU ("Name: gfx1100", "BDFID: 768")."""
+    agents = []
     for block in re.split(r"\n\*{5,}\s*\n", text):
         if re.search(r"^\s*Device Type:\s*GPU\s*$", block, re.MULTILINE):
-            match = re.search(r"^\s*Name:\s*(gfx[0-9a-z]+)\s*$", block, re.MULTILINE)
-            if match:
-                targets.append(match.group(1))
-    return targets
+            name = re.search(r"^\s*Name:\s*(gfx[0-9a-z]+)\s*$", block, re.MULTILINE)
+            bdfid = re.search(r"^\s*BDFID:\s*(\d+)\s*$", block, re.MULTILINE)
+            if name:
+                agents.append((name.group(1), _bus_id(int(bdfid.group(1))) if bdfid else None))
+    return agents
+
+
+def _bus_id(bdfid: int) -> str:
+    """rocminfo's BDFID packs bus << 8 | device << 3 | function (domain 0 assumed)."""
+    return f"0000:{bdfid >> 8:02x}:{(bdfid >> 3) & 0x1F:02x}.{bdfid & 0x7}"
 
 
 def rocminfo_error(text: str) -> str:

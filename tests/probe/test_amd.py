@@ -112,8 +112,17 @@ def test_no_amd_card_means_no_rocminfo_call():
 
 def test_parse_rocminfo_keeps_gpu_agents_only():
     text = (fixture_sources("rx-7900-xt").run(["rocminfo"], 1))[1]
-    assert parse_rocminfo(text) == ["gfx1100"]
+    assert parse_rocminfo(text) == [("gfx1100", "0000:03:00.0")]
     assert parse_rocminfo("ROCk module is loaded\n") == []
+
+
+def test_rocminfo_fills_an_unknown_card_by_bus_id(tmp_path):
+    sources = fixture_sources("rx-7900-xt", tmp_path)
+    for name in ("sys/class/drm/card1/device/device", "sys/bus/pci/devices/0000:03:00.0/uevent"):
+        path = sources.root / name
+        path.write_text(path.read_text().replace("744c", "7777").replace("744C", "7777"))
+    _, (gpu,) = probe_amd(sources)
+    assert (gpu.name, gpu.gfx_target) == ("AMD GPU 0x7777", "gfx1100")
 
 
 def test_rocminfo_error_falls_back_to_the_hsa_line():
