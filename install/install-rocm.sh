@@ -77,12 +77,14 @@ amd_gpus() {
   lspci -nn -d 1002: | grep -E '\[030[02]\]|\[0380\]' || true
 }
 
+GPUS=""
+have lspci && GPUS=$(amd_gpus)
 if ! have lspci; then
   refuse "cannot look for an AMD GPU: lspci is missing (sudo apt-get install pciutils)"
-elif [[ -z "$(amd_gpus)" ]]; then
+elif [[ -z "$GPUS" ]]; then
   refuse "no AMD GPU found by lspci; this script installs ROCm for AMD GPUs only (NVIDIA: install-cuda.sh)"
 else
-  say "AMD GPU(s): $(amd_gpus | sed -n 's/.*\[\(1002:[0-9a-fA-F]\{4\}\)\].*/\1/p' | tr '\n' ' ')"
+  say "AMD GPU(s): $(printf '%s\n' "$GPUS" | sed -n 's/.*\[\(1002:[0-9a-fA-F]\{4\}\)\].*/\1/p' | paste -sd ' ')"
 fi
 
 ensure_root

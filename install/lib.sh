@@ -28,7 +28,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 quote_cmd() {
   local word out=()
-  for word in "$@"; do out+=("$(printf '%q' "$word")"); done
+  for word in "$@"; do
+    if [[ "$word" =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then out+=("$word"); else out+=("$(printf '%q' "$word")"); fi
+  done
   printf '%s' "${out[*]}"
 }
 
