@@ -50,7 +50,10 @@ def parse_os_release(text: str) -> dict[str, str]:
     for line in text.splitlines():
         key, sep, raw = line.partition("=")
         if sep and key.strip() and not key.startswith("#"):
-            parts = shlex.split(raw, posix=True) if raw.strip() else [""]
+            try:
+                parts = shlex.split(raw, posix=True)
+            except ValueError:  # an unclosed quote: keep the text without its quote marks
+                parts = [raw.strip().strip("'\"")]
             values[key.strip()] = parts[0] if parts else ""
     return values
 
