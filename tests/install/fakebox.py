@@ -105,6 +105,7 @@ class FakeBox:
         return {p.name for p in (self.state / "pkgs").iterdir()}
 
     def state_file(self, name: str, text: str) -> None:
+        (self.state / name).parent.mkdir(parents=True, exist_ok=True)
         (self.state / name).write_text(text)
 
     def gfx(self, value: int) -> None:

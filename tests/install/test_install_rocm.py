@@ -148,3 +148,28 @@ def test_the_scripts_read_compat_yaml_as_yaml_does():
         *table["cuda_driver_minimum"].values(),
     ]
     assert table["rocm_default"] in table["rocm_releases"]
+
+
+def test_already_installed_box_issues_only_read_only_commands(amd):
+    for package in ("linux-headers-6.8.0-49-generic", "linux-modules-extra-6.8.0-49-generic", "rocm"):
+        amd.installed(package)
+    amd.installed("amdgpu-install", "6.4.60403-1")
+    (amd.root / "opt/rocm/.info").mkdir(parents=True)
+    (amd.root / "opt/rocm/.info/version").write_text("6.4.3-60403\n")
+    amd.state_file("groups/alice", " render video")
+    run = amd.run("install-rocm.sh", "--yes", "--rocm", "6.4")
+    assert run.code == 0
+    assert run.changes == []
+    assert run.commands == [
+        "lspci -nn -d 1002:",
+        "id -u",
+        "uname -r",
+        "dpkg-query -W -f=${Status} linux-headers-6.8.0-49-generic",
+        "dpkg-query -W -f=${Status} linux-modules-extra-6.8.0-49-generic",
+        "dpkg-query -W -f=${Status} amdgpu-install",
+        "dpkg-query -W -f=${Version} amdgpu-install",
+        "dpkg-query -W -f=${Status} rocm",
+        "id -nG alice",
+    ]
+    assert "already installed: ROCm 6.4.3-60403" in run.stdout
+    assert run.stdout.rstrip().endswith("install-rocm: done: nothing changed")
