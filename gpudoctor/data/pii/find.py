@@ -9,7 +9,8 @@ from gpudoctor.data.pii import addresses, names, patterns
 
 KINDS = ("EMAIL", "PHONE", "CARD", "IP", "ID", "NAME", "ADDRESS")
 # When spans overlap, the kind listed first wins (a card number is not also a phone number).
-PRIORITY = {kind: rank for rank, kind in enumerate(("EMAIL", "CARD", "ID", "IP", "PHONE", "ADDRESS", "NAME"))}
+# A Chinese id passes the Luhn check one time in ten, so ids (checksum and date) outrank cards.
+PRIORITY = {kind: rank for rank, kind in enumerate(("EMAIL", "ID", "CARD", "IP", "PHONE", "ADDRESS", "NAME"))}
 
 
 @dataclass(frozen=True)
