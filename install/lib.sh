@@ -140,7 +140,7 @@ dpkg_version() {
   dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true
 }
 
-# apt_install PACKAGE…: the step that installs packages (unattended with --yes).
+# apt_step DESCRIPTION PACKAGE…: plan an apt-get install (unattended with --yes).
 apt_step() {
   local desc="$1"; shift
   if ((ASSUME_YES)); then
