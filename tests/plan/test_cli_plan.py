@@ -1,0 +1,106 @@
+"""`gpudoctor plan` end to end: full output at 100 columns, JSON keys, exit codes, emitted configs, no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from gpudoctor.plan.runconfig import read_run_config
+
+EXPECTED = Path(__file__).parent / "expected"
+HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets")
+
+
+def test_full_output_for_mistral_on_a_4090(cli):
+    result = cli("plan", "--model", "mistral-7b", "--gpu", "rtx-4090")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (EXPECTED / "plan_mistral-7b_rtx-4090.txt").read_text(encoding="utf-8")
+
+
+def test_full_output_when_it_does_not_fit(cli):
+    result = cli("plan", "--model", "llama-3.1-70b", "--gpu", "rtx-4090")
+    assert result.exit_code == 1
+    assert result.stdout == (EXPECTED / "plan_llama-3.1-70b_rtx-4090.txt").read_text(encoding="utf-8")
+
+
+def test_json_has_the_stable_keys(cli):
+    result = cli("plan", "--model", "mistral-7b", "--gpu", "rtx-4090", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert {"method", "quant", "double_quant", "compute_dtype", "lora_r", "lora_alpha", "lora_targets", "seq_len", "micro_batch",
+            "grad_accum", "grad_ckpt", "optimizer", "attn", "packing", "gpus", "strategy"} <= set(doc["settings"])  # fmt: skip
+    assert {"peak_allocated_gib", "peak_reserved_gib", "budget_gib", "breakdown_gib"} <= set(doc["memory"])
+    assert {"base_weights", "base_16bit", "lora_weights", "lora_grads", "optimizer", "activations", "cuda_context"} <= set(doc["memory"]["breakdown_gib"])
+    assert doc["fits"] is True and doc["estimate"]["tokens_per_s"] > 0 and doc["estimate"]["hours"] > 0
+    assert doc["memory"]["peak_reserved_gib"] <= doc["memory"]["budget_gib"]
+
+
+def test_every_setting_can_be_fixed_on_the_command_line(cli):
+    result = cli(
+        "plan", "--model", "llama-2-7b", "--gpu", "rtx-a6000", "--json", "--method", "lora", "--lora-r", "8",
+        "--lora-targets", "q_proj,v_proj", "--seq-len", "512", "--micro-batch", "2", "--grad-accum", "4",
+        "--no-grad-ckpt", "--optimizer", "paged_adamw_32bit", "--attn", "eager", "--no-double-quant",
+        "--gpus", "2", "--strategy", "ddp", "--vram-gib", "40", "--packing",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    s = json.loads(result.stdout)["settings"]
+    assert (s["method"], s["quant"], s["lora_r"], s["lora_targets"], s["seq_len"], s["micro_batch"], s["grad_accum"]) == ("lora", None, 8, ["q_proj", "v_proj"], 512, 2, 4)
+    assert (s["grad_ckpt"], s["optimizer"], s["attn"], s["double_quant"], s["gpus"], s["strategy"], s["packing"]) == (False, "paged_adamw_32bit", "eager", False, 2, "ddp", True)
+    assert json.loads(result.stdout)["memory"]["budget_gib"] == 40
+
+
+def test_bad_input_exits_2_with_one_line(cli):
+    for args in (["--model", "gpt-5"], ["--model", "mistral-7b", "--gpu", "rtx-9999"], ["--model", "mistral-7b", "--attn", "fast"], ["--model", "mistral-7b", "--emit", "deepspeed"]):
+        result = cli("plan", *args)
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith("gpudoctor: error: ") and result.stderr.count("\n") == 1
+
+
+def test_emit_gpudoctor_is_a_run_yaml_train_reads(cli, tmp_path, shared_datasets):
+    data = shared_datasets / "alpaca_en_demo.json"
+    result = cli("plan", "--model", "mistral-7b", "--gpu", "rtx-3090", "--data", data, "--emit", "gpudoctor", "--output", "runs/a", "--epochs", "2")
+    assert result.exit_code == 0, result.stderr
+    path = tmp_path / "run.yaml"
+    path.write_text(result.stdout)
+    config = read_run_config(path)
+    assert (config.model, config.data, config.output, config.training.epochs) == ("mistral-7b", str(data), "runs/a", 2.0)
+    assert config.settings.seq_len == 704  # 99% of the demo records fit in 641 approximate tokens
+
+
+def test_emit_axolotl(cli, shared_datasets):
+    result = cli("plan", "--model", "qwen2.5-7b", "--gpu", "rtx-4090", "--data", shared_datasets / "glaive_toolcall_en_demo.json", "--emit", "axolotl")
+    assert result.exit_code == 0, result.stderr
+    doc = yaml.safe_load(result.stdout)
+    assert (doc["base_model"], doc["adapter"], doc["load_in_4bit"], doc["lora_target_linear"]) == ("Qwen/Qwen2.5-7B", "qlora", True, True)
+    assert doc["datasets"][0]["type"] == "chat_template" and doc["datasets"][0]["field_messages"] == "conversations"
+    assert doc["micro_batch_size"] * doc["gradient_accumulation_steps"] == 16
+
+
+def test_emit_refuses_a_plan_that_does_not_fit(cli):
+    result = cli("plan", "--model", "llama-3.1-70b", "--gpu", "rtx-4090", "--emit", "gpudoctor")
+    assert result.exit_code == 1 and result.stdout == "" and "does not fit" in result.stderr
+
+
+def test_data_shows_coverage(cli, shared_datasets):
+    result = cli("plan", "--model", "mistral-7b", "--gpu", "rtx-4090", "--data", shared_datasets / "alpaca_en_demo.json", "--json")
+    doc = json.loads(result.stdout)
+    assert doc["data"]["records"] == 999 and doc["data"]["cut_records"] == 4 and doc["estimate"]["tokens_basis"] == "data"
+
+
+def _modules_after(args: list[str]) -> list[str]:
+    code = (
+        "import sys\nfrom gpudoctor.cli.main import run\n"
+        f"code = run({args!r})\n"
+        f"print(code, [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_plan_never_imports_the_training_stack(shared_datasets):
+    assert _modules_after(["plan", "--gpu", "rtx-4090", "--model", "mistral-7b", "--json"]) == "0 []"
+    assert _modules_after(["plan", "--model", "mistral-7b", "--data", str(shared_datasets / "alpaca_en_demo.json")]).endswith(" []")

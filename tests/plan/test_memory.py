@@ -1,0 +1,136 @@
+"""The memory model's arithmetic, its cross-checks against the libraries it models, and its monotonicity."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings as hyp_settings
+from hypothesis import strategies as st
+
+from gpudoctor.errors import BadInput
+from gpudoctor.plan import memory
+from gpudoctor.plan.types import GIB, Hardware, ModelSpec, Settings
+from gpudoctor.profiles import load_model
+
+GPU = Hardware(device="cuda", name="test", budget_bytes=80 * GIB, bf16=True, flash_attn=True, peak_tflops=100.0)
+TINY = ModelSpec("tiny", "llama", 64, 176, 2, 4, 2, 128, 256)
+
+
+def gib(settings: Settings, model: ModelSpec | None = None) -> float:
+    return memory.estimate(model or load_model("mistral-7b"), settings, GPU).peak_reserved_bytes / GIB
+
+
+def test_nf4_bytes_match_bitsandbytes():
+    torch = pytest.importorskip("torch")
+    functional = pytest.importorskip("bitsandbytes.functional")
+    weight = torch.randn(256, 1024, dtype=torch.bfloat16)
+    for double_quant, expected in ((False, memory.NF4_BYTES), (True, memory.NF4_DQ_BYTES)):
+        packed, state = functional.quantize_4bit(weight, blocksize=64, compress_statistics=double_quant, quant_type="nf4")
+        stored = packed.numel() * packed.element_size() + state.absmax.numel() * state.absmax.element_size()
+        if double_quant:
+            stored += state.state2.absmax.numel() * state.state2.absmax.element_size()
+        assert stored / weight.numel() == pytest.approx(expected, rel=1e-3)
+
+
+def test_parameter_and_lora_counts_match_transformers_and_peft():
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    config = transformers.LlamaConfig(
+        hidden_size=TINY.hidden_size, intermediate_size=TINY.intermediate_size, num_hidden_layers=TINY.num_hidden_layers,
+        num_attention_heads=TINY.num_attention_heads, num_key_value_heads=TINY.num_key_value_heads,
+        vocab_size=TINY.vocab_size, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(config)
+    assert sum(p.numel() for p in model.parameters()) == memory.total_params(TINY)
+    for targets in (["all-linear"], ["q_proj", "v_proj"]):
+        lora = peft.get_peft_model(transformers.LlamaForCausalLM(config), peft.LoraConfig(r=8, target_modules=targets[0] if targets == ["all-linear"] else targets))
+        trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+        assert trainable == memory.lora_params(TINY, Settings(lora_r=8, lora_targets=targets))
+
+
+def test_breakdown_adds_up():
+    result = memory.estimate(load_model("mistral-7b"), Settings(), GPU)
+    parts = result.breakdown_bytes
+    assert result.peak_reserved_bytes == pytest.approx(sum(parts.values()), abs=16)
+    assert result.peak_allocated_bytes == pytest.approx(sum(v for k, v in parts.items() if k not in ("allocator_overhead", "cuda_context")), abs=16)
+
+
+def test_qlora_weights_of_a_7b_model():
+    parts = memory.estimate(load_model("mistral-7b"), Settings(), GPU).breakdown_bytes
+    # 6.98e9 decoder weights x (0.5 + 1/64 + 4/16384) bytes, embeddings+lm_head 262M x 4 bytes.
+    assert parts["base_weights"] / GIB == pytest.approx(3.35, abs=0.01)
+    assert parts["base_16bit"] / GIB == pytest.approx(0.98, abs=0.01)
+
+
+def test_double_quant_saves_about_three_eighths_of_a_gigabyte_on_7b():
+    on, off = gib(Settings(double_quant=True)), gib(Settings(double_quant=False))
+    assert 0.3 < off - on < 0.4
+
+
+def test_logits_dominate_for_large_vocabularies():
+    parts = memory.estimate(load_model("llama-3.1-8b"), Settings(seq_len=4096), GPU).breakdown_bytes
+    assert parts["logits"] > parts["activations"]
+
+
+def test_eager_attention_grows_with_the_square_of_seq_len():
+    model = load_model("mistral-7b")
+    base = Settings(grad_ckpt=False, attn="sdpa", seq_len=2048)
+    gap_2k = gib(dataclasses.replace(base, attn="eager")) - gib(base)
+    gap_4k = gib(dataclasses.replace(base, attn="eager", seq_len=4096)) - gib(dataclasses.replace(base, seq_len=4096))
+    assert gap_4k / gap_2k == pytest.approx(4, rel=0.15)
+    assert model.num_attention_heads == 32
+
+
+def test_fsdp_shards_weights_and_ddp_adds_buckets():
+    model = load_model("llama-2-70b")
+    single = memory.estimate(model, Settings(), GPU).breakdown_bytes
+    fsdp = memory.estimate(model, Settings(gpus=2, strategy="fsdp"), GPU).breakdown_bytes
+    ddp = memory.estimate(model, Settings(gpus=2, strategy="ddp"), GPU).breakdown_bytes
+    assert fsdp["base_weights"] == pytest.approx(single["base_weights"] / 2, rel=1e-6)
+    assert fsdp["fsdp_gather"] > 0
+    assert ddp["base_weights"] == single["base_weights"] and ddp["ddp_buckets"] == single["lora_grads"]
+
+
+def test_cpu_counts_the_process_not_a_cuda_context():
+    cpu = Hardware(device="cpu", name="cpu", budget_bytes=20 * GIB)
+    parts = memory.estimate(load_model("mistral-7b"), Settings(compute_dtype="fp32", optimizer="adamw_torch"), cpu).breakdown_bytes
+    assert parts["cuda_context"] == memory.CPU_PROCESS_BYTES
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"optimizer": "sgd"}, "--optimizer"),
+        ({"attn": "xformers"}, "--attn"),
+        ({"method": "full"}, "--method"),
+        ({"seq_len": 0}, "--seq-len"),
+        ({"lora_targets": ["c_attn"]}, "--lora-targets"),
+    ],
+)
+def test_bad_settings_name_the_flag(change, needle):
+    with pytest.raises(BadInput, match=needle):
+        memory.estimate(load_model("mistral-7b"), dataclasses.replace(Settings(), **change), GPU)
+
+
+def test_phi3_fused_projection_names():
+    assert memory.linear_names(load_model("phi-3-mini")) == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+
+
+@hyp_settings(max_examples=60, deadline=None)
+@given(
+    seq=st.integers(128, 8192),
+    batch=st.integers(1, 8),
+    ckpt=st.booleans(),
+    attn=st.sampled_from(memory.ATTENTIONS),
+    method=st.sampled_from(memory.METHODS),
+    name=st.sampled_from(["mistral-7b", "llama-3.1-8b", "gemma-2-9b", "phi-3-mini"]),
+)
+def test_more_tokens_never_need_less_memory_and_checkpointing_never_costs_memory(seq, batch, ckpt, attn, method, name):
+    model = load_model(name)
+    base = Settings(seq_len=seq, micro_batch=batch, grad_ckpt=ckpt, attn=attn, method=method, quant="nf4" if method == "qlora" else None)
+    here = gib(base, model)
+    assert gib(dataclasses.replace(base, seq_len=seq + 256), model) >= here
+    assert gib(dataclasses.replace(base, micro_batch=batch + 1), model) >= here
+    assert gib(dataclasses.replace(base, grad_ckpt=True), model) <= gib(dataclasses.replace(base, grad_ckpt=False), model)
+    assert gib(dataclasses.replace(base, method="lora", quant=None), model) >= gib(dataclasses.replace(base, method="qlora", quant="nf4"), model)

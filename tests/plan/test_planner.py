@@ -1,0 +1,142 @@
+"""The planner: fits the budget with headroom, fills it, keeps the effective batch, honours fixed settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpudoctor.errors import BadInput
+from gpudoctor.plan.hardware import cpu_hardware, hardware_from_facts, hardware_from_gpu
+from gpudoctor.plan.planner import make_plan
+from gpudoctor.plan.types import GIB, DataStats, Hardware
+from gpudoctor.probe.facts import GpuFacts, SystemFacts
+from gpudoctor.profiles import load_gpu, load_model
+
+MISTRAL = load_model("mistral-7b")
+RTX4090 = load_gpu("rtx-4090")
+
+
+def share(plan) -> float:
+    return plan.memory.peak_reserved_bytes / plan.memory.budget_bytes
+
+
+@pytest.mark.parametrize("vram", [16, 20, 24, 48])
+def test_mistral_fills_each_budget_within_bounds(vram):
+    plan = make_plan(MISTRAL, hardware_from_gpu(RTX4090, vram_gib=vram))
+    assert plan.fits
+    assert 0.75 <= share(plan) <= 0.92
+    s = plan.settings
+    assert s.micro_batch * s.grad_accum == 16
+    if vram >= 24:
+        assert s.seq_len >= 2048
+
+
+def test_fixed_settings_are_kept_and_the_rest_filled_in():
+    fixed = {"seq_len": 1024, "lora_r": 64, "optimizer": "adamw", "lora_targets": ["q_proj", "v_proj"]}
+    plan = make_plan(MISTRAL, hardware_from_gpu(RTX4090), fixed)
+    s = plan.settings
+    assert (s.seq_len, s.lora_r, s.lora_alpha, s.optimizer, s.lora_targets) == (1024, 64, 128, "adamw_torch", ["q_proj", "v_proj"])
+    assert not s.grad_ckpt  # 1024 tokens fit without recomputation on 24 GiB
+
+
+def test_prefers_no_recompute_then_the_larger_micro_batch_at_a_fixed_length():
+    plan = make_plan(MISTRAL, hardware_from_gpu(RTX4090), {"seq_len": 512})
+    assert not plan.settings.grad_ckpt and plan.settings.micro_batch >= 2
+
+
+def test_effective_batch_is_kept_across_gpus():
+    plan = make_plan(load_model("llama-2-70b"), hardware_from_gpu(RTX4090, gpus=2), {"gpus": 2}, effective_batch=32)
+    s = plan.settings
+    assert plan.fits and s.strategy == "fsdp"  # a full 4-bit 70B copy per 24 GiB card does not fit
+    assert s.micro_batch * s.grad_accum * s.gpus == 32
+
+
+def test_cpu_plan_uses_fp32_adamw_torch_and_sdpa():
+    hardware = Hardware(device="cpu", name="CPU", budget_bytes=22 * GIB, peak_tflops=0.1, source="cpu")
+    plan = make_plan(load_model("phi-3-mini"), hardware)
+    s = plan.settings
+    assert (s.compute_dtype, s.optimizer, s.attn, s.quant) == ("fp32", "adamw_torch", "sdpa", "nf4")
+    assert plan.estimate is not None and plan.estimate.tokens_per_s > 0
+
+
+def test_card_without_bf16_gets_fp16():
+    hardware = Hardware(device="cuda", name="Tesla T4", budget_bytes=15 * GIB, bf16=False, peak_tflops=65.0)
+    assert make_plan(MISTRAL, hardware).settings.compute_dtype == "fp16"
+
+
+def test_softcapped_model_avoids_sdpa():
+    assert make_plan(load_model("gemma-2-9b"), hardware_from_gpu(RTX4090)).settings.attn == "flash"
+    assert make_plan(load_model("gemma-2-9b"), hardware_from_gpu(load_gpu("radeon-pro-w7900"))).settings.attn == "eager"
+
+
+@pytest.mark.parametrize(
+    ("hardware", "fixed", "needle"),
+    [
+        (None, {"optimizer": "lion"}, "--optimizer"),
+        (None, {"attn": "xformers"}, "--attn"),
+        (None, {"method": "full"}, "--method"),
+        (None, {"strategy": "zero3"}, "--strategy"),
+        (None, {"seq_len": 65536}, "--seq-len 65536"),
+        ("rocm", {"attn": "flash"}, "FlashAttention-2 does not train"),
+        ("cpu", {"optimizer": "paged_adamw_8bit"}, "need a GPU"),
+        (None, {"warp_speed": 9}, "unknown setting 'warp_speed'"),
+    ],
+)
+def test_bad_fixed_settings(hardware, fixed, needle):
+    target = {
+        None: hardware_from_gpu(RTX4090),
+        "rocm": hardware_from_gpu(load_gpu("rx-7900-xtx")),
+        "cpu": Hardware(device="cpu", name="CPU", budget_bytes=8 * GIB),
+    }[hardware]
+    with pytest.raises(BadInput, match=needle):
+        make_plan(MISTRAL, target, fixed)
+
+
+def test_what_does_not_fit_says_what_would():
+    plan = make_plan(load_model("llama-3.1-70b"), hardware_from_gpu(RTX4090))
+    assert not plan.fits
+    joined = " | ".join(plan.suggestions)
+    assert "--gpus" in joined and "--gpu " in joined
+
+
+def test_a_fixed_length_too_long_suggests_a_shorter_one():
+    plan = make_plan(MISTRAL, hardware_from_gpu(RTX4090, vram_gib=12), {"seq_len": 16384, "micro_batch": 1})
+    assert not plan.fits
+    assert any(line.startswith("--seq-len ") for line in plan.suggestions)
+
+
+def test_data_sets_the_length_that_covers_99_percent():
+    lengths = list(range(1, 1001))  # 1..1000 tokens
+    data = DataStats(path="d.json", records=1000, token_lengths=lengths, tokenizer="test")
+    plan = make_plan(MISTRAL, hardware_from_gpu(RTX4090), data=data, tokens_total=None)
+    assert plan.coverage.covering_seq_len == 990
+    assert plan.settings.seq_len == 1024  # rounded up to a multiple of 64
+    assert plan.coverage.cut_records == 0
+    assert plan.estimate.tokens_basis == "data"
+    assert plan.estimate.tokens_total == sum(lengths)
+
+
+def test_data_too_long_for_the_card_is_cut_and_counted():
+    data = DataStats(path="d.json", records=4, token_lengths=[100, 200, 30000, 30000], tokenizer="test")
+    plan = make_plan(MISTRAL, hardware_from_gpu(RTX4090, vram_gib=16), data=data)
+    assert plan.fits and plan.settings.seq_len < 30000
+    assert plan.coverage.cut_records == 2
+    assert any("does not fit; longer records are cut" in note for note in plan.notes)
+
+
+def test_hardware_from_probed_facts():
+    facts = SystemFacts(gpus=[GpuFacts(index=0, vendor="nvidia", name="NVIDIA GeForce RTX 4090", source="nvml", total_bytes=24 * GIB, free_bytes=23 * GIB)])
+    hardware = hardware_from_facts(facts)
+    assert (hardware.budget_bytes, hardware.peak_tflops, hardware.source, hardware.flash_attn) == (23 * GIB, 165.2, "probe", True)
+
+
+def test_hardware_from_an_unknown_probed_card_uses_compute_capability():
+    facts = SystemFacts(gpus=[GpuFacts(index=0, vendor="nvidia", name="NVIDIA Tesla T4", source="nvml", total_bytes=15 * GIB, compute_capability="7.5")])
+    hardware = hardware_from_facts(facts)
+    assert (hardware.bf16, hardware.flash_attn, hardware.peak_tflops) == (False, False, None)
+    assert make_plan(MISTRAL, hardware).estimate is None
+
+
+def test_no_gpu_means_the_cpu():
+    hardware = hardware_from_facts(SystemFacts())
+    assert (hardware.device, hardware.source, hardware.bf16) == ("cpu", "cpu", False)
+    assert hardware.budget_bytes <= cpu_hardware().budget_bytes + GIB
