@@ -3,7 +3,9 @@
 Packed rows carry position_ids that restart at 0 for every sample and no attention mask. With
 no mask, transformers (masking_utils.find_packed_sequence_indices) turns restarting position_ids
 into a block-diagonal causal mask for the sdpa and eager attention, and flash-attention-2 takes
-the same boundaries as variable-length sequences: no token attends across samples.
+the same boundaries as variable-length sequences: no token attends across samples. That detection
+is skipped when a KV cache exists, so every batch says use_cache=False (tests/train/test_packing.py
+shows the leak with a cache and none without).
 Padding goes at the end of a row; with a causal mask no real token ever attends to it.
 """
 
@@ -112,4 +114,5 @@ class RowCollator:
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
             "position_ids": torch.tensor(positions, dtype=torch.long),
+            "use_cache": False,
         }

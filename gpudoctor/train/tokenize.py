@@ -42,7 +42,10 @@ class Tokenized:
 
 
 def tokenize_record_segments(segments: list[tuple[str, bool]], tokenizer: Any, add_special: bool) -> tuple[list[int], list[int]]:
-    """Tokenize the joined text once; a token is trainable when its characters lie in a trainable segment."""
+    """Tokenize the joined text once; a token is trainable when its last character lies in a trainable segment.
+
+    (A token that straddles the prompt/reply boundary, like " Hello" after "assistant:", is part of the reply.)
+    """
     text = "".join(s for s, _ in segments)
     spans, start = [], 0
     for piece, trainable in segments:
@@ -52,7 +55,7 @@ def tokenize_record_segments(segments: list[tuple[str, bool]], tokenizer: Any, a
     encoded = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True)
     labels = []
     for token, (begin, end) in zip(encoded["input_ids"], encoded["offset_mapping"]):
-        inside = end > begin and any(a <= begin and end <= b for a, b in spans)
+        inside = end > begin and any(a < end <= b for a, b in spans)
         labels.append(token if inside else IGNORE)
     return list(encoded["input_ids"]), labels
 

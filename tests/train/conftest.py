@@ -1,0 +1,62 @@
+"""Fixtures for the launcher tests: a tiny random-weight Mistral (built once) and small datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpudoctor.plan.types import RunConfig, Settings, TrainingOptions
+from gpudoctor.train.demo import DATA
+
+# Smaller than the demo model so every training test takes seconds.
+TEST_SHAPE = dict(hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from gpudoctor.train.demo import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("model") / "tiny", seed=0, shape=TEST_SHAPE)
+
+
+@pytest.fixture
+def support_data(tmp_path) -> Path:
+    """The first 48 records of the shipped support data, as a file of their own."""
+    path = tmp_path / "support.json"
+    path.write_text(json.dumps(json.loads(DATA.read_text(encoding="utf-8"))[:48]), encoding="utf-8")
+    return path
+
+
+def _tiny_settings(**changes) -> Settings:
+    base = dict(
+        method="qlora", quant="nf4", double_quant=True, compute_dtype="fp32", lora_r=8, lora_alpha=16, lora_dropout=0.0,
+        lora_targets=["all-linear"], seq_len=256, micro_batch=2, grad_accum=1, grad_ckpt=False,
+        optimizer="adamw_torch", attn="sdpa", packing=True,
+    )
+    base.update(changes)
+    return Settings(**base)
+
+
+def _tiny_config(model: Path, data: Path, output: Path, *, settings: Settings | None = None, **training) -> RunConfig:
+    options = dict(epochs=1, lr=5e-3, val_size=0, save_steps=2, seed=7, max_steps=6, warmup_ratio=0.0)
+    options.update(training)
+    return RunConfig(model=str(model), data=str(data), output=str(output), settings=settings or _tiny_settings(), training=TrainingOptions(**options))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings():
+    """tiny_settings(**changes) -> Settings for the tiny model (fp32, NF4, packed, r=8)."""
+    return _tiny_settings
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """tiny_config(model, data, output, settings=None, **training) -> RunConfig: 6 steps, checkpoints every 2."""
+    return _tiny_config
+
+
+@pytest.fixture(scope="session")
+def support_records() -> list[dict[str, str]]:
+    return json.loads(DATA.read_text(encoding="utf-8"))[:48]
