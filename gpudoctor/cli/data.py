@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
     data.command("dedupe", help="Drop exact (and with --near, near) duplicate records.")(dedupe)
     data.command("split", help="Split into train / val (/ test) files, shuffled with a seed.")(split)
     data.command("convert", help="Convert between Alpaca, ShareGPT and chat messages; JSON, JSONL and CSV.")(convert)
+    data.command("synth", help="Generate new records imitating a few examples, with an LLM endpoint or a local model.")(synth)
     app.add_typer(data, name="data")
 
 
@@ -205,3 +206,54 @@ def convert(
         markup=False,
         soft_wrap=True,
     )
+
+
+def synth(
+    examples: Path = typer.Option(..., "--examples", help="A few records to imitate (any format the loader reads)."),
+    n: int = typer.Option(..., "-n", min=1, help="How many new records to generate."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write them (same format as the examples)."),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama)."),
+    model: str | None = typer.Option(None, "--model", help="Model name for --endpoint; without --endpoint, a local model folder."),
+    prompt_file: Path | None = typer.Option(None, "--prompt-file", help="Your own prompt; {examples} marks where the examples go."),
+    inputs_only: bool = typer.Option(False, "--inputs-only", help="Generate only the user's side, for a person to answer."),
+    per_prompt: int = typer.Option(3, "--examples-per-prompt", min=1, help="Examples shown in each request."),
+    temperature: float = typer.Option(0.9, "--temperature", min=0.0, help="Sampling temperature."),
+    seed: int = typer.Option(0, "--seed", help="Seed for choosing examples."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the endpoint's API key, if any."),
+) -> None:
+    import os
+
+    from gpudoctor.cli.output import console, err_console
+    from gpudoctor.data.load import load_dataset
+    from gpudoctor.data.synth import TRIES_PER_RECORD, endpoint_generator, local_generator, synthesize
+    from gpudoctor.data.write import write_dataset
+    from gpudoctor.errors import BadInput, ProblemFound
+
+    if endpoint is None and model is None:
+        raise BadInput("data synth needs --endpoint URL (with --model NAME) or --model with a local model folder")
+    prompt = None
+    if prompt_file is not None:
+        try:
+            prompt = prompt_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise BadInput(f"{prompt_file}: cannot read the prompt ({type(err).__name__})") from None
+    dataset = load_dataset(examples)
+    if endpoint is not None:
+        generate = endpoint_generator(endpoint, model or "default", api_key=os.environ.get(api_key_env), temperature=temperature)
+    else:
+        generate = local_generator(str(model), temperature=temperature)
+    progress = err_console()
+    result = synthesize(
+        dataset, n, generate, prompt=prompt, inputs_only=inputs_only, per_prompt=per_prompt, seed=seed,
+        progress=lambda done, total: progress.print(f"generated {done}/{total}", markup=False, soft_wrap=True),
+    )
+    out = console()
+    rejected = " · ".join(f"{reason} {count}" for reason, count in result.rejected.items()) or "none"
+    if not result.dataset.records:
+        raise ProblemFound(f"the model produced no usable record in {n * TRIES_PER_RECORD} tries (rejected: {rejected}); try another prompt or model")
+    result.dataset.path = str(output)
+    write_dataset(result.dataset, output)
+    out.print(f"wrote {output}: {len(result.dataset.records)} of {n} records requested", markup=False, soft_wrap=True)
+    out.print(f"rejected   {rejected}", markup=False, soft_wrap=True)
+    if inputs_only:
+        out.print("the replies are empty: write them, then run 'gpudoctor data check' on the file", markup=False, soft_wrap=True)

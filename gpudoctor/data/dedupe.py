@@ -48,7 +48,7 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _sketch(text: str) -> list[int]:
+def sketch(text: str) -> list[int]:
     tokens = TOKEN.findall(text.lower())
     shingles = {" ".join(tokens[i : i + 3]) for i in range(max(1, len(tokens) - 2))}
     # blake2b, not hash(): stable across runs, so reports are reproducible
@@ -56,7 +56,7 @@ def _sketch(text: str) -> list[int]:
     return sorted(hashes)[:K]
 
 
-def _similarity(a: list[int], b: list[int]) -> float:
+def similarity(a: list[int], b: list[int]) -> float:
     """Bottom-k estimate of Jaccard similarity: shared hashes among the k smallest of the union."""
     union = sorted(set(a) | set(b))[: min(K, len(set(a) | set(b)))]
     if not union:
@@ -82,17 +82,17 @@ def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = N
         buckets: dict[int, list[int]] = defaultdict(list)
         sketches: dict[int, list[int]] = {}
         for index, text in unique:
-            sketch = _sketch(text)
-            sketches[index] = sketch
+            mine = sketch(text)
+            sketches[index] = mine
             best: tuple[float, int] | None = None
-            for h in sketch[:CANDIDATE_HASHES]:
+            for h in mine[:CANDIDATE_HASHES]:
                 for other in buckets[h][-MAX_BUCKET_COMPARISONS:]:
-                    score = _similarity(sketch, sketches[other])
+                    score = similarity(mine, sketches[other])
                     if score >= threshold and (best is None or score > best[0]):
                         best = (score, other)
             if best is not None:
                 near_found.append(Duplicate(index, best[1], round(best[0], 3)))
             else:  # only originals go into buckets, so each duplicate points at the first of its group
-                for h in sketch[:CANDIDATE_HASHES]:
+                for h in mine[:CANDIDATE_HASHES]:
                     buckets[h].append(index)
     return Duplicates(exact=exact, near=near_found)

@@ -168,6 +168,11 @@ def _from_csv(text: str, name: str, delimiter: str) -> Dataset:
     return Dataset(path=name, format="alpaca", container="csv", records=records)
 
 
+def record_from_dict(fmt: str, value: Any, index: int, where: str) -> Record:
+    """Validate one record given as a parsed JSON object (e.g. one an LLM generated), as the loader would."""
+    return _record(fmt, value, index, None, where)
+
+
 def _detect_format(value: Any, where: str) -> str:
     if not isinstance(value, dict):
         raise BadInput(f"{where}: is a JSON {_type_name(value)}, expected an object with {EXPECTED} keys")
