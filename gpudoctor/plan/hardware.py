@@ -7,12 +7,15 @@ FlashAttention trains on the card) come from the matched profile in profiles/gpu
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import psutil
 
 from gpudoctor.plan.types import GIB, GpuSpec, Hardware
-from gpudoctor.probe.facts import GpuFacts, SystemFacts
 from gpudoctor.profiles import match_gpu
+
+if TYPE_CHECKING:  # the probe package is imported only when --gpu auto probes
+    from gpudoctor.probe.facts import GpuFacts, SystemFacts
 
 # RAM kept back for the desktop, the page cache and the data loader when training on the CPU.
 CPU_RAM_HEADROOM_BYTES = 2 * GIB
