@@ -7,14 +7,16 @@ ours); install-torch picks the PyTorch wheel index from the probed driver and ru
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from gpudoctor.cli import output
 from gpudoctor.errors import ProblemFound
-from gpudoctor.install import scripts, torch_install
-from gpudoctor.install.torch_index import WheelChoice, choice_for_tag, choose_index
-from gpudoctor.probe.facts import SystemFacts
+
+if TYPE_CHECKING:
+    from gpudoctor.install import torch_install
+    from gpudoctor.probe.facts import SystemFacts
 
 
 def _probe() -> SystemFacts:
@@ -26,6 +28,8 @@ def _probe() -> SystemFacts:
 
 def _runner() -> torch_install.Runner:
     """What runs pip (tests replace this)."""
+    from gpudoctor.install import torch_install
+
     return torch_install.subprocess_runner
 
 
@@ -50,6 +54,8 @@ def install_cuda(
     args += ["--driver", driver] if driver else []
     args += ["--proprietary"] if proprietary else []
     args += ["--toolkit", toolkit] if toolkit else []
+    from gpudoctor.install import scripts
+
     raise typer.Exit(scripts.run_script("install-cuda.sh", args))
 
 
@@ -66,6 +72,8 @@ def install_rocm(
     args += ["--rocm", rocm] if rocm else []
     args += ["--no-dkms"] if no_dkms else []
     args += ["--user", user] if user else []
+    from gpudoctor.install import scripts
+
     raise typer.Exit(scripts.run_script("install-rocm.sh", args))
 
 
@@ -76,13 +84,16 @@ def install_torch(
     system: bool = typer.Option(False, "--system", help="Allow installing outside a virtual environment."),
 ) -> None:
     """Install the torch build that matches this GPU's driver, a bitsandbytes for it, and gpudoctor[train]."""
+    from gpudoctor.install import torch_install
+    from gpudoctor.install.torch_index import choice_for_tag, choose_index
+
     if not torch_install.in_virtualenv() and not system:
         raise ProblemFound(
             f"{sys.executable} is not in a virtual environment; create one "
             "(python3 -m venv .venv && . .venv/bin/activate) and run this again, or pass --system"
         )
     facts = _probe()
-    choice: WheelChoice = choice_for_tag(index) if index else choose_index(facts)
+    choice = choice_for_tag(index) if index else choose_index(facts)
     plan = torch_install.plan_install(choice, facts.python, executable=sys.executable)
     _say(f"wheel index: {choice.tag} ({choice.index_url})")
     _say(f"why: {choice.reason}")
