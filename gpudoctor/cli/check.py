@@ -117,10 +117,14 @@ def render(out: Console, diagnosis: Diagnosis, *, verbose: bool) -> None:
 
     out.print("gpudoctor check (sizes in GiB = 1024³ bytes)", highlight=False)
     for category in diagnosis.categories:
-        row = Text()
-        row.append(f"[{MARK[category.status]}]", style=STYLE[category.status])
-        row.append(f" {category.name}" + (f": {category.headline}" if category.headline else ""))
-        out.print(row)
+        mark = f"[{MARK[category.status]}]"
+        label = f" {category.name}" + (f": {category.headline}" if category.headline else "")
+        lines = _wrap(mark + label, max(out.width, 40), INDENT)
+        row = Text(mark, style=STYLE[category.status])
+        row.append(lines[0][len(mark):])
+        out.print(row, soft_wrap=True)
+        for line in lines[1:]:
+            out.print(Text(line), soft_wrap=True)
         shown = category.findings if verbose else category.problems
         for finding in shown:
             _render_finding(out, finding)
@@ -132,19 +136,24 @@ def _render_finding(out: Console, finding: Finding) -> None:
     from rich.text import Text
 
     width = max(out.width, 40)
-    title = textwrap.wrap(finding.title, width - len(INDENT) - 2) or [""]
+    title = _wrap(finding.title, width - len(INDENT) - 2)
     first = Text(INDENT)
     first.append(BULLET[finding.status], style=STYLE[finding.status])
     first.append(f" {title[0]}")
     out.print(first, soft_wrap=True)
     for line in title[1:]:
         out.print(Text(f"{INDENT}  {line}"), soft_wrap=True)
-    for line in textwrap.wrap(finding.detail, width - len(INDENT) - 2):
+    for line in _wrap(finding.detail, width - len(INDENT) - 2) if finding.detail else []:
         out.print(Text(f"{INDENT}  {line}", style="dim"), soft_wrap=True)
     # Commands are printed unwrapped so they copy and paste whole.
     for number, line in enumerate((finding.fix or "").splitlines()):
         label = FIX_LABEL if number == 0 else " " * len(FIX_LABEL)
         out.print(Text(f"{INDENT}  {label}{line}"), soft_wrap=True)
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """Wrap at spaces only (paths and package names stay whole); later lines get `indent`."""
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False) or [""]
 
 
 def summary_line(diagnosis: Diagnosis) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shlex
 
 REBOOT = "sudo reboot"
-INSTALL_NVIDIA_DRIVER_ONLY = "sudo ubuntu-drivers install"
-INSTALL_NVIDIA_DRIVER = f"{INSTALL_NVIDIA_DRIVER_ONLY} && sudo reboot"
 INSTALL_CUDA = "gpudoctor install-cuda"
+# install-cuda.sh runs `ubuntu-drivers install nvidia:<branch>-open`, blacklists nouveau and says when to reboot.
+INSTALL_NVIDIA_DRIVER = f"{INSTALL_CUDA}   # the signed driver via ubuntu-drivers; --dry-run shows each step"
 INSTALL_ROCM = "gpudoctor install-rocm"
 INSTALL_TORCH = "gpudoctor install-torch"
 CPU_DEMO = "gpudoctor train --demo"

@@ -58,7 +58,7 @@ def nouveau_loaded(facts: SystemFacts) -> list[Finding]:
     if "nouveau" not in facts.host.loaded_modules:
         return []
     driver_missing = any(p.vendor == "nvidia" and p.status == "absent" for p in facts.probes)
-    fix = f"{fixes.INSTALL_NVIDIA_DRIVER_ONLY}\n{fixes.BLACKLIST_NOUVEAU}" if driver_missing else fixes.BLACKLIST_NOUVEAU
+    fix = f"{fixes.INSTALL_CUDA}   # installs the signed driver and blacklists nouveau" if driver_missing else fixes.BLACKLIST_NOUVEAU
     return [
         Finding(
             "nvidia.nouveau",

@@ -69,7 +69,7 @@ def test_nouveau_bound_card_gets_the_blacklist_fix():
     assert present.fix is None and present.detail.endswith("The Driver row has the fix.")  # said once, below
     nouveau = one(facts, "nvidia.nouveau")
     assert nouveau.status == "error"
-    assert nouveau.fix == f"sudo ubuntu-drivers install\n{fixes.BLACKLIST_NOUVEAU}"  # NVML absent: no driver yet
+    assert nouveau.fix.startswith(fixes.INSTALL_CUDA + " ")  # NVML absent: no driver yet, install-cuda does both
 
 
 def test_nouveau_check_is_quiet_without_nouveau():
@@ -139,7 +139,7 @@ def test_driver_vs_torch_uses_the_compat_minimums(torch, driver, status):
         cuda = "13.0" if "cu130" in torch else "12.8"
         minimum = compat.min_driver_for_cuda(cuda)
         assert finding.title == f"driver {driver} is too old for torch {torch} (CUDA {cuda} needs driver ≥ {minimum})"
-        assert fixes.INSTALL_TORCH in finding.fix and "ubuntu-drivers install" in finding.fix
+        assert fixes.INSTALL_TORCH in finding.fix and fixes.INSTALL_CUDA in finding.fix
 
 
 def test_driver_vs_torch_prefers_the_live_cuda_version():
