@@ -33,7 +33,7 @@ EXPECTED = {
     "nvidia-driver-mismatch": (1, {"gpu.present": "sudo reboot"}),
     "cpu-torch-on-gpu": (1, {"torch.build_vs_gpu": "gpudoctor install-torch"}),
     "amd-no-render-group": (1, {"amd.groups": "sudo usermod -aG render,video $USER", "torch.sees_gpu": None}),
-    "nouveau": (1, {"gpu.present": None, "nvidia.nouveau": "/etc/modprobe.d/blacklist-nouveau.conf"}),
+    "nouveau": (1, {"gpu.present": None, "nvidia.nouveau": "gpudoctor install-cuda"}),
     "secure-boot-unsigned": (1, {"gpu.present": None, "nvidia.secure_boot": "sudo mokutil --import"}),
 }
 
