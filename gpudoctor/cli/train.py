@@ -50,6 +50,7 @@ def train(
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     method: str | None = typer.Option(None, "--method", help="qlora | lora."),
     lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank."),
+    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help="LoRA alpha (default 2 × rank)."),
     lora_targets: str | None = typer.Option(None, "--lora-targets", help="all-linear, or module names: q_proj,v_proj,..."),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per row."),
     micro_batch: int | None = typer.Option(None, "--micro-batch", help="Rows per forward pass."),
@@ -62,13 +63,13 @@ def train(
     gpus: int | None = typer.Option(None, "--gpus", help="GPUs to train on (>1 runs under accelerate launch)."),
     strategy: str | None = typer.Option(None, "--strategy", help="single | ddp | fsdp."),
     vram_gib: float | None = typer.Option(None, "--vram-gib", help="Plan for this much GPU memory instead of the probed card."),
-    gpu: str | None = typer.Option(None, "--gpu", help="Plan for this GPU profile instead of the probed card."),
+    gpu: str | None = typer.Option(None, "--gpu", help="Plan for: auto (probe), cpu, or a GPU profile id such as rtx-4090."),
 ) -> None:
     from gpudoctor.cli.output import err_console
 
     console = err_console()
     fixed: dict[str, Any] = {
-        "method": method, "lora_r": lora_r, "lora_targets": _csv(lora_targets), "seq_len": seq_len,
+        "method": method, "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_targets": _csv(lora_targets), "seq_len": seq_len,
         "micro_batch": micro_batch, "grad_accum": grad_accum, "grad_ckpt": grad_ckpt, "optimizer": optimizer,
         "attn": attn, "double_quant": double_quant, "packing": packing, "gpus": gpus, "strategy": strategy,
     }
@@ -79,6 +80,9 @@ def train(
     _print_settings(console, config)
     if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(_launch_distributed(config, console))
+    from gpudoctor.train.quiet import quiet_libraries
+
+    quiet_libraries()
     from gpudoctor.train.callbacks import Faults
     from gpudoctor.train.run import train as run_training
     report = run_training(
@@ -128,7 +132,9 @@ def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_c
         raise BadInput(f"missing {', '.join(missing)}: give --model, --data and --output, a RUN_YAML, or --demo")
     if fixed.get("packing") is None:
         fixed["packing"] = True
-    hardware = _hardware_override(vram_gib, gpu)
+    hardware = _hardware_override(vram_gib, gpu, fixed.get("gpus"))
+    if hardware is not None:
+        on_gpu = hardware.device != "cpu"
     data_stats = _data_stats(str(data), model)
     settings, plan = plan_settings(model, fixed, on_gpu=on_gpu, hardware=hardware, data_stats=data_stats)
     if plan is not None and not plan.fits:
@@ -148,26 +154,20 @@ def _gpu_present() -> bool:
         return False
 
 
-def _hardware_override(vram_gib: float | None, gpu: str | None) -> Any:
+def _hardware_override(vram_gib: float | None, gpu: str | None, gpus: int | None) -> Any:
+    """--gpu PROFILE / cpu / auto and --vram-gib, read the same way `gpudoctor plan` reads them."""
     if vram_gib is None and gpu is None:
         return None
-    try:
-        from gpudoctor.plan import hardware
-    except ImportError:
-        return None
-    if gpu is not None:
-        return hardware.hardware_from_profile(gpu) if hasattr(hardware, "hardware_from_profile") else None
-    return hardware.hardware_from_vram(vram_gib) if hasattr(hardware, "hardware_from_vram") else None
+    from gpudoctor.cli.plan import _hardware
+
+    return _hardware(gpu or "auto", vram_gib, gpus)
 
 
 def _data_stats(data: str, model: str) -> Any:
-    try:
-        from gpudoctor.data.load import load_dataset
-        from gpudoctor.data.stats import compute_stats
-    except ImportError:
-        return None
-    tokenizer = Path(model) / "tokenizer.json"
-    return compute_stats(load_dataset(data), tokenizer_path=str(tokenizer) if tokenizer.is_file() else None)
+    from gpudoctor.cli.plan import _data_stats as plan_data_stats
+    from gpudoctor.profiles import load_model
+
+    return plan_data_stats(data, load_model(model))
 
 
 def _print_settings(console: Any, config: Any) -> None:

@@ -63,12 +63,12 @@ def base_model_dir(adapter_dir: Path) -> Path:
 
 
 def load_chatbot(adapter_dir: str | Path, *, trust_remote_code: bool = False) -> Chatbot:
-    from peft import PeftModel
-
-    from gpudoctor.train.model import device_map, load_base, load_tokenizer
     from gpudoctor.train.quiet import quiet_libraries
 
     quiet_libraries()
+    from peft import PeftModel
+
+    from gpudoctor.train.model import device_map, load_base, load_tokenizer
 
     folder = Path(adapter_dir)
     if not (folder / "adapter_model.safetensors").is_file():

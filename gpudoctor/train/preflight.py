@@ -61,12 +61,8 @@ def plan_settings(model: str, fixed: dict[str, Any], *, on_gpu: bool, hardware: 
         base = Settings() if on_gpu else Settings(compute_dtype="fp32", optimizer="adamw_torch", micro_batch=4, grad_accum=4)
         return settings_from(fixed, base), None
     if hardware is None:
-        if on_gpu:
-            from gpudoctor.plan.hardware import hardware_from_facts
-            from gpudoctor.probe import probe_system
+        from gpudoctor.plan.hardware import probed_hardware
 
-            hardware = hardware_from_facts(probe_system(live=False))
-        else:
-            hardware = cpu_hardware()
+        hardware = probed_hardware() if on_gpu else cpu_hardware()
     plan = make_plan(load_model(model), hardware, {k: v for k, v in fixed.items() if v is not None}, data_stats)
     return settings_from(fixed, plan.settings), plan
