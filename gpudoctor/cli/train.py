@@ -76,7 +76,7 @@ def train(
     if method == "lora":
         fixed["quant"] = None
     options = {"epochs": epochs, "lr": lr, "val_size": val_size, "save_steps": save_steps, "seed": seed, "max_steps": max_steps}
-    config = _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu)
+    config = _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu, force)
     _print_settings(console, config)
     if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(_launch_distributed(config, console))
@@ -92,7 +92,7 @@ def train(
     _print_report(report)
 
 
-def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu):
+def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu, force):
     from dataclasses import replace
 
     from gpudoctor.plan.runconfig import read_run_config
@@ -135,6 +135,8 @@ def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_c
     hardware = _hardware_override(vram_gib, gpu, fixed.get("gpus"))
     if hardware is not None:
         on_gpu = hardware.device != "cpu"
+    if not on_gpu and not force:
+        _refuse_big_model_on_cpu(model)
     data_stats = _data_stats(str(data), model)
     settings, plan = plan_settings(model, fixed, on_gpu=on_gpu, hardware=hardware, data_stats=data_stats)
     if plan is not None and not plan.fits:
@@ -143,6 +145,14 @@ def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_c
         hint = f"; try {plan.suggestions[0]}" if plan.suggestions else ""
         raise ProblemFound(f"the plan does not fit in {plan.hardware.name}'s memory{hint} (see `gpudoctor plan`)")
     return RunConfig(model=model, data=str(data), output=str(output), settings=settings, training=TrainingOptions(**training_overrides))
+
+
+def _refuse_big_model_on_cpu(model: str) -> None:
+    from gpudoctor.plan.memory import total_params
+    from gpudoctor.profiles import load_model
+    from gpudoctor.train.run import refuse_on_cpu
+
+    refuse_on_cpu(model, total_params(load_model(model)))
 
 
 def _gpu_present() -> bool:

@@ -23,6 +23,15 @@ from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write
 CPU_PARAMETER_LIMIT = 1_500_000_000  # above this a CPU run takes days; it needs --force
 
 
+def refuse_on_cpu(model: str, parameters: int) -> None:
+    """A model this big takes days per epoch on a CPU: stop unless --force (ProblemFound, exit 1)."""
+    if parameters > CPU_PARAMETER_LIMIT:
+        raise ProblemFound(
+            f"--model {model}: {parameters / 1e9:.1f}B parameters is too big to train on the CPU "
+            "(days per epoch) and no GPU was found; run `gpudoctor check`, or pass --force to try anyway"
+        )
+
+
 def split_eval(samples: list[Any], val_size: float, seed: int, source: str) -> tuple[list[Any], list[Any]]:
     """Hold out val_size (a fraction < 1, or a count ≥ 1) records, chosen with the run's seed."""
     if val_size <= 0:
@@ -111,11 +120,8 @@ def train(
     checkpoint = check_output(output, config, resume=resume)
     device = device_name()
     parameters = models.parameter_count(model_dir)
-    if device == "cpu" and parameters > CPU_PARAMETER_LIMIT and not force:
-        raise ProblemFound(
-            f"--model {config.model}: {parameters / 1e9:.1f}B parameters is too big to train on the CPU "
-            "(days per epoch) and no GPU was found; run `gpudoctor check`, or pass --force to try anyway"
-        )
+    if device == "cpu" and not force:
+        refuse_on_cpu(config.model, parameters)
     dataset = load_dataset(config.data)
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
     tokenized = tokenize_cached(dataset, tokenizer, str(model_dir), settings.seq_len, truncate=truncate, cache_dir=output / "cache")
