@@ -167,7 +167,7 @@ def normalise_optimizer(name: str) -> str:
     return OPTIMIZER_ALIASES.get(name, name)
 
 
-def layer_activation_bytes_per_token(model: ModelSpec, settings: Settings) -> float:
+def layer_activation_bytes_per_token(model: ModelSpec, settings: Settings, device: str = "cuda") -> float:
     """Bytes one decoder layer saves for backward per token (Korthikanti et al. 2022, "Reducing
     Activation Recomputation in Large Transformer Models", §4.1, redone for a Llama-style layer:
     RMSNorm, GQA attention without an S x S matrix (SDPA/flash), SwiGLU MLP, frozen 4-bit/16-bit
@@ -177,9 +177,8 @@ def layer_activation_bytes_per_token(model: ModelSpec, settings: Settings) -> fl
     q_out = model.num_attention_heads * head_dim(model)
     kv_out = model.num_key_value_heads * head_dim(model)
     seq = settings.seq_len
-    # RMSNorm (modeling_llama.py) saves its fp32 input copy for the variance and the normalised value.
-    norm_extra = 4 if a < 4 else 0
-    total = norms_per_layer(model) * (norm_extra + a) * h
+    # RMSNorm (modeling_llama.py) saves the fp32 copy of its input (for the variance and the scaling).
+    total = norms_per_layer(model) * 4 * h
     # Attention: SDPA saves q, k, v (GQA heads repeated by HF when a mask is passed) and its output;
     # flash-attn keeps k/v at kv size. Eager materialises softmax(QK^T) in fp32 and a 16-bit copy.
     if settings.attn == "flash":
@@ -190,25 +189,15 @@ def layer_activation_bytes_per_token(model: ModelSpec, settings: Settings) -> fl
         total += (4 + a) * model.num_attention_heads * seq
     # SwiGLU MLP: gate output (saved by SiLU), SiLU output and up output (saved by the product).
     total += 3 * a * inter
-    # LoRA saves its input: per wrapped projection, a dropout copy plus its bool mask; without
-    # dropout, projections that read the same tensor share it. Plus the r-wide A output.
+    # LoRA saves its input per wrapped projection: peft casts it to the fp32 adapter dtype, dropout
+    # keeps its mask (CUDA's fused dropout a bool; the CPU path an fp32 noise tensor), and autocast's
+    # 16-bit copy is what lora_A saves, so projections reading the same tensor do not share it.
+    # Plus the r-wide lora_A output that lora_B saves.
     wrapped = targeted(model, settings.lora_targets)
-    if settings.lora_dropout > 0:
-        total += sum((a + 1) * lin.in_features for lin in wrapped)
-    else:
-        inputs = {_input_of(lin.name): lin.in_features for lin in wrapped}
-        total += a * sum(inputs.values())
+    mask = 0 if settings.lora_dropout == 0 else (4 if device == "cpu" else 1)
+    total += sum((a + mask) * lin.in_features for lin in wrapped)
     total += a * settings.lora_r * len(wrapped)
     return total
-
-
-def _input_of(name: str) -> str:
-    """Which tensor a projection reads: q/k/v share the first norm's output, gate/up the second's."""
-    if name in ("q_proj", "k_proj", "v_proj", "qkv_proj"):
-        return "attn_in"
-    if name in ("gate_proj", "up_proj", "gate_up_proj"):
-        return "mlp_in"
-    return name
 
 
 def logits_bytes_per_token(model: ModelSpec, settings: Settings) -> float:
@@ -254,7 +243,7 @@ def estimate(model: ModelSpec, settings: Settings, hardware: Hardware) -> Memory
         breakdown["fsdp_gather"] = 2 * (base + trainable * LORA_PARAM_BYTES) / layers
 
     # Dynamic: what the step's phases hold on top.
-    per_layer = layer_activation_bytes_per_token(model, settings) * tokens
+    per_layer = layer_activation_bytes_per_token(model, settings, hardware.device) * tokens
     h = model.hidden_size
     largest = max(lin.params for lin in layer_linears(model))
     # Backward temporaries of one layer: gradients of the MLP intermediates and of the hidden state,

@@ -134,3 +134,39 @@ def test_more_tokens_never_need_less_memory_and_checkpointing_never_costs_memory
     assert gib(dataclasses.replace(base, micro_batch=batch + 1), model) >= here
     assert gib(dataclasses.replace(base, grad_ckpt=True), model) <= gib(dataclasses.replace(base, grad_ckpt=False), model)
     assert gib(dataclasses.replace(base, method="lora", quant=None), model) >= gib(dataclasses.replace(base, method="qlora", quant="nf4"), model)
+
+
+@pytest.mark.parametrize(("attn", "dropout"), [("sdpa", 0.05), ("sdpa", 0.0), ("eager", 0.05)])
+def test_saved_activations_match_a_real_llama_layer_with_lora(attn, dropout):
+    """Count the bytes autograd saves in one transformers Llama decoder layer wrapped by peft LoRA,
+    under bf16 autocast as the Trainer runs it, and hold the per-layer formula against them."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    tokens = 512
+    config = transformers.LlamaConfig(
+        hidden_size=TINY.hidden_size * 4, intermediate_size=TINY.intermediate_size * 4, num_hidden_layers=1,
+        num_attention_heads=8, num_key_value_heads=4, vocab_size=TINY.vocab_size, use_cache=False,
+    )  # fmt: skip
+    config._attn_implementation = attn
+    spec = ModelSpec("layer", "llama", config.hidden_size, config.intermediate_size, 1, 8, 4, config.vocab_size, 1024)
+    model = peft.get_peft_model(transformers.LlamaForCausalLM(config).to(torch.bfloat16), peft.LoraConfig(r=16, target_modules="all-linear", lora_dropout=dropout))
+    model.train()
+    layer = model.base_model.model.model.layers[0]
+    hidden = torch.randn(1, tokens, config.hidden_size, dtype=torch.bfloat16, requires_grad=True)
+    positions = torch.arange(tokens)[None]
+    rotary = model.base_model.model.model.rotary_emb(hidden, positions)
+    skip = {p.untyped_storage().data_ptr() for p in model.parameters()} | {hidden.untyped_storage().data_ptr()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        if tensor.untyped_storage().data_ptr() not in skip:
+            saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(hidden, position_embeddings=rotary, attention_mask=None, position_ids=positions)
+    measured = sum(saved.values()) / tokens
+    # Without a mask, SDPA keeps the grouped k/v heads as they are, like flash-attn does.
+    settings = Settings(seq_len=tokens, lora_dropout=dropout, attn="flash" if attn == "sdpa" else "eager")
+    assert memory.layer_activation_bytes_per_token(spec, settings, device="cpu") == pytest.approx(measured, rel=0.05)
