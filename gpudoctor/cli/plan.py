@@ -87,6 +87,9 @@ def plan_command(
         tokens_total = int(plan.estimate.tokens_total * epochs)
         plan = make_plan(spec, hardware, fixed, stats, effective_batch, tokens_total)
 
+    if gpu == "auto":
+        _note_probe(plan, fixed)
+
     if emit is not None:
         if not plan.fits:
             raise ProblemFound(f"{spec.name} does not fit {hardware.name} with these settings; " + "; ".join(plan.suggestions))
@@ -118,6 +121,15 @@ def _hardware(gpu: str, vram_gib: float | None, gpus: int | None) -> Hardware:
         found.budget_bytes = int(vram_gib * GIB)
         found.source = "override"
     return found
+
+
+def _note_probe(plan: Plan, fixed: dict[str, Any]) -> None:
+    """Say what `--gpu auto` found when it matters: no GPU at all, or more GPUs than planned for."""
+    hw = plan.hardware
+    if hw.device == "cpu":
+        plan.notes.insert(0, "no GPU was found (run `gpudoctor check` to see why), so this plan is for the CPU; --gpu NAME plans for a card")
+    elif hw.gpus > plan.settings.gpus and "gpus" not in fixed:
+        plan.notes.insert(0, f"{hw.gpus} GPUs of this kind were found; --gpus {hw.gpus} plans for all of them")
 
 
 def _targets(value: str | None) -> list[str] | None:

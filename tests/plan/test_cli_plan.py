@@ -104,3 +104,43 @@ def _modules_after(args: list[str]) -> list[str]:
 def test_plan_never_imports_the_training_stack(shared_datasets):
     assert _modules_after(["plan", "--gpu", "rtx-4090", "--model", "mistral-7b", "--json"]) == "0 []"
     assert _modules_after(["plan", "--model", "mistral-7b", "--data", str(shared_datasets / "alpaca_en_demo.json")]).endswith(" []")
+
+
+def _probe_returns(monkeypatch, facts):
+    import gpudoctor.probe
+
+    monkeypatch.setattr(gpudoctor.probe, "probe_system", lambda *a, **k: facts)
+
+
+def test_gpu_auto_plans_for_the_probed_card(cli, monkeypatch):
+    from gpudoctor.probe.facts import GpuFacts, SystemFacts
+
+    cards = [GpuFacts(index=i, vendor="amd", name="AMD Radeon RX 7900 XTX", source="amdsmi", total_bytes=24 * 1024**3, free_bytes=23 * 1024**3) for i in range(2)]
+    _probe_returns(monkeypatch, SystemFacts(gpus=cards))
+    doc = json.loads(cli("plan", "--model", "mistral-7b", "--json").stdout)
+    assert (doc["hardware"]["name"], doc["hardware"]["source"], doc["hardware"]["budget_gib"], doc["hardware"]["device"]) == ("AMD Radeon RX 7900 XTX", "probe", 23.0, "rocm")
+    assert doc["settings"]["attn"] == "sdpa" and doc["settings"]["gpus"] == 1
+    assert doc["notes"][0] == "2 GPUs of this kind were found; --gpus 2 plans for all of them"
+
+
+def test_gpu_auto_without_a_gpu_plans_for_the_cpu_and_says_so(cli, monkeypatch):
+    from gpudoctor.probe.facts import SystemFacts
+
+    _probe_returns(monkeypatch, SystemFacts())
+    doc = json.loads(cli("plan", "--model", "phi-3-mini", "--json").stdout)
+    assert doc["hardware"]["device"] == "cpu" and doc["settings"]["compute_dtype"] == "fp32"
+    assert doc["notes"][0].startswith("no GPU was found")
+
+
+def test_a_local_model_folder_counts_tokens_with_its_tokenizer(cli, tmp_path, shared_datasets):
+    demo = Path(__file__).resolve().parents[2] / "gpudoctor" / "demo"
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((demo / name).read_bytes())
+    config = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 8, "num_attention_heads": 8,
+              "num_key_value_heads": 4, "vocab_size": 32000, "max_position_embeddings": 2048, "tie_word_embeddings": False}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = cli("plan", "--model", tmp_path, "--gpu", "rtx-4080", "--data", shared_datasets / "identity.json", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["model"]["name"] == str(tmp_path)
+    assert "approximation" not in doc["data"]["tokenizer"] and doc["data"]["records"] == 91
