@@ -170,3 +170,30 @@ def test_saved_activations_match_a_real_llama_layer_with_lora(attn, dropout):
     # Without a mask, SDPA keeps the grouped k/v heads as they are, like flash-attn does.
     settings = Settings(seq_len=tokens, lora_dropout=dropout, attn="flash" if attn == "sdpa" else "eager")
     assert memory.layer_activation_bytes_per_token(spec, settings, device="cpu") == pytest.approx(measured, rel=0.05)
+
+
+def test_loss_peak_per_logit_matches_the_profiled_hf_loss():
+    """Profile the allocations of transformers' ForCausalLMLoss forward + backward on the CPU."""
+    torch = pytest.importorskip("torch")
+    loss_utils = pytest.importorskip("transformers.loss.loss_utils")
+    timeline_module = pytest.importorskip("torch.profiler._memory_profiler")
+    from torch.profiler import ProfilerActivity, profile
+
+    tokens, vocab = 512, 32000
+    logits = torch.randn(1, tokens, vocab, dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.randint(0, vocab, (1, tokens))
+
+    def step():
+        out = logits * 1.0  # the lm_head's output: a 16-bit tensor the graph owns
+        loss = loss_utils.ForCausalLMLoss(out, labels, vocab)
+        del out
+        loss.backward()
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    timeline = timeline_module.MemoryProfileTimeline(prof._memory_profile())
+    _, sizes = timeline._coalesce_timeline(torch.device("cpu"))
+    measured = max(sum(s) for s in sizes) / (tokens * vocab)
+    spec = ModelSpec("v", "llama", 64, 176, 1, 4, 4, vocab, 1024)
+    assert memory.logits_bytes_per_token(spec, Settings()) / vocab == pytest.approx(measured, rel=0.05)
