@@ -197,3 +197,55 @@ def test_loss_peak_per_logit_matches_the_profiled_hf_loss():
     measured = max(sum(s) for s in sizes) / (tokens * vocab)
     spec = ModelSpec("v", "llama", 64, 176, 1, 4, 4, vocab, 1024)
     assert memory.logits_bytes_per_token(spec, Settings()) / vocab == pytest.approx(measured, rel=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grad_ckpt", [False, True])
+def test_a_whole_training_step_allocates_what_the_estimate_says(grad_ckpt):
+    """Profile forward + backward + AdamW step of a small Llama with peft LoRA under bf16 autocast on
+    the CPU; hold the estimate's static bytes and its peak on top of them against the allocations."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    timeline_module = pytest.importorskip("torch.profiler._memory_profiler")
+    from torch.profiler import ProfilerActivity, profile
+
+    spec = ModelSpec("small", "llama", 256, 704, 2, 8, 4, 32000, 2048)
+    config = transformers.LlamaConfig(
+        hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size, num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads, num_key_value_heads=spec.num_key_value_heads,
+        vocab_size=spec.vocab_size, tie_word_embeddings=False, use_cache=False,
+    )  # fmt: skip
+    config._attn_implementation = "sdpa"
+    model = transformers.LlamaForCausalLM(config).to(torch.bfloat16)
+    model.requires_grad_(False)
+    if grad_ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = peft.get_peft_model(model, peft.LoraConfig(r=16, target_modules="all-linear", lora_dropout=0.05))
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    ids = torch.randint(0, spec.vocab_size, (2, 256))
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    _, sizes = timeline_module.MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
+    measured_dynamic = max(sum(s) for s in sizes)
+    measured_static = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
+        t.numel() * t.element_size() for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)
+    )
+
+    settings = Settings(method="lora", quant=None, seq_len=256, micro_batch=2, grad_ckpt=grad_ckpt, optimizer="adamw_torch", attn="flash")
+    result = memory.estimate(spec, settings, Hardware(device="cpu", name="cpu", budget_bytes=8 * GIB))
+    parts = result.breakdown_bytes
+    static = sum(parts[k] for k in ("base_weights", "base_16bit", "lora_weights", "optimizer"))
+    assert static == pytest.approx(measured_static, rel=0.01)
+    assert result.peak_allocated_bytes - static == pytest.approx(measured_dynamic, rel=0.15)
