@@ -8,8 +8,10 @@ Rules, in order:
    neither, free between 512 and min(max positions, SEQ_CAP).
 4. Keep the effective batch (sequences per optimizer step) the user asked for:
    micro_batch x grad_accum x gpus.
-5. Prefer no gradient checkpointing (no recomputation) when it fits, then the most tokens per
-   micro-batch (larger micro batches, and with a free seq_len, longer sequences).
+5. With a fixed or data-given seq_len: the fastest run by the time model (recomputation costs a
+   third more compute, fuller micro-batches run closer to peak), then no recomputation, then the
+   larger micro batch. With a free seq_len: no recomputation if it still reaches 2048 tokens, then
+   the most tokens per micro-batch, then the longer sequence.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from gpudoctor.errors import BadInput
 from gpudoctor.plan import memory
-from gpudoctor.plan.timing import estimate_time
+from gpudoctor.plan.timing import estimate_time, flops_per_token, utilisation
 from gpudoctor.plan.types import GIB, DataCoverage, DataStats, Hardware, MemoryEstimate, ModelSpec, Plan, Settings
 
 HEADROOM_FRACTION = 0.90
@@ -64,7 +66,7 @@ def make_plan(
             estimate = memory.estimate(model, settings, hardware)
             if estimate.peak_reserved_bytes > usable:
                 continue
-            key = _preference(settings, seq_free, seq_choices)
+            key = _preference(model, settings, hardware, seq_free, seq_choices)
             if best is None or key > best[0]:
                 best = (key, settings, estimate)
         if best is not None:
@@ -219,15 +221,17 @@ def _candidates(base: Settings, fixed: dict[str, Any], seqs: list[int], effectiv
                 yield dataclasses.replace(base, seq_len=seq, micro_batch=micro, grad_accum=accum, grad_ckpt=ckpt, strategy=strategy)
 
 
-def _preference(settings: Settings, seq_free: bool, seqs: list[int]) -> tuple:
-    """Bigger is better. A fixed/data seq_len: the target length first, then no recomputation, then
-    the larger micro batch. A free seq_len: no recomputation only when it still reaches
-    NO_CKPT_MIN_SEQ, then the most tokens per micro-batch, then the longer sequence."""
+def _preference(model: ModelSpec, settings: Settings, hardware: Hardware, seq_free: bool, seqs: list[int]) -> tuple:
+    """Bigger is better. A fixed/data seq_len: the target length first, then the fastest run (the
+    time model weighs recomputation against fuller micro-batches), then no recomputation, then the
+    larger micro batch. A free seq_len: no recomputation when it still reaches NO_CKPT_MIN_SEQ, then
+    the most tokens per micro-batch, then the longer sequence."""
     tokens = settings.seq_len * settings.micro_batch
     if seq_free:
         no_ckpt_useful = not settings.grad_ckpt and settings.seq_len >= min(NO_CKPT_MIN_SEQ, seqs[0])
         return (no_ckpt_useful, tokens, settings.seq_len)
-    return (settings.seq_len, not settings.grad_ckpt, settings.micro_batch)
+    speed = utilisation(settings, hardware) / flops_per_token(model, settings)
+    return (settings.seq_len, float(f"{speed:.3g}"), not settings.grad_ckpt, settings.micro_batch)
 
 
 def _frugal(base: Settings, fixed: dict[str, Any], seq: int, effective_batch: int) -> Settings:
@@ -296,7 +300,7 @@ def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_free: bool, seq
     if "grad_ckpt" in fixed:
         notes.append(f"gradient checkpointing {'on' if settings.grad_ckpt else 'off'}: as given")
     elif settings.grad_ckpt:
-        notes.append("gradient checkpointing on: without it the activations do not fit (costs ~1/3 more compute)")
+        notes.append("gradient checkpointing on: recomputing costs ~1/3 more compute, but without it the activations do not fit or the micro batch must shrink so far that it runs slower")
     else:
         notes.append("gradient checkpointing off: everything fits without recomputing the forward pass")
     shape = f"{settings.micro_batch} x {settings.grad_accum}" + (f" x {settings.gpus} GPUs" if settings.gpus > 1 else "")
