@@ -46,7 +46,7 @@ def check(
     model: str | None = typer.Option(None, "--model", help="Count tokens with this model's tokenizer (folder, profile or hub id, if on this machine)."),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Count records longer than this many tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    no_nlp: bool = typer.Option(False, "--no-nlp", help="Skip the optional NLP name recognisers (jieba)."),
+    nlp: bool = typer.Option(False, "--nlp", help="Also run the nlp extra's name recognisers (jieba: slower, as 'data clean' does)."),
     no_pii: bool = typer.Option(False, "--no-pii", help="Do not scan for personal data."),
 ) -> int:
     from gpudoctor.data.check import check_dataset
@@ -56,7 +56,7 @@ def check(
 
     dataset = load_dataset(file)
     tokenizer = find_tokenizer(model) if model else None
-    report = check_dataset(dataset, tokenizer_path=tokenizer, seq_len=seq_len, use_nlp=not no_nlp, pii=not no_pii)
+    report = check_dataset(dataset, tokenizer_path=tokenizer, seq_len=seq_len, use_nlp=nlp, pii=not no_pii)
     if model and tokenizer is None:
         report.tokens.tokenizer += f" (no tokenizer.json of '{model}' on this machine)"
     if as_json:
@@ -92,6 +92,9 @@ def _render_check(report: CheckReport) -> None:
         f"{k} {report.personal_data_counts[k]} in {len(v)} records ({_records(v)})" for k, v in report.personal_data.items()
     )
     rows.append(("personal", personal or "none found"))
+    for line in report.scanned:
+        if "NOT scanned" in line or "not scanned" in line:
+            rows.append(("", line.replace("NOT scanned: ", "not scanned: ")))
     rows.append(("templates", ", ".join(f"{k} in {len(v)}" for k, v in report.template_placeholders.items()) or "none"))
     for label, value in rows:
         out.print(f"{label:<11} {value}", markup=False, soft_wrap=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from gpudoctor.data.dedupe import find_duplicates
 from gpudoctor.data.lang import guess_language
-from gpudoctor.data.pii import find_pii, scanners_in_use
+from gpudoctor.data.pii import scan_texts, scanners_in_use
 from gpudoctor.data.records import Dataset
 from gpudoctor.data.stats import compute_stats
 
@@ -88,6 +88,7 @@ def check_dataset(
     kinds: dict[str, list[int]] = defaultdict(list)
     counts: Counter[str] = Counter()
     placeholders: dict[str, list[int]] = defaultdict(list)
+    spans = scan_texts((m.content for r in dataset.records for m in r.messages), use_nlp=use_nlp) if pii else {}
     for record in dataset.records:
         roles = [m.role for m in record.messages]
         users = [m for m in record.messages if m.role == "user"]
@@ -105,7 +106,7 @@ def check_dataset(
                 placeholders[match.group()].append(record.number)
         if pii:
             for message in record.messages:
-                for span in find_pii(message.content, use_nlp=use_nlp):
+                for span in spans[message.content]:
                     counts[span.kind] += 1
                     if not kinds[span.kind] or kinds[span.kind][-1] != record.number:
                         kinds[span.kind].append(record.number)

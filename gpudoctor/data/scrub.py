@@ -7,9 +7,10 @@ the same number as an earlier "Sarah Jones"). The input dataset is not changed: 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpudoctor.data.pii import find_pii
+from gpudoctor.data.pii import Span, find_pii, scan_texts
 from gpudoctor.data.records import AlpacaFields, Dataset, Message, Record
 
 
@@ -45,8 +46,11 @@ class _Placeholders:
         return self.by_value[key]
 
 
-def _scrub_text(text: str, where: str, record: int, names: _Placeholders, use_nlp: bool, out: list[Replacement]) -> str:
-    spans = find_pii(text, use_nlp=use_nlp)
+Scanner = Callable[[str], list[Span]]
+
+
+def _scrub_text(text: str, where: str, record: int, names: _Placeholders, scan: Scanner, out: list[Replacement]) -> str:
+    spans = scan(text)
     if not spans:
         return text
     pieces = []
@@ -59,12 +63,15 @@ def _scrub_text(text: str, where: str, record: int, names: _Placeholders, use_nl
     return "".join(pieces) + text[last:]
 
 
-def scrub_record(record: Record, *, use_nlp: bool = True, numbered: bool = False) -> tuple[Record, list[Replacement]]:
+def scrub_record(
+    record: Record, *, use_nlp: bool = True, numbered: bool = False, scan: Scanner | None = None
+) -> tuple[Record, list[Replacement]]:
     names = _Placeholders(numbered)
     changes: list[Replacement] = []
+    scanner: Scanner = scan or (lambda text: find_pii(text, use_nlp=use_nlp))
 
     def clean(text: str, where: str) -> str:
-        return _scrub_text(text, where, record.number, names, use_nlp, changes)
+        return _scrub_text(text, where, record.number, names, scanner, changes)
 
     if record.alpaca is not None:
         a = record.alpaca
@@ -90,8 +97,13 @@ def scrub_record(record: Record, *, use_nlp: bool = True, numbered: bool = False
 def scrub_dataset(dataset: Dataset, *, use_nlp: bool = True, numbered: bool = False) -> tuple[Dataset, list[Replacement]]:
     records: list[Record] = []
     changes: list[Replacement] = []
+    texts = [m.content for r in dataset.records for m in r.messages]
+    for r in dataset.records:
+        if r.alpaca is not None:
+            texts += [r.alpaca.instruction, r.alpaca.input, r.alpaca.output, r.alpaca.system]
+    found_spans = scan_texts(texts, use_nlp=use_nlp)
     for record in dataset.records:
-        cleaned, found = scrub_record(record, use_nlp=use_nlp, numbered=numbered)
+        cleaned, found = scrub_record(record, numbered=numbered, scan=found_spans.__getitem__)
         records.append(cleaned)
         changes += found
     return Dataset(dataset.path, dataset.format, dataset.container, records), changes

@@ -7,6 +7,6 @@ shipped word lists and context rules, made stronger by the optional `nlp` extra 
 
 from __future__ import annotations
 
-from gpudoctor.data.pii.find import KINDS, Span, find_pii, scanners_in_use
+from gpudoctor.data.pii.find import KINDS, Span, find_pii, scan_texts, scanners_in_use
 
-__all__ = ["KINDS", "Span", "find_pii", "scanners_in_use"]
+__all__ = ["KINDS", "Span", "find_pii", "scan_texts", "scanners_in_use"]

@@ -32,7 +32,12 @@ ZH_ADDRESS = re.compile(
 ZH_LEAD = re.compile(r".*(?:住在|住址|地址|位于|寄到|送到|搬到|来到|是|在|：|:|，|。|、)")
 
 
+ADDRESS_HINT = re.compile(r"\d{1,5}[A-Za-z]?,?[ ]+[A-Za-z]|[a-zäöüß][ ]+\d{1,4}\b|\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b")
+
+
 def street_addresses(text: str) -> Iterator[Hit]:
+    if not ADDRESS_HINT.search(text):
+        return
     for pattern in (STREET, EU_STREET, FR_STREET):
         for m in pattern.finditer(text):
             yield m.start(), m.end(), "ADDRESS", "street address"

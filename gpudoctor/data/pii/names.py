@@ -104,21 +104,30 @@ def english_names(text: str) -> Iterator[Hit]:
                     break
 
 
-def chinese_names(text: str) -> Iterator[Hit]:
-    if not re.search(HAN, text):
-        return
+@functools.cache
+def _chinese_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     surnames, _ = _word_list("names_zh_surnames.txt")
     compound = "|".join(s for s in surnames if len(s) == 2)
     single = "".join(s for s in surnames if len(s) == 1)
     surname = rf"(?:{compound}|[{single}])"
-    for m in re.finditer(rf"({ZH_CUES.pattern})({surname}{HAN}{{1,2}})", text):
+    after_cue = re.compile(rf"({ZH_CUES.pattern})({surname}{HAN}{{1,2}})")
+    before_form = re.compile(rf"(?<![\u4e00-\u9fff])({surname}{HAN}{{0,2}}?)(?:{ZH_ADDRESS_FORMS})")
+    quick = re.compile(rf"{ZH_CUES.pattern}|{ZH_ADDRESS_FORMS}")
+    return after_cue, before_form, quick
+
+
+def chinese_names(text: str) -> Iterator[Hit]:
+    after_cue, before_form, quick = _chinese_patterns()
+    if not quick.search(text):
+        return
+    for m in after_cue.finditer(text):
         name = m.group(2)
         while len(name) > 2 and name[-1] in ZH_STOP:
             name = name[:-1]
         if name[-1] in ZH_STOP:
             continue
         yield m.start(2), m.start(2) + len(name), "NAME", "name (after a cue)"
-    for m in re.finditer(rf"(?<![\u4e00-\u9fff])({surname}{HAN}{{0,2}}?)(?:{ZH_ADDRESS_FORMS})", text):
+    for m in before_form.finditer(text):
         if not any(c in ZH_STOP for c in m.group(1)):
             yield m.start(1), m.end(1), "NAME", "name (before a form of address)"
 

@@ -80,7 +80,12 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+CARD_HINT = re.compile(r"\d{4}[ -]?\d{4}")
+
+
 def cards(text: str) -> Iterator[Hit]:
+    if not CARD_HINT.search(text):
+        return
     for m in CARD.finditer(text):
         digits = re.sub(r"\D", "", m.group())
         if 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits):
@@ -123,7 +128,12 @@ def iban_ok(value: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
+ID_HINT = re.compile(r"\d{3}[- ]\d{2}[- ]\d{4}|\d{17}|[A-Z]{2} ?\d{2}")
+
+
 def national_ids(text: str) -> Iterator[Hit]:
+    if not ID_HINT.search(text):
+        return
     for m in US_SSN.finditer(text):
         yield m.start(), m.end(), "ID", "US SSN"
     for m in UK_NINO.finditer(text):
