@@ -138,6 +138,9 @@ def labelled_names() -> list[tuple[str, str]]:
 def test_names_recall_with_nlp_extra():
     score, missed = recall(labelled_names(), "NAME")
     assert score >= 0.90, (score, missed)
+    chinese = [(t, n) for t, n in labelled_names() if not n.isascii()]
+    score, missed = recall(chinese, "NAME")
+    assert score >= 0.90, (score, missed)
 
 
 def test_names_recall_core_only(monkeypatch):

@@ -150,7 +150,9 @@ def _jieba_posseg():
 
 
 # jieba tags many dictionary words nr (陈述, 阳光, 宁静): a tagged word counts as a name only when
-# jieba's dictionary does not know it as a common word (frequency at most JIEBA_MAX_FREQ).
+# jieba's dictionary does not know it as a common word (frequency at most JIEBA_MAX_FREQ). A given
+# name that is also a frequent word (敏, 洋) still counts when made of characters common in given
+# names (names_zh_given.txt).
 JIEBA_MAX_FREQ = 20
 JIEBA_COMMON_GIVEN = 1000  # "高水平": surname + a frequent non-name word is not a name
 
@@ -160,20 +162,27 @@ def jieba_names(text: str) -> Iterator[Hit]:
     if not re.search(HAN, text):
         return
     surnames, _ = _word_list("names_zh_surnames.txt")
+    given_chars, _ = _word_list("names_zh_given.txt")
     posseg = _jieba_posseg()
     freq = posseg.dt.tokenizer.FREQ
     tags = posseg.dt.word_tag_tab
     pos = 0
-    previous = ""
+    previous = ("", "", 0)
     for pair in posseg.cut(text):
         word, flag = pair.word, pair.flag
         start = text.find(word, pos)
         pos = start + len(word)
-        before, previous = previous, word
-        if flag not in ("nr", "nrt") or not 2 <= len(word) <= 4 or (freq.get(word) or 0) > JIEBA_MAX_FREQ:
+        before, before_flag, before_start = previous
+        previous = (word, flag, start)
+        # 周 + 建华: a lone surname tagged nr, then one or two given-name characters
+        if before in surnames and before_flag == "nr" and before_start + len(before) == start and 1 <= len(word) <= 2:
+            if all(c in given_chars for c in word):
+                yield before_start, pos, "NAME", "name (jieba)"
+                continue
+        if flag not in ("nr", "nrt") or not 2 <= len(word) <= 4:
             continue
-        if before in surnames and len(before) == 2 and text[start - 2 : start] == before:  # 欧阳 + 娜娜
-            yield start - 2, pos, "NAME", "name (jieba)"
+        if before in surnames and len(before) == 2 and before_start + 2 == start:  # 欧阳 + 娜娜
+            yield before_start, pos, "NAME", "name (jieba)"
             continue
         if flag != "nr" or len(word) > 3:
             continue
@@ -181,8 +190,11 @@ def jieba_names(text: str) -> Iterator[Hit]:
         given = word[len(surname) :]
         if surname not in surnames or not given:
             continue
-        if (freq.get(given) or 0) > JIEBA_COMMON_GIVEN and tags.get(given) != "nr":
+        if (freq.get(word) or 0) > JIEBA_MAX_FREQ:
+            continue  # 陈述, 宁静, 文明: a common dictionary word (this also misses famous names like 李娜)
+        if (freq.get(given) or 0) > JIEBA_COMMON_GIVEN and tags.get(given) != "nr" and not all(c in given_chars for c in given):
             continue
-        if len(word) == 3 and any((freq.get(part) or 0) > JIEBA_MAX_FREQ and tags.get(part) != "nr" for part in (word[:2], word[1:])):
-            continue  # 胡椒粉, 支付宝: a common word plus one character
+        if len(word) == 3 and any((freq.get(part) or 0) > JIEBA_MAX_FREQ for part in (word[:2], word[1:])):
+            if not all(c in given_chars for c in given):
+                continue  # 胡椒粉, 支付宝: a common word plus one character
         yield start, pos, "NAME", "name (jieba)"
