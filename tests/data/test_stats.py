@@ -76,3 +76,25 @@ def test_real_datasets_have_plausible_lengths(shared_datasets):
     # measured with a 65k byte-level BPE: 185k tokens (en), 221k tokens (zh) for the raw JSON text
     assert 150_000 < sum(en.token_lengths) < 230_000
     assert 170_000 < sum(zh.token_lengths) < 270_000
+
+
+def test_find_tokenizer_in_a_folder_and_the_hf_cache(model_dir, tmp_path, monkeypatch):
+    from gpudoctor.data.stats import find_tokenizer
+
+    assert find_tokenizer(str(model_dir)) == str(model_dir / "tokenizer.json")
+    snapshot = tmp_path / "hf" / "hub" / "models--acme--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "tokenizer.json").write_bytes((model_dir / "tokenizer.json").read_bytes())
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert find_tokenizer("acme/tiny") == str(snapshot)
+    assert find_tokenizer("acme/absent") is None
+
+
+def test_check_with_model_uses_its_tokenizer(cli, model_dir, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"instruction": "hello world", "output": "fine thanks"}) + "\n", encoding="utf-8")
+    result = cli("data", "check", data, "--model", model_dir, "--json")
+    report = json.loads(result.stdout)
+    assert report["tokens"]["total"] == 4 + 2 * TEMPLATE_TOKENS_PER_MESSAGE
+    assert report["tokens"]["tokenizer"].startswith(f"tokenizer.json of {model_dir}")
