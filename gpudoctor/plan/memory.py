@@ -246,22 +246,26 @@ def estimate(model: ModelSpec, settings: Settings, hardware: Hardware) -> Memory
     per_layer = layer_activation_bytes_per_token(model, settings, hardware.device) * tokens
     h = model.hidden_size
     largest = max(lin.params for lin in layer_linears(model))
+    # The residual stream: with fp32 embeddings (QLoRA after prepare_model_for_kbit_training) every
+    # residual add promotes to fp32, so layer inputs and their gradients are fp32 too.
+    residual = KBIT_LEFTOVER_BYTES if settings.method == "qlora" else a
     # Backward temporaries of one layer: gradients of the MLP intermediates and of the hidden state,
     # plus (4-bit) the dequantised weight of the projection being differentiated.
-    backward_temp = a * (3 * model.intermediate_size + 4 * h) * tokens
+    backward_temp = (a * 3 * model.intermediate_size + residual * 4 * h) * tokens
     if settings.method == "qlora":
         backward_temp += largest * a
     if settings.grad_ckpt:
         # Only each layer's input is kept; backward recomputes one layer at a time.
-        saved = layers * a * h * tokens
+        saved = layers * residual * h * tokens
         layer_phase = per_layer + backward_temp
     else:
         saved = layers * per_layer
         layer_phase = backward_temp
-    embedding_out = (KBIT_LEFTOVER_BYTES if settings.method == "qlora" else a) * h * tokens
+    embedding_out = residual * h * tokens
     # Under autocast a fp32 lm_head is cast to 16-bit for its matmul, forward and backward.
     lm_head_cast = model.vocab_size * h * a if (settings.method == "qlora" and a < 4) else 0
-    loss_phase = logits_bytes_per_token(model, settings) * tokens + lm_head_cast + 2 * a * h * tokens
+    # The final norm saves its (residual-dtype) input, the lm_head its 16-bit input.
+    loss_phase = logits_bytes_per_token(model, settings) * tokens + lm_head_cast + (residual + a) * h * tokens
     optimizer_phase = trainable * OPTIMIZER_STEP_TEMP_BYTES[optimizer] / shards
     breakdown["activations"] = saved + embedding_out
     # The peak is whichever phase holds more on top of the saved activations.

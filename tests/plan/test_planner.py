@@ -44,7 +44,7 @@ def test_prefers_no_recompute_then_the_larger_micro_batch_at_a_fixed_length():
 
 
 def test_effective_batch_is_kept_across_gpus():
-    plan = make_plan(load_model("llama-2-70b"), hardware_from_gpu(RTX4090, gpus=2), {"gpus": 2}, effective_batch=32)
+    plan = make_plan(load_model("llama-2-70b"), hardware_from_gpu(RTX4090, gpus=4), {"gpus": 4}, effective_batch=32)
     s = plan.settings
     assert plan.fits and s.strategy == "fsdp"  # a full 4-bit 70B copy per 24 GiB card does not fit
     assert s.micro_batch * s.grad_accum * s.gpus == 32
