@@ -57,7 +57,7 @@ def make_plan(
         raise BadInput(f"--effective-batch: must be at least 1 (got {effective_batch})")
     notes: list[str] = []
     base = _base_settings(model, hardware, fixed, notes)
-    coverage, seq_choices, seq_free = _seq_choices(model, fixed, data, notes)
+    coverage, seq_choices, seq_free = _seq_choices(model, fixed, data)
     usable = int(hardware.budget_bytes * HEADROOM_FRACTION)
 
     best: tuple[tuple, Settings, MemoryEstimate] | None = None
@@ -173,19 +173,21 @@ def _default_attention(model: ModelSpec, hardware: Hardware, notes: list[str]) -
     return "sdpa"
 
 
-def _seq_choices(model: ModelSpec, fixed: dict[str, Any], data: DataStats | None, notes: list[str]) -> tuple[DataCoverage | None, list[int], bool]:
-    """The seq_len candidates, longest first, and whether the length is free to trade for batch."""
+def _seq_choices(model: ModelSpec, fixed: dict[str, Any], data: DataStats | None) -> tuple[DataCoverage | None, list[int], bool]:
+    """How the data's lengths spread, the seq_len candidates (longest first), and whether the
+    length is free to trade for batch."""
     limit = model.max_position_embeddings
+    coverage = None
+    if data is not None and data.token_lengths:
+        lengths = sorted(data.token_lengths)
+        covering = lengths[min(len(lengths) - 1, math.ceil(COVERAGE * len(lengths)) - 1)]
+        coverage = DataCoverage(len(lengths), COVERAGE, covering, 0, lengths[-1], data.tokenizer)
     if "seq_len" in fixed:
         if fixed["seq_len"] > limit:
             raise BadInput(f"--seq-len {fixed['seq_len']}: {model.name} was trained on at most {limit} positions")
-        return None, [fixed["seq_len"]], False
-    if data is not None and data.token_lengths:
-        lengths = sorted(data.token_lengths)
-        index = min(len(lengths) - 1, math.ceil(COVERAGE * len(lengths)) - 1)
-        covering = lengths[index]
-        target = min(limit, max(DATA_SEQ_ROUND, math.ceil(covering / DATA_SEQ_ROUND) * DATA_SEQ_ROUND))
-        coverage = DataCoverage(len(lengths), COVERAGE, covering, 0, lengths[-1], data.tokenizer)
+        return coverage, [fixed["seq_len"]], False
+    if coverage is not None:
+        target = min(limit, max(DATA_SEQ_ROUND, math.ceil(coverage.covering_seq_len / DATA_SEQ_ROUND) * DATA_SEQ_ROUND))
         shorter = [s for s in range(target - SEQ_STEP, 0, -SEQ_STEP) if s >= SEQ_STEP]
         return coverage, [target] + shorter, False
     cap = min(limit, SEQ_CAP)

@@ -149,3 +149,9 @@ def test_at_a_data_length_a_fuller_micro_batch_can_beat_skipping_recompute():
     plan = make_plan(load_model("llama-3.1-8b"), hardware_from_gpu(load_gpu("rx-7900-xtx")), data=data)
     assert plan.settings.seq_len == 576
     assert plan.settings.grad_ckpt and plan.settings.micro_batch >= 4
+
+
+def test_a_fixed_length_with_data_still_counts_what_is_cut():
+    data = DataStats(path="d.json", records=4, token_lengths=[100, 300, 700, 900], tokenizer="test")
+    plan = make_plan(MISTRAL, hardware_from_gpu(RTX4090), {"seq_len": 512}, data=data)
+    assert plan.settings.seq_len == 512 and plan.coverage.cut_records == 2
