@@ -6,14 +6,16 @@ seq_len 256 and the public alpaca_en_demo.json (999 records, long outputs) at se
 the usual recipe: Trainer + peft + bitsandbytes NF4, prepare_model_for_kbit_training with its
 default gradient checkpointing, every sample padded to max_length, no grouping. It runs twice:
 (a) fp32 compute, the dtype gpudoctor's planner picks on a CPU, and (b) the recipe's usual bf16.
-Each side runs in its own process. Usage:
-    .venv/bin/python bench/train_throughput.py [--steps 12] [--data FILE --seq-len N]
+Each side runs in its own process, --rounds times in turn; the best rate of each counts (on a
+shared machine other work only ever slows a run down). Usage:
+    .venv/bin/python bench/train_throughput.py [--steps 8] [--rounds 2] [--threads N] [--data FILE --seq-len N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -70,39 +72,50 @@ def baseline(model_dir: str, data: str, seq_len: int, micro_batch: int, steps: i
     return {"tokens": clock.tokens1 - clock.tokens0, "seconds": seconds, "tokens_per_s": (clock.tokens1 - clock.tokens0) / seconds}
 
 
-def run_gpudoctor(model_dir: str, data: str, seq_len: int, micro_batch: int, steps: int, work: Path) -> dict:
+def run_gpudoctor(model_dir: str, data: str, seq_len: int, micro_batch: int, steps: int, work: Path, env: dict) -> dict:
+    import shutil
+
     output = work / "gpudoctor-run"
+    shutil.rmtree(output, ignore_errors=True)
     command = [
         sys.executable, "-m", "gpudoctor", "train", "--model", model_dir, "--data", data, "--output", str(output),
         "--skip-check", "--gpu", "cpu", "--truncate", "--seq-len", str(seq_len), "--micro-batch", str(micro_batch),
         "--grad-accum", "1", "--lora-r", "16", "--max-steps", str(steps), "--save-steps", str(steps),
     ]  # fmt: skip
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     report = json.loads((output / "report.json").read_text())
     return {"tokens": report["tokens"], "seconds": report["tokens"] / report["tokens_per_s"], "tokens_per_s": report["tokens_per_s"], "settings": report["settings"]}
 
 
-def compare(model_dir: str, data: str, seq_len: int, micro_batch: int, steps: int, work: Path) -> None:
-    print(f"\ndata {Path(data).name}, seq_len {seq_len}, micro batch {micro_batch}, {steps} steps ({WARMUP_STEPS} untimed)")
-    results = {}
-    for dtype in ("fp32", "bf16"):
-        command = [sys.executable, __file__, "--baseline", dtype, "--model-dir", model_dir, "--data", data,
-                   "--seq-len", str(seq_len), "--micro-batch", str(micro_batch), "--steps", str(steps)]  # fmt: skip
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results[f"baseline {dtype}"] = json.loads(out.strip().splitlines()[-1])
-    results["gpudoctor"] = run_gpudoctor(model_dir, data, seq_len, micro_batch, steps, work / f"{Path(data).stem}-{seq_len}")
-    for name, result in results.items():
+def compare(model_dir: str, data: str, seq_len: int, args: argparse.Namespace, work: Path) -> None:
+    print(f"\ndata {Path(data).name}, seq_len {seq_len}, micro batch {args.micro_batch}, {args.steps} steps ({WARMUP_STEPS} untimed), best of {args.rounds}")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    best: dict[str, dict] = {}
+    for _ in range(args.rounds):
+        runs = {}
+        for dtype in ("fp32", "bf16"):
+            command = [sys.executable, __file__, "--baseline", dtype, "--model-dir", model_dir, "--data", data, "--seq-len", str(seq_len),
+                       "--micro-batch", str(args.micro_batch), "--steps", str(args.steps)]  # fmt: skip
+            out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+            runs[f"baseline {dtype}"] = json.loads(out.strip().splitlines()[-1])
+        runs["gpudoctor"] = run_gpudoctor(model_dir, data, seq_len, args.micro_batch, args.steps, work / f"{Path(data).stem}-{seq_len}", env)
+        for name, result in runs.items():
+            if name not in best or result["tokens_per_s"] > best[name]["tokens_per_s"]:
+                best[name] = result
+    for name, result in best.items():
         print(f"{name:>15}: {result['tokens_per_s']:8.0f} real tokens/s  ({result['tokens']} tokens in {result['seconds']:.1f} s)")
-    ours = results["gpudoctor"]["tokens_per_s"]
-    print(f"gpudoctor / baseline fp32 (same compute dtype): {ours / results['baseline fp32']['tokens_per_s']:.2f}×  (target ≥ 1.5×)")
-    print(f"gpudoctor / baseline bf16 (its usual settings): {ours / results['baseline bf16']['tokens_per_s']:.2f}×  (target ≥ 5×)")
-    settings = results["gpudoctor"]["settings"]
+    ours = best["gpudoctor"]["tokens_per_s"]
+    print(f"gpudoctor / baseline fp32 (same compute dtype): {ours / best['baseline fp32']['tokens_per_s']:.2f}×  (target ≥ 1.5×)")
+    print(f"gpudoctor / baseline bf16 (its usual settings): {ours / best['baseline bf16']['tokens_per_s']:.2f}×  (target ≥ 5×)")
+    settings = best["gpudoctor"]["settings"]
     print(f"gpudoctor settings: {settings['compute_dtype']}, packing {settings['packing']}, grad ckpt {settings['grad_ckpt']}, optimizer {settings['optimizer']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="OMP threads per run")
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--data", help="one dataset instead of the two default workloads")
@@ -117,16 +130,14 @@ def main() -> None:
         print(json.dumps(baseline(args.model_dir, args.data, args.seq_len, args.micro_batch, args.steps, args.baseline)))
         return
 
-    import os
-
     from gpudoctor.train.demo import build_demo_model
 
     work = Path(tempfile.mkdtemp(prefix="gpudoctor-bench-"))
     model_dir = str(build_demo_model(work / "model"))
-    print(f"model: the demo's (Mistral, hidden 256, 4 layers, GQA 8/2, NF4 base, LoRA r16 all-linear); CPU threads {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+    print(f"model: the demo's (Mistral, hidden 256, 4 layers, GQA 8/2, NF4 base, LoRA r16 all-linear); {args.threads} threads per run, load average {os.getloadavg()[0]:.1f}")
     workloads = [(args.data, args.seq_len)] if args.data else [(str(SUPPORT), 256), (str(ALPACA), 512)]
     for data, seq_len in workloads:
-        compare(model_dir, data, seq_len, args.micro_batch, args.steps, work)
+        compare(model_dir, data, seq_len, args, work)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ def train(
     if method == "lora":
         fixed["quant"] = None
     options = {"epochs": epochs, "lr": lr, "val_size": val_size, "save_steps": save_steps, "seed": seed, "max_steps": max_steps}
+    if resume and run_yaml is None and not demo and output is not None and (output / "run.yaml").is_file():
+        run_yaml = output / "run.yaml"  # --resume continues the run as it was planned, not as a re-plan would pick now
     config = _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu, force)
     _print_settings(console, config)
     if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:

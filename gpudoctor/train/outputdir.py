@@ -68,11 +68,13 @@ def check_output(folder: Path, config: RunConfig, *, resume: bool) -> Path | Non
     raise BadInput(f"--output {folder}: already holds {state} of this config; {hint}, or pick another --output")
 
 
-def place_adapter(model, folder: Path) -> None:
-    """save_pretrained into a hidden temp folder, then move each file into place (each move atomic)."""
-    staging = folder / ".adapter-staging"
+def place_saved(save, folder: Path) -> None:
+    """Call save(staging_dir) (a save_pretrained), then move each file into `folder` (each move atomic)."""
+    staging = folder / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging), safe_serialization=True)
-    for path in staging.iterdir():
-        os.replace(path, folder / path.name)
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save(str(staging))
+        for path in staging.iterdir():
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

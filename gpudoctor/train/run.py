@@ -17,7 +17,7 @@ from typing import Any
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.plan.runconfig import write_run_config
 from gpudoctor.plan.types import RunConfig
-from gpudoctor.train.outputdir import check_output, newest_checkpoint, place_adapter
+from gpudoctor.train.outputdir import check_output, newest_checkpoint, place_saved
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
 
 CPU_PARAMETER_LIMIT = 1_500_000_000  # above this a CPU run takes days; it needs --force
@@ -127,7 +127,19 @@ def train(
     tokenized = tokenize_cached(dataset, tokenizer, str(model_dir), settings.seq_len, truncate=truncate, cache_dir=output / "cache")
     train_samples, eval_samples = split_eval(tokenized.samples, training.val_size, training.seed, config.data)
 
-    # 2. Write the resolved config and the token cache; build rows.
+    # 2. Model: NF4 base + LoRA (a model that cannot load stops here, before anything is written).
+    import torch
+
+    from gpudoctor.train.callbacks import Faults, InjectFaults, Measure, NanGuard, Progress, RunLog, StopOnSignal
+    from gpudoctor.train.trainer import Batching, build_trainer, optimizer_name, training_arguments
+
+    torch.manual_seed(training.seed)
+    model = models.add_lora(models.load_base(model_dir, settings, trust_remote_code=trust_remote_code), settings)
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+    # 3. Write the resolved config and the token cache; build rows.
     from gpudoctor.train.packing import RowCollator, RowDataset, TokenCounter, pack, unpacked
 
     output.mkdir(parents=True, exist_ok=True)
@@ -147,20 +159,8 @@ def train(
         )
     if tokenized.from_cache:
         notes.append(f"tokens from cache {tokenized.cache_file}")
-
-    # 3. Model: NF4 base + LoRA.
-    import torch
-
-    from gpudoctor.train.callbacks import Faults, InjectFaults, Measure, NanGuard, Progress, RunLog, StopOnSignal
-    from gpudoctor.train.trainer import Batching, build_trainer, optimizer_name, training_arguments
-
-    torch.manual_seed(training.seed)
-    model = models.add_lora(models.load_base(model_dir, settings, trust_remote_code=trust_remote_code), settings)
     if optimizer_name(settings.optimizer, device != "cpu") != optimizer_name(settings.optimizer, True):
         notes.append(f"optimizer {settings.optimizer} needs a GPU; using adamw_torch on the CPU")
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
-    initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 
     # 4. Train; on out-of-memory halve the micro batch, double accumulation, resume from the last checkpoint.
     faults = faults or Faults()
@@ -216,8 +216,8 @@ def train(
     if status == "finished":
         if eval_rows:
             final_eval = float(trainer.evaluate()["eval_loss"])
-        place_adapter(model, output)
-        tokenizer.save_pretrained(str(output))
+        place_saved(lambda folder: model.save_pretrained(folder, safe_serialization=True), output)
+        place_saved(tokenizer.save_pretrained, output)
     newest = newest_checkpoint(output)
     report = TrainReport(
         output=str(output), model=str(model_dir), data=str(config.data),

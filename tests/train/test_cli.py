@@ -123,3 +123,15 @@ def test_multi_gpu_goes_through_accelerate_launch():
 def test_faults_come_from_the_environment():
     faults = Faults.from_env({"GPUDOCTOR_INJECT_OOM_AT_STEP": "3", "GPUDOCTOR_INJECT_NAN_AT_STEP": "x"})
     assert faults == Faults(oom_at_step=3, nan_at_step=None, interrupt_at_step=None)
+
+
+@pytest.mark.slow
+def test_run_yaml_with_command_line_overrides(cli, tiny_model, support_data, tmp_path, tiny_config):
+    from gpudoctor.plan.runconfig import read_run_config
+
+    run_yaml = write_run_config(tiny_config(tiny_model, support_data, tmp_path / "out", max_steps=4), tmp_path / "run.yaml")
+    result = cli("train", run_yaml, "--lr", "0.001", "--max-steps", "1", "--skip-check")
+    assert result.exit_code == 0, result.stderr
+    used = read_run_config(tmp_path / "out" / "run.yaml")
+    assert used.training.lr == 0.001 and used.training.max_steps == 1 and used.settings.lora_r == 8
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["steps"] == 1
