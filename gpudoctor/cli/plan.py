@@ -224,7 +224,8 @@ def _memory_table(plan: Plan) -> Table:
     memory = plan.memory
     budget = memory.budget_bytes or 1
     share = memory.peak_reserved_bytes / budget
-    title = f"Memory per GPU (GiB = 1024³): peak {memory.peak_reserved_bytes / GIB:.1f} of {budget / GIB:.1f} GiB ({share:.0%})"
+    where = "RAM" if plan.hardware.device == "cpu" else "Memory per GPU"
+    title = f"{where} (GiB = 1024³): peak {memory.peak_reserved_bytes / GIB:.1f} of {budget / GIB:.1f} GiB ({share:.0%})"
     table = Table(title=title, title_justify="left", box=None, padding=(0, 1))
     table.add_column("component")
     table.add_column("GiB", justify="right")
@@ -235,11 +236,14 @@ def _memory_table(plan: Plan) -> Table:
         if value <= 0:
             continue
         label = quant_label if key == "base_weights" else COMPONENT_LABELS.get(key, key)
+        if key == "cuda_context":
+            label = {"cpu": "Python process (torch, transformers)", "rocm": "HIP context"}.get(plan.hardware.device, label)
         if key == "base_16bit" and plan.settings.method == "qlora":
             label += " (fp32)"
         table.add_row(label, f"{value / GIB:.2f}", f"{value / budget:.0%}", "█" * min(BAR_WIDTH, max(1, round(BAR_WIDTH * value / budget))))
     table.add_row("peak allocated (torch)", f"{memory.peak_allocated_bytes / GIB:.2f}", f"{memory.peak_allocated_bytes / budget:.0%}", "")
-    table.add_row("peak reserved + context", f"{memory.peak_reserved_bytes / GIB:.2f}", f"{share:.0%}", _budget_bar(share))
+    total = "peak with the process" if plan.hardware.device == "cpu" else "peak reserved + context"
+    table.add_row(total, f"{memory.peak_reserved_bytes / GIB:.2f}", f"{share:.0%}", _budget_bar(share))
     return table
 
 

@@ -35,7 +35,8 @@ NF4_BYTES = 0.5 + 4 / 64
 NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
 
 # peft.prepare_model_for_kbit_training casts every parameter that is not 4-bit (embeddings,
-# lm_head, norms, biases) to fp32 (peft/utils/other.py); TRL's SFTTrainer and Axolotl call it.
+# lm_head, norms, biases) to fp32 (peft/utils/other.py); gpudoctor train (train/model.py),
+# TRL's SFTTrainer and Axolotl call it.
 KBIT_LEFTOVER_BYTES = 4
 # peft creates LoRA matrices in fp32 (get_peft_model(autocast_adapter_dtype=True)).
 LORA_PARAM_BYTES = 4

@@ -57,7 +57,8 @@ def make_plan(
         raise BadInput(f"--effective-batch: must be at least 1 (got {effective_batch})")
     notes: list[str] = []
     base = _base_settings(model, hardware, fixed, notes)
-    coverage, seq_choices, seq_free = _seq_choices(model, fixed, data)
+    coverage, seq_choices, seq_mode = _seq_choices(model, fixed, data, hardware)
+    seq_free = seq_mode == "free"
     usable = int(hardware.budget_bytes * HEADROOM_FRACTION)
 
     best: tuple[tuple, Settings, MemoryEstimate] | None = None
@@ -80,7 +81,7 @@ def make_plan(
     else:
         _, settings, estimate = best
         plan = Plan(model, hardware, settings, estimate, fits=True, notes=notes, effective_batch=effective_batch)
-        notes.extend(_choice_notes(settings, fixed, seq_free, seq_choices))
+        notes.extend(_choice_notes(settings, fixed, seq_mode, seq_choices))
 
     if coverage is not None and data is not None:
         cut = sum(1 for length in data.token_lengths if length > plan.settings.seq_len)
@@ -173,9 +174,10 @@ def _default_attention(model: ModelSpec, hardware: Hardware, notes: list[str]) -
     return "sdpa"
 
 
-def _seq_choices(model: ModelSpec, fixed: dict[str, Any], data: DataStats | None) -> tuple[DataCoverage | None, list[int], bool]:
-    """How the data's lengths spread, the seq_len candidates (longest first), and whether the
-    length is free to trade for batch."""
+def _seq_choices(model: ModelSpec, fixed: dict[str, Any], data: DataStats | None, hardware: Hardware) -> tuple[DataCoverage | None, list[int], str]:
+    """How the data's lengths spread, the seq_len candidates (longest first), and where they come
+    from: "fixed", "data", "free" (traded for batch to fill the card) or "cpu" (kept at SEQ_MIN:
+    on the CPU time, not memory, runs short)."""
     limit = model.max_position_embeddings
     coverage = None
     if data is not None and data.token_lengths:
@@ -185,14 +187,16 @@ def _seq_choices(model: ModelSpec, fixed: dict[str, Any], data: DataStats | None
     if "seq_len" in fixed:
         if fixed["seq_len"] > limit:
             raise BadInput(f"--seq-len {fixed['seq_len']}: {model.name} was trained on at most {limit} positions")
-        return coverage, [fixed["seq_len"]], False
+        return coverage, [fixed["seq_len"]], "fixed"
     if coverage is not None:
         target = min(limit, max(DATA_SEQ_ROUND, math.ceil(coverage.covering_seq_len / DATA_SEQ_ROUND) * DATA_SEQ_ROUND))
         shorter = [s for s in range(target - SEQ_STEP, 0, -SEQ_STEP) if s >= SEQ_STEP]
-        return coverage, [target] + shorter, False
+        return coverage, [target] + shorter, "data"
     cap = min(limit, SEQ_CAP)
+    if hardware.device == "cpu":
+        return None, [min(cap, SEQ_MIN), SEQ_STEP], "cpu"
     choices = list(range(cap - cap % SEQ_STEP, SEQ_MIN - 1, -SEQ_STEP)) or [cap]
-    return None, choices, True
+    return None, choices, "free"
 
 
 def _strategies(base: Settings, fixed: dict[str, Any]) -> list[str]:
@@ -284,16 +288,18 @@ def _suggestions(model: ModelSpec, hardware: Hardware, settings: Settings, fixed
     return out
 
 
-def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_free: bool, seqs: list[int]) -> list[str]:
+def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_mode: str, seqs: list[int]) -> list[str]:
     notes = []
     if settings.method == "qlora":
         dq = "with" if settings.double_quant else "without"
         notes.append(f"method qlora: base weights in 4-bit NF4 {dq} double quantization, LoRA adapters trained in fp32")
     else:
         notes.append("method lora: base weights in 16-bit, LoRA adapters trained in fp32")
-    if "seq_len" in fixed:
+    if seq_mode == "fixed":
         notes.append(f"seq_len {settings.seq_len}: as given")
-    elif seq_free:
+    elif seq_mode == "cpu":
+        notes.append(f"seq_len {settings.seq_len}: on the CPU time, not memory, runs short; pass --data or --seq-len for longer records")
+    elif seq_mode == "free":
         notes.append(f"seq_len {settings.seq_len}: no data given, so the longest that fits with the batch (at most {seqs[0]})")
     elif settings.seq_len != seqs[0]:
         notes.append(f"seq_len {settings.seq_len}: the data needs {seqs[0]} but that does not fit; longer records are cut")

@@ -54,7 +54,7 @@ def test_cpu_plan_uses_fp32_adamw_torch_and_sdpa():
     hardware = Hardware(device="cpu", name="CPU", budget_bytes=22 * GIB, peak_tflops=0.1, source="cpu")
     plan = make_plan(load_model("phi-3-mini"), hardware)
     s = plan.settings
-    assert (s.compute_dtype, s.optimizer, s.attn, s.quant) == ("fp32", "adamw_torch", "sdpa", "nf4")
+    assert (s.compute_dtype, s.optimizer, s.attn, s.quant, s.seq_len) == ("fp32", "adamw_torch", "sdpa", "nf4", 512)
     assert plan.estimate is not None and plan.estimate.tokens_per_s > 0
 
 
