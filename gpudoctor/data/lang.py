@@ -26,11 +26,18 @@ ENGLISH = frozenset(
 WORD = re.compile(r"[A-Za-z']+")
 
 
+SAMPLE_CHARS = 2000  # the start of a record is enough to tell its language
+
+
 def guess_language(text: str) -> str:
     """'zh', 'ja', 'ko', 'en', 'latin (non-English)', 'cyrillic', ... or 'none' for text without letters."""
-    counts = Counter({name: len(pattern.findall(text)) for name, pattern in SCRIPTS})
-    if counts["ja"]:  # Japanese mixes kana with Han characters
-        counts["ja"] += counts.pop("zh")
+    text = text[:SAMPLE_CHARS]
+    if text.isascii():
+        counts = Counter({"latin": len(SCRIPTS[-1][1].findall(text))})
+    else:
+        counts = Counter({name: len(pattern.findall(text)) for name, pattern in SCRIPTS})
+    if counts.get("ja"):  # Japanese mixes kana with Han characters
+        counts["ja"] += counts.pop("zh", 0)
     name, count = counts.most_common(1)[0]
     if count == 0:
         return "none"
