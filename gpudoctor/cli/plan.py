@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
 
 
 def plan_command(
-    model: str = typer.Option(..., "--model", help="Profile id (see --list), a local model folder or a config.json path."),
+    model: Optional[str] = typer.Option(None, "--model", help="Profile id (see --list), a local model folder or a config.json path."),
+    list_profiles: bool = typer.Option(False, "--list", help="List the model and GPU profiles and exit."),
     gpu: str = typer.Option("auto", "--gpu", help="auto (probe this machine), cpu, or a GPU profile id such as rtx-4090."),
     vram_gib: Optional[float] = typer.Option(None, "--vram-gib", help="Plan for this many GiB per GPU instead."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Number of GPUs (data parallel)."),
@@ -69,6 +70,11 @@ def plan_command(
     from gpudoctor.plan.planner import make_plan
     from gpudoctor.profiles import load_model
 
+    if list_profiles:
+        render_profiles()
+        return
+    if model is None:
+        raise BadInput("--model: name a model profile (see --list), a local model folder or a config.json path")
     if emit is not None and emit not in EMIT_FORMATS:
         raise BadInput(f"--emit: unknown format '{emit}'; use one of {', '.join(EMIT_FORMATS)}")
     if epochs <= 0:
@@ -161,6 +167,33 @@ def _emit(plan: Plan, emit: str, data: str | None, output: str | None, epochs: f
     training = TrainingOptions(epochs=epochs)
     text = emit_gpudoctor(plan, data, output, training) if emit == "gpudoctor" else emit_axolotl(plan, data, output, training)
     print_json(text)
+
+
+def render_profiles() -> None:
+    """The shipped model and GPU profiles, as two tables."""
+    from gpudoctor.plan.memory import total_params
+    from gpudoctor.profiles import list_gpus, list_models, load_gpu, load_model
+
+    out = console()
+    models = Table(title="Models (--model)", title_justify="left", box=None, padding=(0, 1))
+    for column in ("id", "params", "vocab", "max seq", "licence", "gated", "hub id"):
+        models.add_column(column, justify="right" if column in ("params", "vocab", "max seq") else "left", no_wrap=column != "hub id", overflow="fold")
+    for name in list_models():
+        spec = load_model(name)
+        licence = spec.licence or ""
+        models.add_row(
+            name, f"{total_params(spec) / 1e9:.1f}B", f"{spec.vocab_size:,}", f"{spec.max_position_embeddings:,}",
+            licence.split(" (")[0], "yes" if "gated" in licence else "no", spec.hub_id or "",
+        )  # fmt: skip
+    gpus = Table(title="GPUs (--gpu)", title_justify="left", box=None, padding=(0, 1))
+    for column in ("id", "name", "GiB", "bf16 TFLOP/s", "bf16", "flash-attn"):
+        gpus.add_column(column, justify="right" if column in ("GiB", "bf16 TFLOP/s") else "left")
+    for name in list_gpus():
+        spec = load_gpu(name)
+        gpus.add_row(name, spec.display_name, f"{spec.vram_gib:g}", f"{spec.peak_bf16_tflops:g}", "yes" if spec.bf16 else "no", "yes" if spec.flash_attn_train else "no")
+    out.print(models)
+    out.print()
+    out.print(gpus)
 
 
 def render(plan: Plan) -> None:

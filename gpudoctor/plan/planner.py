@@ -294,7 +294,7 @@ def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_mode: str, seqs
         dq = "with" if settings.double_quant else "without"
         notes.append(f"method qlora: base weights in 4-bit NF4 {dq} double quantization, LoRA adapters trained in fp32")
     else:
-        notes.append("method lora: base weights in 16-bit, LoRA adapters trained in fp32")
+        notes.append(f"method lora: base weights in {settings.compute_dtype}, LoRA adapters trained in fp32")
     if seq_mode == "fixed":
         notes.append(f"seq_len {settings.seq_len}: as given")
     elif seq_mode == "cpu":

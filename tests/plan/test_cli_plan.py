@@ -144,3 +144,17 @@ def test_a_local_model_folder_counts_tokens_with_its_tokenizer(cli, tmp_path, sh
     doc = json.loads(result.stdout)
     assert doc["model"]["name"] == str(tmp_path)
     assert "approximation" not in doc["data"]["tokenizer"] and doc["data"]["records"] == 91
+
+
+def test_list_shows_every_profile(cli):
+    from gpudoctor.profiles import list_gpus, list_models
+
+    result = cli("plan", "--list")
+    assert result.exit_code == 0
+    for name in list_models() + list_gpus():
+        assert f" {name} " in result.stdout
+
+
+def test_model_is_required_unless_listing(cli):
+    result = cli("plan")
+    assert result.exit_code == 2 and "--model" in result.stderr and "--list" in result.stderr
