@@ -154,3 +154,22 @@ def test_ordinary_sentences_are_left_alone():
     lines = (FIXTURES / "pii_negatives.txt").read_text(encoding="utf-8").splitlines()
     found = [(line, [(s.kind, s.text) for s in find_pii(line)]) for line in lines]
     assert [f for f in found if f[1]] == []
+
+
+ADDRESSES = [
+    ("Ship it to 1600 Pennsylvania Avenue, Washington, DC 20500 please.", "1600 Pennsylvania Avenue"),
+    ("I live at 221B Baker Street, London NW1 6XE.", "221B Baker Street"),
+    ("Our office is at 350 Fifth Ave, Suite 3300, New York, NY 10118.", "350 Fifth Ave"),
+    ("Return address: 42 Wallaby Way, Sydney.", "42 Wallaby Way"),
+    ("Meet me at 10 Downing Street tomorrow.", "10 Downing Street"),
+    ("Die Adresse ist Hauptstraße 12, Berlin.", "Hauptstraße 12"),
+    ("Envoyez-le au 5 rue de Rivoli, Paris.", "5 rue de Rivoli"),
+    ("我住在北京市朝阳区建国路88号。", "北京市朝阳区建国路88号"),
+    ("地址：上海市浦东新区世纪大道100号3号楼", "上海市浦东新区世纪大道100号3号楼"),
+    ("寄到广州市天河区天河路385号。", "广州市天河区天河路385号"),
+]
+
+
+def test_street_addresses_with_a_number_and_street_type():
+    score, missed = recall(ADDRESSES, "ADDRESS")
+    assert score >= 0.9, missed
