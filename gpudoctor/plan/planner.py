@@ -82,6 +82,8 @@ def make_plan(
         _, settings, estimate = best
         plan = Plan(model, hardware, settings, estimate, fits=True, notes=notes, effective_batch=effective_batch)
         notes.extend(_choice_notes(settings, fixed, seq_mode, seq_choices))
+        if settings.method == "qlora" and "method" not in fixed and _fits(model, dataclasses.replace(settings, method="lora", quant=None), hardware):
+            notes.append("--method lora (16-bit base) also fits these settings and runs faster: no 4-bit dequantisation")
 
     if coverage is not None and data is not None:
         cut = sum(1 for length in data.token_lengths if length > plan.settings.seq_len)

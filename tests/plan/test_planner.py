@@ -155,3 +155,10 @@ def test_a_fixed_length_with_data_still_counts_what_is_cut():
     data = DataStats(path="d.json", records=4, token_lengths=[100, 300, 700, 900], tokenizer="test")
     plan = make_plan(MISTRAL, hardware_from_gpu(RTX4090), {"seq_len": 512}, data=data)
     assert plan.settings.seq_len == 512 and plan.coverage.cut_records == 2
+
+
+def test_says_when_16bit_lora_would_also_fit():
+    roomy = make_plan(MISTRAL, hardware_from_gpu(load_gpu("a100-80gb")), {"seq_len": 1024})
+    tight = make_plan(MISTRAL, hardware_from_gpu(load_gpu("rtx-4080")), {"seq_len": 1024})
+    assert any(note.startswith("--method lora") for note in roomy.notes)
+    assert not any(note.startswith("--method lora") for note in tight.notes)
