@@ -12,14 +12,17 @@ from __future__ import annotations
 from gpudoctor.plan.memory import head_dim, lora_params, param_counts
 from gpudoctor.plan.types import Hardware, ModelSpec, Settings, TimeEstimate
 
-# Model FLOPs utilisation, stated rather than measured here: Hugging Face + bitsandbytes QLoRA
-# reaches roughly 0.3-0.4 of peak on Ampere/Ada (the NF4 weights are dequantised before every
-# matmul), 16-bit LoRA 0.4-0.5; ROCm on RDNA3 reaches less of its paper peak.
-UTILISATION = {"qlora": 0.35, "lora": 0.45}
+# Model FLOPs utilisation at full occupancy, stated rather than measured here. The 16-bit LoRA
+# figure is what the Qwen README's profiling table implies by this FLOP count (Qwen-7B LoRA, one
+# A100, flash-attn 2, gradient checkpointing: 8 x 2048 tokens in 5.2 s = 3,150 tokens/s; held in
+# tests/plan/test_timing.py); bitsandbytes QLoRA dequantises every weight before each matmul and
+# runs ~20% slower; ROCm on RDNA3 reaches less of its paper peak.
+UTILISATION = {"qlora": 0.40, "lora": 0.50}
 ROCM_FACTOR = 0.6
 CPU_UTILISATION = 0.5
-# Fewer tokens per micro-batch than this leave the GPU's matmuls under-filled.
-FULL_OCCUPANCY_TOKENS = 2048
+# A micro-batch of this many tokens runs its matmuls at half the full-occupancy rate:
+# utilisation x tokens / (tokens + OCCUPANCY_TOKENS).
+OCCUPANCY_TOKENS = 256
 # Data-parallel scaling per extra GPU over PCIe (no NVLink on workstation cards).
 MULTI_GPU_EFFICIENCY = {"ddp": 0.9, "fsdp": 0.8, "single": 1.0}
 # When no data is given, the time is quoted for this many training tokens.
@@ -45,7 +48,7 @@ def utilisation(settings: Settings, hardware: Hardware) -> float:
     if hardware.device == "rocm":
         value *= ROCM_FACTOR
     tokens = settings.micro_batch * settings.seq_len
-    return value * min(1.0, tokens / FULL_OCCUPANCY_TOKENS) ** 0.5
+    return value * tokens / (tokens + OCCUPANCY_TOKENS)
 
 
 def estimate_time(model: ModelSpec, settings: Settings, hardware: Hardware, tokens_total: int | None) -> TimeEstimate | None:
