@@ -67,6 +67,7 @@ def plan_command(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     emit: Optional[str] = typer.Option(None, "--emit", help="Print a config instead: gpudoctor (run.yaml) or axolotl."),
 ) -> None:
+    from gpudoctor.plan.hardware import hardware_for
     from gpudoctor.plan.planner import make_plan
     from gpudoctor.profiles import load_model
 
@@ -80,13 +81,13 @@ def plan_command(
     if epochs <= 0:
         raise BadInput(f"--epochs: must be more than 0 (got {epochs:g})")
     spec = load_model(model)
-    hardware = _hardware(gpu, vram_gib, gpus)
+    hardware = hardware_for(gpu, vram_gib, gpus)
     fixed = _fixed_settings(
         method=method, lora_r=lora_r, lora_alpha=lora_alpha, seq_len=seq_len, micro_batch=micro_batch,
         grad_accum=grad_accum, grad_ckpt=grad_ckpt, optimizer=optimizer, attn=attn, double_quant=double_quant,
         packing=packing, gpus=gpus, strategy=strategy, lora_targets=_targets(lora_targets),
     )  # fmt: skip
-    stats = _data_stats(data, spec) if data is not None else None
+    stats = data_stats(data, spec) if data is not None else None
     tokens_total = None
     plan = make_plan(spec, hardware, fixed, stats, effective_batch)
     if stats is not None and plan.estimate is not None:
@@ -112,21 +113,10 @@ def plan_command(
 
 
 def _hardware(gpu: str, vram_gib: float | None, gpus: int | None) -> Hardware:
-    from gpudoctor.plan import hardware as hw
-    from gpudoctor.profiles import load_gpu
+    """Kept for callers of the old private name; use gpudoctor.plan.hardware.hardware_for."""
+    from gpudoctor.plan.hardware import hardware_for
 
-    if vram_gib is not None and vram_gib <= 0:
-        raise BadInput(f"--vram-gib: must be more than 0 (got {vram_gib:g})")
-    if gpu == "cpu":
-        found = hw.cpu_hardware()
-    elif gpu == "auto":
-        found = hw.probed_hardware()
-    else:
-        return hw.hardware_from_gpu(load_gpu(gpu), vram_gib, gpus or 1)
-    if vram_gib is not None:
-        found.budget_bytes = int(vram_gib * GIB)
-        found.source = "override"
-    return found
+    return hardware_for(gpu, vram_gib, gpus)
 
 
 def _note_probe(plan: Plan, fixed: dict[str, Any]) -> None:
@@ -151,7 +141,8 @@ def _fixed_settings(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _data_stats(path: str, spec: ModelSpec) -> DataStats:
+def data_stats(path: str, spec: ModelSpec) -> DataStats:
+    """Token lengths of a dataset file, counted with the model folder's tokenizer.json when it has one."""
     from gpudoctor.data.load import load_dataset
     from gpudoctor.data.stats import compute_stats
 
@@ -159,6 +150,9 @@ def _data_stats(path: str, spec: ModelSpec) -> DataStats:
     if spec.local_path is not None and (Path(spec.local_path) / "tokenizer.json").is_file():
         tokenizer = str(Path(spec.local_path))
     return compute_stats(load_dataset(path), tokenizer)
+
+
+_data_stats = data_stats  # the name gpudoctor/cli/train.py imports
 
 
 def _emit(plan: Plan, emit: str, data: str | None, output: str | None, epochs: float) -> None:

@@ -88,6 +88,25 @@ def _capabilities(gpu: GpuFacts) -> tuple[bool, bool]:
     return False, False
 
 
+def hardware_for(gpu: str = "auto", vram_gib: float | None = None, gpus: int | None = None) -> Hardware:
+    """What --gpu (auto | cpu | a profile id), --vram-gib and --gpus name, as `plan` and `train` read them."""
+    from gpudoctor.errors import BadInput
+    from gpudoctor.profiles import load_gpu
+
+    if vram_gib is not None and vram_gib <= 0:
+        raise BadInput(f"--vram-gib: must be more than 0 (got {vram_gib:g})")
+    if gpu == "cpu":
+        found = cpu_hardware()
+    elif gpu == "auto":
+        found = probed_hardware()
+    else:
+        return hardware_from_gpu(load_gpu(gpu), vram_gib, gpus or 1)
+    if vram_gib is not None:
+        found.budget_bytes = int(vram_gib * GIB)
+        found.source = "override"
+    return found
+
+
 def probed_hardware() -> Hardware:
     """`--gpu auto`: probe this machine without starting torch."""
     from gpudoctor.probe import probe_system  # the probe reads NVML/amdsmi/sysfs; imported only when asked

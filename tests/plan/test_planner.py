@@ -165,3 +165,15 @@ def test_says_when_16bit_lora_would_also_fit():
     tight = make_plan(MISTRAL, hardware_from_gpu(load_gpu("rtx-4080")), {"seq_len": 1024})
     assert any(note.startswith("--method lora") for note in roomy.notes)
     assert not any(note.startswith("--method lora") for note in tight.notes)
+
+
+def test_hardware_for_reads_gpu_vram_and_gpus_like_the_cli():
+    from gpudoctor.errors import BadInput as Bad
+    from gpudoctor.plan.hardware import hardware_for
+
+    assert hardware_for("rtx-4090", None, 2).gpus == 2
+    assert hardware_for("rtx-4090", 20.0).budget_bytes == 20 * GIB
+    cpu = hardware_for("cpu", 6.0)
+    assert (cpu.device, cpu.budget_bytes, cpu.source) == ("cpu", 6 * GIB, "override")
+    with pytest.raises(Bad, match="--vram-gib"):
+        hardware_for("rtx-4090", -1.0)
