@@ -182,12 +182,10 @@ def run_one(spec: ModelSpec, budget_gib: float, method: str, steps: int, device:
     if not plan.fits:
         result["measured"] = "not run: the plan does not fit"
         return result
-    context = 0
     if device == "cuda":
         torch.cuda.init()
         torch.zeros(1, device="cuda")  # create the context
-        free, total = torch.cuda.mem_get_info()
-        context = (total - free) - torch.cuda.memory_reserved()
+        _, total = torch.cuda.mem_get_info()
         torch.cuda.set_per_process_memory_fraction(min(1.0, budget_gib * GIB / total))
     try:
         model = add_lora(build_model(spec, settings, device), settings, linear_names(spec))
@@ -198,6 +196,10 @@ def run_one(spec: ModelSpec, budget_gib: float, method: str, steps: int, device:
         result["measured"] = f"OOM: {str(err).splitlines()[0]}"
         return result
     if device == "cuda":
+        # What the device uses beyond torch's reserved pool: the context, cuBLAS and lazily loaded
+        # kernels, measured after the steps (assumes no other process on this GPU).
+        free, total = torch.cuda.mem_get_info()
+        context = (total - free) - torch.cuda.memory_reserved()
         result["measured"] = {
             "peak_allocated_gib": torch.cuda.max_memory_allocated() / GIB,
             "peak_reserved_gib": torch.cuda.max_memory_reserved() / GIB,
