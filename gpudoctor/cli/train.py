@@ -58,6 +58,7 @@ def train(
     grad_ckpt: bool | None = typer.Option(None, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing.", show_default=False),
     optimizer: str | None = typer.Option(None, "--optimizer", help="paged_adamw_8bit | adamw_8bit | adamw_torch | ..."),
     attn: str | None = typer.Option(None, "--attn", help="sdpa | flash | eager."),
+    compute_dtype: str | None = typer.Option(None, "--compute-dtype", help="bf16 | fp16 | fp32 (the planner's pick otherwise)."),
     double_quant: bool | None = typer.Option(None, "--double-quant/--no-double-quant", help="NF4 double quantization.", show_default=False),
     packing: bool | None = typer.Option(None, "--packing/--no-packing", help="Pack short samples into full rows (default on).", show_default=False),
     gpus: int | None = typer.Option(None, "--gpus", help="GPUs to train on (>1 runs under accelerate launch)."),
@@ -71,14 +72,20 @@ def train(
     fixed: dict[str, Any] = {
         "method": method, "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_targets": _csv(lora_targets), "seq_len": seq_len,
         "micro_batch": micro_batch, "grad_accum": grad_accum, "grad_ckpt": grad_ckpt, "optimizer": optimizer,
-        "attn": attn, "double_quant": double_quant, "packing": packing, "gpus": gpus, "strategy": strategy,
+        "attn": attn, "compute_dtype": compute_dtype, "double_quant": double_quant, "packing": packing, "gpus": gpus, "strategy": strategy,
     }
     if method == "lora":
         fixed["quant"] = None
+    if compute_dtype is not None and compute_dtype not in ("bf16", "fp16", "fp32"):
+        raise BadInput(f"--compute-dtype {compute_dtype}: use bf16, fp16 or fp32")
     options = {"epochs": epochs, "lr": lr, "val_size": val_size, "save_steps": save_steps, "seed": seed, "max_steps": max_steps}
     if resume and run_yaml is None and not demo and output is not None and (output / "run.yaml").is_file():
         run_yaml = output / "run.yaml"  # --resume continues the run as it was planned, not as a re-plan would pick now
-    config = _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu, force)
+    config, plan = _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu, force)
+    if plan is not None:
+        from gpudoctor.cli.plan import render
+
+        render(plan)
     _print_settings(console, config)
     if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(_launch_distributed(config, console))
@@ -87,14 +94,16 @@ def train(
     quiet_libraries()
     from gpudoctor.train.callbacks import Faults
     from gpudoctor.train.run import train as run_training
+
     report = run_training(
         config, resume=resume, force=force, console=console, trust_remote_code=trust_remote_code,
-        truncate=truncate, faults=Faults.from_env(),
+        truncate=truncate, faults=Faults.from_env(), planned_peak_bytes=plan.memory.peak_reserved_bytes if plan else None,
     )
     _print_report(report)
 
 
-def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu, force):
+def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_check, vram_gib, gpu, force) -> tuple[Any, Any]:
+    """The RunConfig to train, and the Plan behind it when the planner chose the settings here."""
     from dataclasses import replace
 
     from gpudoctor.plan.runconfig import read_run_config
@@ -109,7 +118,7 @@ def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_c
 
         console.print("demo: building the tiny Mistral-architecture model (random weights) …")
         config = demo_config(demo_workdir(), output or DEMO_OUTPUT)
-        return replace(config, settings=settings_from(fixed, config.settings), training=replace(config.training, **training_overrides))
+        return replace(config, settings=settings_from(fixed, config.settings), training=replace(config.training, **training_overrides)), None
     on_gpu = True
     if not skip_check:
         preflight = run_preflight(str(output) if output else None)
@@ -128,7 +137,7 @@ def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_c
             settings=settings_from(fixed, config.settings),
             training=replace(config.training, **training_overrides),
         )
-        return config
+        return config, None
     missing = [flag for flag, value in (("--model", model), ("--data", data), ("--output", output)) if not value]
     if missing:
         raise BadInput(f"missing {', '.join(missing)}: give --model, --data and --output, a RUN_YAML, or --demo")
@@ -146,7 +155,7 @@ def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_c
 
         hint = f"; try {plan.suggestions[0]}" if plan.suggestions else ""
         raise ProblemFound(f"the plan does not fit in {plan.hardware.name}'s memory{hint} (see `gpudoctor plan`)")
-    return RunConfig(model=model, data=str(data), output=str(output), settings=settings, training=TrainingOptions(**training_overrides))
+    return RunConfig(model=model, data=str(data), output=str(output), settings=settings, training=TrainingOptions(**training_overrides)), plan
 
 
 def _refuse_big_model_on_cpu(model: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -94,6 +95,10 @@ def test_train_interrupt_resume_chat_through_the_cli(cli, tiny_model, support_da
     assert again.exit_code == 2 and "already holds a finished run" in one_error_line(again)
     answer = cli("chat", "--adapter", out, "--prompt", "My lamp is broken.", "--max-new-tokens", "4")
     assert answer.exit_code == 0 and answer.stdout.strip()
+    stdin = io.StringIO("My lamp is broken.\nIt hums.\n\nnot read\n")
+    monkeypatch.setattr("sys.stdin", stdin)
+    session = cli("generate", "--adapter", out, "--max-new-tokens", "4")
+    assert session.exit_code == 0 and session.stdout.strip() and stdin.read() == "not read\n"  # an empty line ends it
 
 
 def test_commands_do_not_import_the_training_stack_until_they_train():

@@ -78,3 +78,16 @@ def test_record_without_reply_is_bad_input(tokenizer):
     record = Record(0, [Message("user", "Hi")])
     with pytest.raises(BadInput, match=r"^d.json: record 1 has no assistant reply"):
         tokenize_dataset(Dataset("d.json", "messages", "json", [record]), tokenizer, 128)
+
+
+def test_sharegpt_tool_calls_without_a_template_use_alpaca_blocks(tokenizer, shared_datasets):
+    from gpudoctor.data.load import load_dataset
+
+    dataset = load_dataset(shared_datasets / "glaive_toolcall_en_demo.json")
+    dataset.records = dataset.records[:20]
+    result = tokenize_dataset(dataset, tokenizer, 4096)
+    assert len(result.samples) == 20
+    record = dataset.records[0]
+    replies = [m.content for m in record.messages if m.role == "assistant"]
+    learned = decoded_labels(tokenizer, result.samples[0].labels)
+    assert learned == "".join(reply + "</s>" for reply in replies)  # every assistant turn, nothing else
