@@ -33,11 +33,11 @@ def chat(
     bot = load_chatbot(adapter, trust_remote_code=trust_remote_code)
     out = console()
     if prompt is not None:
-        out.print(bot.answer(prompt, max_new_tokens), markup=False)
+        out.print(bot.answer(prompt, max_new_tokens), markup=False, soft_wrap=True)
         return
     err_console().print("chat: type a prompt and press Enter; an empty line or Ctrl-D ends")
     for line in sys.stdin:
         text = line.strip()
         if not text:
             break
-        out.print(bot.answer(text, max_new_tokens), markup=False)
+        out.print(bot.answer(text, max_new_tokens), markup=False, soft_wrap=True)

@@ -68,5 +68,5 @@ def demo_settings() -> Settings:
 def demo_config(workdir: str | Path, output: str | Path) -> RunConfig:
     """The demo's RunConfig: prepares the model, then trains on the support data."""
     model_dir, data = prepare_demo(workdir)
-    training = TrainingOptions(epochs=8, lr=2e-3, val_size=16, save_steps=50, seed=DEMO_SEED, warmup_ratio=0.05)
+    training = TrainingOptions(epochs=20, lr=2e-3, val_size=16, save_steps=50, seed=DEMO_SEED, warmup_ratio=0.05)
     return RunConfig(model=model_dir, data=data, output=str(output), settings=demo_settings(), training=training)

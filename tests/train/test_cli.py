@@ -140,3 +140,15 @@ def test_run_yaml_with_command_line_overrides(cli, tiny_model, support_data, tmp
     used = read_run_config(tmp_path / "out" / "run.yaml")
     assert used.training.lr == 0.001 and used.training.max_steps == 1 and used.settings.lora_r == 8
     assert json.loads((tmp_path / "out" / "report.json").read_text())["steps"] == 1
+
+
+@pytest.mark.slow
+def test_demo_trains_the_shipped_model_and_data(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = cli("train", "--demo", "--output", tmp_path / "demo", "--max-steps", "2", "--val-size", "0")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["steps"] == 2 and report["records"] == 160 and report["packed"]
+    assert (tmp_path / "cache" / "gpudoctor" / "demo-model" / "model.safetensors").is_file()
+    config = json.loads((tmp_path / "cache" / "gpudoctor" / "demo-model" / "config.json").read_text())
+    assert config["model_type"] == "mistral" and config["num_key_value_heads"] < config["num_attention_heads"]
