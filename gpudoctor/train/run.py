@@ -214,7 +214,9 @@ def train(
     status = {"signal": "interrupted", "nan": "nan"}.get(log.stopped_by or "", "finished")
     final_eval = None
     if status == "finished":
-        if eval_rows:
+        if eval_rows and log.eval_losses and log.eval_losses[-1][0] == trainer.state.global_step:
+            final_eval = log.eval_losses[-1][1]  # the Trainer already evaluated the final step
+        elif eval_rows:
             final_eval = float(trainer.evaluate()["eval_loss"])
         place_saved(lambda folder: model.save_pretrained(folder, safe_serialization=True), output)
         place_saved(tokenizer.save_pretrained, output)

@@ -47,6 +47,7 @@ def test_run_folder_has_every_output(reference):
     saved = json.loads((folder / "report.json").read_text())
     assert saved["status"] == "finished" and saved["steps"] == 6 and len(saved["losses"]) == 6
     assert saved["eval_rows"] >= 1 and math.isfinite(saved["final_eval_loss"])
+    assert [step for step, _ in saved["eval_losses"]] == [2, 4, 6]  # every save_steps, the last one not repeated
     assert saved["tokens"] > 0 and saved["tokens_per_s"] > 0 and saved["measured_peak_rss_bytes"] > 0
     assert report.losses[-1][1] < report.losses[0][1]  # it learns
 
