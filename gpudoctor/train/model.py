@@ -83,6 +83,11 @@ def load_tokenizer(model_dir: Path, *, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
 def device_map() -> dict[str, Any] | None:
     import torch
 
@@ -96,6 +101,7 @@ def device_map() -> dict[str, Any] | None:
 def load_base(model_dir: Path, settings: Settings, *, trust_remote_code: bool = False) -> Any:
     """The base model through the real path: from_pretrained with NF4 quantization (or plain for lora)."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     check_weights(model_dir)
@@ -108,16 +114,22 @@ def load_base(model_dir: Path, settings: Settings, *, trust_remote_code: bool = 
             bnb_4bit_use_double_quant=settings.double_quant,
             bnb_4bit_compute_dtype=dtype,
         )
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir),
-        quantization_config=quantization,
-        dtype=dtype,
-        attn_implementation=ATTENTION.get(settings.attn, settings.attn),
-        use_safetensors=True,
-        local_files_only=True,
-        trust_remote_code=trust_remote_code,
-        device_map=device_map(),
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(model_dir),
+            quantization_config=quantization,
+            dtype=dtype,
+            attn_implementation=ATTENTION.get(settings.attn, settings.attn),
+            use_safetensors=True,
+            local_files_only=True,
+            trust_remote_code=trust_remote_code,
+            device_map=device_map(),
+        )
+    except ImportError as err:  # e.g. --attn flash without the flash-attn package
+        raise ProblemFound(f"--model {model_dir}: cannot load it with --attn {settings.attn} ({_first_line(err)}); try --attn sdpa") from None
+    except (OSError, ValueError, KeyError, SafetensorError) as err:  # unreadable/partial safetensors, remote code refused, unknown architecture
+        hint = "; pass --trust-remote-code if you trust its code" if "trust_remote_code" in str(err) else ""
+        raise BadInput(f"--model {model_dir}: cannot load the weights ({_first_line(err)}){hint}") from None
     model.config.use_cache = False
     return model
 

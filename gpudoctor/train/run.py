@@ -201,6 +201,7 @@ def train(
             )
             if checkpoint is None:
                 set_peft_model_state_dict(model, initial_lora)
+            model.zero_grad(set_to_none=True)
             del trainer
             gc.collect()
             if torch.cuda.is_available():

@@ -152,3 +152,14 @@ def test_demo_trains_the_shipped_model_and_data(cli, tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "gpudoctor" / "demo-model" / "model.safetensors").is_file()
     config = json.loads((tmp_path / "cache" / "gpudoctor" / "demo-model" / "config.json").read_text())
     assert config["model_type"] == "mistral" and config["num_key_value_heads"] < config["num_attention_heads"]
+
+
+def test_unreadable_weights_are_one_line(cli, support_data, tmp_path, tiny_model):
+    import shutil
+
+    model = tmp_path / "broken"
+    shutil.copytree(tiny_model, model)
+    (model / "model.safetensors").write_bytes(b"not a safetensors file")
+    result = cli("train", "--model", model, "--data", support_data, "--output", tmp_path / "out", *TRAIN)
+    assert result.exit_code == 2 and "cannot load the weights" in one_error_line(result)
+    assert not (tmp_path / "out").exists()
