@@ -25,7 +25,7 @@ def resolve_model_dir(name_or_path: str) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise BadInput(f"{path}: not a model folder (no config.json)")
-        return path
+        return path.resolve()  # absolute, so adapter_config.json's base path works from any folder
     hub_id = name_or_path
     try:
         from gpudoctor.profiles import load_model as load_profile

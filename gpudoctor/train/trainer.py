@@ -64,6 +64,7 @@ def training_arguments(
         logging_nan_inf_filter=False,  # a NaN must reach the NaN guard, not be averaged away
         save_strategy="steps",
         save_steps=training.save_steps,
+        save_total_limit=3,  # --resume needs only the newest; three guard against a half-written one
         eval_strategy="steps" if has_eval else "no",
         eval_steps=training.save_steps if has_eval else None,
         seed=training.seed,

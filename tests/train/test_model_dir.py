@@ -10,8 +10,8 @@ from gpudoctor.train.model import check_weights, resolve_model_dir
 
 def test_a_local_folder_or_its_config_json(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    assert resolve_model_dir(str(tmp_path)) == tmp_path
-    assert resolve_model_dir(str(tmp_path / "config.json")) == tmp_path
+    assert resolve_model_dir(str(tmp_path)) == tmp_path.resolve()
+    assert resolve_model_dir(str(tmp_path / "config.json")) == tmp_path.resolve()
 
 
 def test_a_hub_id_is_found_in_the_local_cache(cli_env, monkeypatch):
