@@ -86,7 +86,7 @@ def train(
         from gpudoctor.cli.plan import render
 
         render(plan)
-    _print_settings(console, config)
+    _print_settings(console, config, with_settings=plan is None)
     if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(_launch_distributed(config, console))
     from gpudoctor.train.quiet import quiet_libraries
@@ -191,15 +191,17 @@ def _data_stats(data: str, model: str) -> Any:
     return plan_data_stats(data, load_model(model))
 
 
-def _print_settings(console: Any, config: Any) -> None:
+def _print_settings(console: Any, config: Any, *, with_settings: bool) -> None:
+    """One line of settings (when no plan was rendered), one of what trains on what."""
     s = config.settings
     t = config.training
     targets = ",".join(s.lora_targets)
-    console.print(
-        f"plan: {s.method} {s.quant or ''} {s.compute_dtype} · LoRA r{s.lora_r} α{s.lora_alpha} on {targets} · "
-        f"seq {s.seq_len} · micro batch {s.micro_batch} × accum {s.grad_accum} · "
-        f"{'packed' if s.packing else 'padded'} · grad ckpt {'on' if s.grad_ckpt else 'off'} · {s.optimizer} · {s.attn}"
-    )
+    if with_settings:
+        console.print(
+            f"plan: {s.method} {s.quant or ''} {s.compute_dtype} · LoRA r{s.lora_r} α{s.lora_alpha} on {targets} · "
+            f"seq {s.seq_len} · micro batch {s.micro_batch} × accum {s.grad_accum} · "
+            f"{'packed' if s.packing else 'padded'} · grad ckpt {'on' if s.grad_ckpt else 'off'} · {s.optimizer} · {s.attn}"
+        )
     budget = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epochs"
     console.print(f"train: {config.model} on {config.data} → {config.output} · {budget} · lr {t.lr:g} · seed {t.seed}")
 
