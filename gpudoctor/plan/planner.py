@@ -1,7 +1,8 @@
 """The planner: search the settings the user left open for the best run that fits the memory budget.
 
 Rules, in order:
-1. Compute dtype: bf16 where the hardware runs it, fp16 on GPUs without bf16, fp32 on the CPU.
+1. Compute dtype: bf16 where the hardware runs it (GPUs with bf16, CPUs with AVX512_BF16/AMX), fp16 on
+   GPUs without bf16, fp32 on other CPUs.
 2. A plan fits when its peak reserved memory (with the CUDA context) stays within
    HEADROOM_FRACTION of the budget.
 3. seq_len: as fixed; with data, the length that keeps COVERAGE of the records whole; with
@@ -139,9 +140,13 @@ def _checked_fixed(fixed: dict[str, Any], hardware: Hardware) -> dict[str, Any]:
 def _base_settings(model: ModelSpec, hardware: Hardware, fixed: dict[str, Any], notes: list[str]) -> Settings:
     settings = Settings()
     if hardware.device == "cpu":
-        settings.compute_dtype = "fp32"
         settings.optimizer = "adamw_torch"
-        notes.append("compute dtype fp32: on the CPU bf16 matmuls run an order of magnitude slower than fp32")
+        if hardware.bf16:
+            settings.compute_dtype = "bf16"
+            notes.append(f"compute dtype bf16: {hardware.name} has native bf16 matmuls, faster than fp32 there")
+        else:
+            settings.compute_dtype = "fp32"
+            notes.append("compute dtype fp32: this CPU has no bf16 instructions, so bf16 would run an order of magnitude slower")
         notes.append("optimizer adamw_torch: 8-bit and paged optimizers need a GPU")
     elif hardware.bf16:
         settings.compute_dtype = "bf16"

@@ -127,9 +127,18 @@ def test_gpu_auto_without_a_gpu_plans_for_the_cpu_and_says_so(cli, monkeypatch):
     from gpudoctor.probe.facts import SystemFacts
 
     _probe_returns(monkeypatch, SystemFacts())
+    monkeypatch.setattr("gpudoctor.probe.cpu.native_bf16_flag", lambda root=None: None)
     doc = json.loads(cli("plan", "--model", "phi-3-mini", "--json").stdout)
     assert doc["hardware"]["device"] == "cpu" and doc["settings"]["compute_dtype"] == "fp32"
     assert doc["notes"][0].startswith("no GPU was found")
+
+
+def test_a_cpu_with_native_bf16_computes_in_bf16(cli, monkeypatch):
+    monkeypatch.setattr("gpudoctor.probe.cpu.native_bf16_flag", lambda root=None: "avx512_bf16")
+    doc = json.loads(cli("plan", "--model", "phi-3-mini", "--gpu", "cpu", "--json").stdout)
+    assert doc["hardware"]["name"].endswith("avx512_bf16)") and doc["hardware"]["bf16"] is True
+    assert (doc["settings"]["compute_dtype"], doc["settings"]["optimizer"]) == ("bf16", "adamw_torch")
+    assert any(note.startswith("compute dtype bf16:") for note in doc["notes"])
 
 
 def test_a_local_model_folder_counts_tokens_with_its_tokenizer(cli, tmp_path, shared_datasets):

@@ -136,7 +136,8 @@ def test_hardware_from_an_unknown_probed_card_uses_compute_capability():
     assert make_plan(MISTRAL, hardware).estimate is None
 
 
-def test_no_gpu_means_the_cpu():
+def test_no_gpu_means_the_cpu(monkeypatch):
+    monkeypatch.setattr("gpudoctor.probe.cpu.native_bf16_flag", lambda root=None: None)
     hardware = hardware_from_facts(SystemFacts())
     assert (hardware.device, hardware.source, hardware.bf16) == ("cpu", "cpu", False)
     assert hardware.budget_bytes <= cpu_hardware().budget_bytes + GIB
