@@ -88,6 +88,15 @@ def load_model(name_or_path: str) -> ModelSpec:
     )
 
 
+# When config.json leaves tie_word_embeddings out, the architecture's config class decides
+# (transformers 5: configuration_<arch>.py); PretrainedConfig's own default is True.
+UNTIED_BY_DEFAULT = {"mistral", "mixtral", "llama", "qwen2", "qwen2_moe", "qwen3", "phi", "phi3", "gpt_neox", "olmo2"}
+
+
+def _tied_by_default(model_type: object) -> bool:
+    return str(model_type) not in UNTIED_BY_DEFAULT
+
+
 def model_from_config(path: Path, local_path: str | None = None) -> ModelSpec:
     """Read the architecture numbers of a Hugging Face config.json (multimodal: its text_config)."""
     try:
@@ -122,8 +131,7 @@ def model_from_config(path: Path, local_path: str | None = None) -> ModelSpec:
         vocab_size=config["vocab_size"],
         max_position_embeddings=int(max_positions),
         head_dim=head_dim,
-        # PretrainedConfig's default is True; Llama/Mistral/Qwen configs state False explicitly.
-        tie_word_embeddings=bool(config.get("tie_word_embeddings", True)),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", _tied_by_default(config.get("model_type")))),
         hub_id=config.get("_name_or_path") or None,
         local_path=local_path,
         attn_logit_softcapping=config.get("attn_logit_softcapping"),

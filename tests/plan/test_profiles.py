@@ -121,3 +121,15 @@ def test_every_gpu_profile_is_complete():
     for name in list_gpus():
         spec = load_gpu(name)
         assert spec.vendor in ("nvidia", "amd") and spec.vram_gib >= 16 and spec.peak_bf16_tflops > 0 and spec.match
+
+
+def test_tie_word_embeddings_defaults_follow_the_architecture(tmp_path):
+    import json
+
+    from gpudoctor.profiles import load_model
+
+    base = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100}
+    for model_type, tied in (("mistral", False), ("llama", False), ("gemma2", True), ("something-new", True)):
+        path = tmp_path / f"{model_type}.json"
+        path.write_text(json.dumps({**base, "model_type": model_type}))
+        assert load_model(str(path)).tie_word_embeddings is tied, model_type
