@@ -117,8 +117,9 @@ def _config(run_yaml, demo, model, data, output, fixed, options, console, skip_c
         from gpudoctor.train.demo import demo_config
 
         console.print("demo: building the tiny Mistral-architecture model (random weights) …")
-        config = demo_config(demo_workdir(), output or DEMO_OUTPUT)
-        return replace(config, settings=settings_from(fixed, config.settings), training=replace(config.training, **training_overrides)), None
+        hardware = _hardware_override(vram_gib, gpu, fixed.get("gpus"))
+        config, plan = demo_config(demo_workdir(), output or DEMO_OUTPUT, hardware, fixed)
+        return replace(config, training=replace(config.training, **training_overrides)), plan
     on_gpu = True
     if not skip_check:
         preflight = run_preflight(str(output) if output else None)

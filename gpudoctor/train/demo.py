@@ -9,7 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gpudoctor.plan.types import RunConfig, Settings, TrainingOptions
+from typing import Any
+
+from gpudoctor.plan.types import Plan, RunConfig, TrainingOptions
 
 ASSETS = Path(__file__).resolve().parent.parent / "demo"
 DATA = ASSETS / "support.json"
@@ -57,16 +59,26 @@ def prepare_demo(workdir: str | Path) -> tuple[str, str]:
     return str(model_dir), str(DATA)
 
 
-def demo_settings() -> Settings:
-    return Settings(
-        method="qlora", quant="nf4", double_quant=True, compute_dtype="fp32", lora_r=16, lora_alpha=32,
-        lora_dropout=0.0, lora_targets=["all-linear"], seq_len=256, micro_batch=4, grad_accum=1,
-        grad_ckpt=False, optimizer="adamw_torch", attn="sdpa", packing=True,
+def demo_fixed() -> dict[str, Any]:
+    """The demo's own knobs; the planner fills in the rest for this hardware (compute dtype, optimizer)."""
+    return dict(
+        method="qlora", quant="nf4", double_quant=True, lora_r=16, lora_alpha=32, lora_dropout=0.0,
+        lora_targets=["all-linear"], seq_len=256, micro_batch=4, grad_accum=1, grad_ckpt=False, attn="sdpa", packing=True,
     )
 
 
-def demo_config(workdir: str | Path, output: str | Path) -> RunConfig:
-    """The demo's RunConfig: prepares the model, then trains on the support data."""
+def demo_training() -> TrainingOptions:
+    return TrainingOptions(epochs=20, lr=2e-3, val_size=16, save_steps=50, seed=DEMO_SEED, warmup_ratio=0.05)
+
+
+def demo_config(workdir: str | Path, output: str | Path, hardware: Any = None, fixed: dict[str, Any] | None = None) -> tuple[RunConfig, Plan]:
+    """The demo's RunConfig and the Plan behind it: prepares the model, plans for `hardware`
+    (default: what the probe finds, else the CPU), keeps the user's `fixed` settings over the demo's."""
+    from gpudoctor.plan.hardware import hardware_for
+    from gpudoctor.plan.planner import make_plan
+    from gpudoctor.profiles import load_model
+
     model_dir, data = prepare_demo(workdir)
-    training = TrainingOptions(epochs=20, lr=2e-3, val_size=16, save_steps=50, seed=DEMO_SEED, warmup_ratio=0.05)
-    return RunConfig(model=model_dir, data=data, output=str(output), settings=demo_settings(), training=training)
+    wanted = {**demo_fixed(), **{k: v for k, v in (fixed or {}).items() if v is not None}}
+    plan = make_plan(load_model(model_dir), hardware or hardware_for("auto"), wanted, effective_batch=wanted["micro_batch"] * wanted["grad_accum"])
+    return RunConfig(model=model_dir, data=data, output=str(output), settings=plan.settings, training=demo_training()), plan

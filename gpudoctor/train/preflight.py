@@ -48,18 +48,11 @@ def settings_from(fixed: dict[str, Any], base: Settings | None = None) -> Settin
 
 
 def plan_settings(model: str, fixed: dict[str, Any], *, on_gpu: bool, hardware: Any = None, data_stats: Any = None) -> tuple[Settings, Any]:
-    """The planner's settings with the user's fixed ones kept; (settings, Plan or None).
+    """The planner's settings with the user's fixed ones kept; (settings, Plan)."""
+    from gpudoctor.plan.hardware import cpu_hardware
+    from gpudoctor.plan.planner import make_plan
+    from gpudoctor.profiles import load_model
 
-    Until/unless the planner is installed, the fallback is Settings' defaults with the CPU's
-    choices (fp32 compute, adamw_torch) when there is no GPU.
-    """
-    try:
-        from gpudoctor.plan.hardware import cpu_hardware
-        from gpudoctor.plan.planner import make_plan
-        from gpudoctor.profiles import load_model
-    except ImportError:
-        base = Settings() if on_gpu else Settings(compute_dtype="fp32", optimizer="adamw_torch", micro_batch=4, grad_accum=4)
-        return settings_from(fixed, base), None
     if hardware is None:
         from gpudoctor.plan.hardware import probed_hardware
 
