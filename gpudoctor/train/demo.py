@@ -27,6 +27,10 @@ def build_demo_model(folder: str | Path, *, seed: int = DEMO_SEED, shape: dict[s
     import torch
     from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
 
+    from gpudoctor.train.quiet import quiet_libraries
+
+    quiet_libraries()
+
     folder = Path(folder)
     if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
         return folder

@@ -1,0 +1,71 @@
+"""`gpudoctor demo`: the whole path on the built-in default — check → plan → train --demo → chat.
+
+A thin chain over the other commands (each step is exactly what its own command prints), so the
+demo can never drift from what a user runs by hand. Only typer is imported at module level.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+
+from gpudoctor.errors import EXIT_OK, BadInput
+
+DEMO_PROMPT = "I'm having trouble getting Product X to work properly."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo", help="Run check → plan → train the tiny demo model → chat, on the built-in data (CPU: about a minute).")(demo)
+
+
+def _is_demo_run(folder: Path) -> bool:
+    """True when `folder` holds a run of the built-in demo (its run.yaml trains the demo model)."""
+    from gpudoctor.plan.runconfig import read_run_config
+    from gpudoctor.train.demo import DATA
+
+    try:
+        return Path(read_run_config(folder / "run.yaml").data or "").resolve() == DATA.resolve()
+    except BadInput:
+        return False
+
+
+def demo(
+    output: Path = typer.Option(Path("gpudoctor-demo"), "--output", help="Run folder for the demo adapter."),
+    prompt: str = typer.Option(DEMO_PROMPT, "--prompt", help="What to ask the trained model at the end."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train again even if --output holds a finished demo run."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop training after N steps (a quick look)."),
+) -> int:
+    from gpudoctor.cli.main import run
+    from gpudoctor.cli.output import console
+
+    out = console()
+
+    def step(title: str) -> None:
+        out.print()
+        out.rule(title, align="left")
+
+    step("1/3 gpudoctor check — is this machine ready?")
+    ready = run(["check"]) == EXIT_OK
+    plan_for = [] if ready else ["--gpu", "cpu"]
+    if not ready:
+        out.print("demo: the GPU is not ready (see above), so the demo plans for and trains on the CPU", soft_wrap=True)
+
+    step("2/3 gpudoctor train --demo — plan for this hardware, then train")
+    finished = (output / "report.json").is_file() and _is_demo_run(output)
+    if finished and not retrain:
+        out.print(f"demo: {output} already holds a finished demo run; `gpudoctor demo --retrain` trains it again", soft_wrap=True)
+    else:
+        if retrain and output.exists():
+            if not _is_demo_run(output):
+                raise BadInput(f"--output {output}: holds something other than a demo run; pick another --output")
+            shutil.rmtree(output)
+        steps = ["--max-steps", str(max_steps)] if max_steps else []
+        code = run(["train", "--demo", "--output", str(output), *plan_for, *steps])
+        if code != EXIT_OK:
+            return code
+
+    step("3/3 gpudoctor chat — ask the trained adapter")
+    out.print(f"prompt: {prompt}", soft_wrap=True)
+    return run(["chat", "--adapter", str(output), "--prompt", prompt])
