@@ -14,9 +14,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from gpudoctor.cli import run_options as opts
 from gpudoctor.cli.output import console, print_json
 from gpudoctor.errors import EXIT_PROBLEM, BadInput, ProblemFound
-from gpudoctor.plan.types import GIB, DataStats, Hardware, ModelSpec, Plan, TrainingOptions
+from gpudoctor.plan.types import GIB, DataStats, ModelSpec, Plan, TrainingOptions
 
 BAR_WIDTH = 40
 EMIT_FORMATS = ("gpudoctor", "axolotl")
@@ -44,22 +45,23 @@ def register(app: typer.Typer) -> None:
 def plan_command(
     model: Optional[str] = typer.Option(None, "--model", help="Profile id (see --list), a local model folder or a config.json path."),
     list_profiles: bool = typer.Option(False, "--list", help="List the model and GPU profiles and exit."),
-    gpu: str = typer.Option("auto", "--gpu", help="auto (probe this machine), cpu, or a GPU profile id such as rtx-4090."),
-    vram_gib: Optional[float] = typer.Option(None, "--vram-gib", help="Plan for this many GiB per GPU instead."),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="Number of GPUs (data parallel)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="ddp (full copy per GPU) or fsdp (sharded)."),
-    method: Optional[str] = typer.Option(None, "--method", help="qlora (4-bit base) or lora (16-bit base)."),
-    lora_r: Optional[int] = typer.Option(None, "--lora-r", help="LoRA rank."),
-    lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", help="LoRA alpha (default 2 x rank)."),
-    lora_targets: Optional[str] = typer.Option(None, "--lora-targets", help="all-linear or a comma list: q_proj,v_proj,..."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence."),
-    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Sequences per forward pass per GPU."),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro batches per optimizer step."),
-    grad_ckpt: Optional[bool] = typer.Option(None, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw_torch, adamw_8bit, paged_adamw_8bit, paged_adamw_32bit."),
-    attn: Optional[str] = typer.Option(None, "--attn", help="sdpa, flash or eager."),
-    double_quant: Optional[bool] = typer.Option(None, "--double-quant/--no-double-quant", help="QLoRA double quantization."),
-    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Pack short records into full sequences."),
+    gpu: Optional[str] = opts.GPU,
+    vram_gib: Optional[float] = opts.VRAM_GIB,
+    gpus: Optional[int] = opts.GPUS,
+    strategy: Optional[str] = opts.STRATEGY,
+    method: Optional[str] = opts.METHOD,
+    lora_r: Optional[int] = opts.LORA_R,
+    lora_alpha: Optional[int] = opts.LORA_ALPHA,
+    lora_targets: Optional[str] = opts.LORA_TARGETS,
+    seq_len: Optional[int] = opts.SEQ_LEN,
+    micro_batch: Optional[int] = opts.MICRO_BATCH,
+    grad_accum: Optional[int] = opts.GRAD_ACCUM,
+    grad_ckpt: Optional[bool] = opts.GRAD_CKPT,
+    optimizer: Optional[str] = opts.OPTIMIZER,
+    attn: Optional[str] = opts.ATTN,
+    compute_dtype: Optional[str] = opts.COMPUTE_DTYPE,
+    double_quant: Optional[bool] = opts.DOUBLE_QUANT,
+    packing: Optional[bool] = opts.PACKING,
     effective_batch: int = typer.Option(16, "--effective-batch", help="Sequences per optimizer step to keep."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset file: size seq_len to its token lengths."),
     epochs: float = typer.Option(3.0, "--epochs", help="Epochs, for the time estimate and the emitted config."),
@@ -81,11 +83,12 @@ def plan_command(
     if epochs <= 0:
         raise BadInput(f"--epochs: must be more than 0 (got {epochs:g})")
     spec = load_model(model)
+    gpu = gpu or "auto"
     hardware = hardware_for(gpu, vram_gib, gpus)
-    fixed = _fixed_settings(
+    fixed = opts.fixed_settings(
         method=method, lora_r=lora_r, lora_alpha=lora_alpha, seq_len=seq_len, micro_batch=micro_batch,
-        grad_accum=grad_accum, grad_ckpt=grad_ckpt, optimizer=optimizer, attn=attn, double_quant=double_quant,
-        packing=packing, gpus=gpus, strategy=strategy, lora_targets=_targets(lora_targets),
+        grad_accum=grad_accum, grad_ckpt=grad_ckpt, optimizer=optimizer, attn=attn, compute_dtype=compute_dtype,
+        double_quant=double_quant, packing=packing, gpus=gpus, strategy=strategy, lora_targets=lora_targets,
     )  # fmt: skip
     stats = data_stats(data, spec) if data is not None else None
     tokens_total = None
@@ -112,12 +115,6 @@ def plan_command(
         raise typer.Exit(EXIT_PROBLEM)
 
 
-def _hardware(gpu: str, vram_gib: float | None, gpus: int | None) -> Hardware:
-    """Kept for callers of the old private name; use gpudoctor.plan.hardware.hardware_for."""
-    from gpudoctor.plan.hardware import hardware_for
-
-    return hardware_for(gpu, vram_gib, gpus)
-
 
 def _note_probe(plan: Plan, fixed: dict[str, Any]) -> None:
     """Say what `--gpu auto` found when it matters: no GPU at all, or more GPUs than planned for."""
@@ -128,17 +125,6 @@ def _note_probe(plan: Plan, fixed: dict[str, Any]) -> None:
         plan.notes.insert(0, f"{hw.gpus} GPUs of this kind were found; --gpus {hw.gpus} plans for all of them")
 
 
-def _targets(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    targets = [part.strip() for part in value.split(",") if part.strip()]
-    if not targets:
-        raise BadInput("--lora-targets: give all-linear or a comma list such as q_proj,v_proj")
-    return targets
-
-
-def _fixed_settings(**values: Any) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def data_stats(path: str, spec: ModelSpec) -> DataStats:
@@ -150,9 +136,6 @@ def data_stats(path: str, spec: ModelSpec) -> DataStats:
     if spec.local_path is not None and (Path(spec.local_path) / "tokenizer.json").is_file():
         tokenizer = str(Path(spec.local_path))
     return compute_stats(load_dataset(path), tokenizer)
-
-
-_data_stats = data_stats  # the name gpudoctor/cli/train.py imports
 
 
 def _emit(plan: Plan, emit: str, data: str | None, output: str | None, epochs: float) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from gpudoctor.cli import run_options as opts
 from gpudoctor.errors import BadInput
 
 DEMO_OUTPUT = "gpudoctor-demo"
@@ -20,9 +21,6 @@ DEMO_OUTPUT = "gpudoctor-demo"
 def register(app: typer.Typer) -> None:
     app.command("train", help="Fine-tune with QLoRA: check, plan, train; writes the adapter, report.json and loss.png.")(train)
 
-
-def _csv(value: str | None) -> list[str] | None:
-    return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
 def demo_workdir() -> Path:
@@ -48,36 +46,32 @@ def train(
     save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N optimizer steps."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for weights, data order and the eval split."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
-    method: str | None = typer.Option(None, "--method", help="qlora | lora."),
-    lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank."),
-    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help="LoRA alpha (default 2 × rank)."),
-    lora_targets: str | None = typer.Option(None, "--lora-targets", help="all-linear, or module names: q_proj,v_proj,..."),
-    seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per row."),
-    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Rows per forward pass."),
-    grad_accum: int | None = typer.Option(None, "--grad-accum", help="Micro batches per optimizer step."),
-    grad_ckpt: bool | None = typer.Option(None, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing.", show_default=False),
-    optimizer: str | None = typer.Option(None, "--optimizer", help="paged_adamw_8bit | adamw_8bit | adamw_torch | ..."),
-    attn: str | None = typer.Option(None, "--attn", help="sdpa | flash | eager."),
-    compute_dtype: str | None = typer.Option(None, "--compute-dtype", help="bf16 | fp16 | fp32 (the planner's pick otherwise)."),
-    double_quant: bool | None = typer.Option(None, "--double-quant/--no-double-quant", help="NF4 double quantization.", show_default=False),
-    packing: bool | None = typer.Option(None, "--packing/--no-packing", help="Pack short samples into full rows (default on).", show_default=False),
-    gpus: int | None = typer.Option(None, "--gpus", help="GPUs to train on (>1 runs under accelerate launch)."),
-    strategy: str | None = typer.Option(None, "--strategy", help="single | ddp | fsdp."),
-    vram_gib: float | None = typer.Option(None, "--vram-gib", help="Plan for this much GPU memory instead of the probed card."),
-    gpu: str | None = typer.Option(None, "--gpu", help="Plan for: auto (probe), cpu, or a GPU profile id such as rtx-4090."),
+    method: str | None = opts.METHOD,
+    lora_r: int | None = opts.LORA_R,
+    lora_alpha: int | None = opts.LORA_ALPHA,
+    lora_targets: str | None = opts.LORA_TARGETS,
+    seq_len: int | None = opts.SEQ_LEN,
+    micro_batch: int | None = opts.MICRO_BATCH,
+    grad_accum: int | None = opts.GRAD_ACCUM,
+    grad_ckpt: bool | None = opts.GRAD_CKPT,
+    optimizer: str | None = opts.OPTIMIZER,
+    attn: str | None = opts.ATTN,
+    compute_dtype: str | None = opts.COMPUTE_DTYPE,
+    double_quant: bool | None = opts.DOUBLE_QUANT,
+    packing: bool | None = opts.PACKING,
+    gpus: int | None = opts.GPUS,
+    strategy: str | None = opts.STRATEGY,
+    vram_gib: float | None = opts.VRAM_GIB,
+    gpu: str | None = opts.GPU,
 ) -> None:
     from gpudoctor.cli.output import err_console
 
     console = err_console()
-    fixed: dict[str, Any] = {
-        "method": method, "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_targets": _csv(lora_targets), "seq_len": seq_len,
-        "micro_batch": micro_batch, "grad_accum": grad_accum, "grad_ckpt": grad_ckpt, "optimizer": optimizer,
-        "attn": attn, "compute_dtype": compute_dtype, "double_quant": double_quant, "packing": packing, "gpus": gpus, "strategy": strategy,
-    }
-    if method == "lora":
-        fixed["quant"] = None
-    if compute_dtype is not None and compute_dtype not in ("bf16", "fp16", "fp32"):
-        raise BadInput(f"--compute-dtype {compute_dtype}: use bf16, fp16 or fp32")
+    fixed = opts.fixed_settings(
+        method=method, lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=lora_targets, seq_len=seq_len,
+        micro_batch=micro_batch, grad_accum=grad_accum, grad_ckpt=grad_ckpt, optimizer=optimizer, attn=attn,
+        compute_dtype=compute_dtype, double_quant=double_quant, packing=packing, gpus=gpus, strategy=strategy,
+    )  # fmt: skip
     options = {"epochs": epochs, "lr": lr, "val_size": val_size, "save_steps": save_steps, "seed": seed, "max_steps": max_steps}
     if resume and run_yaml is None and not demo and output is not None and (output / "run.yaml").is_file():
         run_yaml = output / "run.yaml"  # --resume continues the run as it was planned, not as a re-plan would pick now
@@ -180,13 +174,13 @@ def _hardware_override(vram_gib: float | None, gpu: str | None, gpus: int | None
     """--gpu PROFILE / cpu / auto and --vram-gib, read the same way `gpudoctor plan` reads them."""
     if vram_gib is None and gpu is None:
         return None
-    from gpudoctor.cli.plan import _hardware
+    from gpudoctor.plan.hardware import hardware_for
 
-    return _hardware(gpu or "auto", vram_gib, gpus)
+    return hardware_for(gpu or "auto", vram_gib, gpus)
 
 
 def _data_stats(data: str, model: str) -> Any:
-    from gpudoctor.cli.plan import _data_stats as plan_data_stats
+    from gpudoctor.cli.plan import data_stats as plan_data_stats
     from gpudoctor.profiles import load_model
 
     return plan_data_stats(data, load_model(model))
