@@ -119,7 +119,9 @@ def plan_command(
 def _note_probe(plan: Plan, fixed: dict[str, Any]) -> None:
     """Say what `--gpu auto` found when it matters: no GPU at all, or more GPUs than planned for."""
     hw = plan.hardware
-    if hw.device == "cpu":
+    if hw.source == "reference":
+        plan.notes.insert(0, "no GPU was found, so --vram-gib plans for a GPU with that memory; name your card with --gpu for its own speed")
+    elif hw.device == "cpu":
         plan.notes.insert(0, "no GPU was found (run `gpudoctor check` to see why), so this plan is for the CPU; --gpu NAME plans for a card")
     elif hw.gpus > plan.settings.gpus and "gpus" not in fixed:
         plan.notes.insert(0, f"{hw.gpus} GPUs of this kind were found; --gpus {hw.gpus} plans for all of them")

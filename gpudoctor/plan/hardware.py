@@ -106,12 +106,28 @@ def hardware_for(gpu: str = "auto", vram_gib: float | None = None, gpus: int | N
         found = cpu_hardware()
     elif gpu == "auto":
         found = probed_hardware()
+        if found.device == "cpu" and vram_gib is not None:
+            return reference_gpu(vram_gib, gpus or 1)  # --vram-gib names a GPU budget, even on a box without one
     else:
         return hardware_from_gpu(load_gpu(gpu), vram_gib, gpus or 1)
     if vram_gib is not None:
         found.budget_bytes = int(vram_gib * GIB)
         found.source = "override"
     return found
+
+
+def reference_gpu(vram_gib: float, gpus: int = 1) -> Hardware:
+    """A GPU with `vram_gib` per card for a machine that has none: bf16, FlashAttention and TFLOP/s
+    come from the NVIDIA profile nearest in memory (on a tie the smaller card; then the slower one,
+    so the time estimate errs long). Its source is "reference" and the plan says which card it used."""
+    from gpudoctor.profiles import list_gpus, load_gpu
+
+    cards = [spec for spec in map(load_gpu, list_gpus()) if spec.vendor == "nvidia"]
+    spec = min(cards, key=lambda c: (abs(c.vram_gib - vram_gib), c.vram_gib, c.peak_bf16_tflops))
+    hardware = hardware_from_gpu(spec, vram_gib, gpus)
+    hardware.name = f"a {vram_gib:g} GiB GPU (rated as the {spec.display_name})"
+    hardware.source = "reference"
+    return hardware
 
 
 def probed_hardware() -> Hardware:

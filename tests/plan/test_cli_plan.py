@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from gpudoctor.plan.runconfig import read_run_config
@@ -167,3 +168,21 @@ def test_list_shows_every_profile(cli):
 def test_model_is_required_unless_listing(cli):
     result = cli("plan")
     assert result.exit_code == 2 and "--model" in result.stderr and "--list" in result.stderr
+
+
+@pytest.mark.parametrize("budget", [16, 20, 24, 48])
+def test_vram_budget_without_a_gpu_plans_for_a_gpu_of_that_size(cli, monkeypatch, budget):
+    """The issue's bar: mistral-7b fits 16/20/24/48 GiB using 75–92 % of it, seq_len ≥ 2048 at 24 GiB."""
+    from gpudoctor.probe.facts import SystemFacts
+
+    _probe_returns(monkeypatch, SystemFacts())
+    result = cli("plan", "--model", "mistral-7b", "--vram-gib", str(budget), "--json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 0 and doc["fits"] is True
+    assert (doc["hardware"]["device"], doc["hardware"]["source"]) == ("cuda", "reference")
+    assert doc["notes"][0].startswith("no GPU was found, so --vram-gib plans for a GPU")
+    used = doc["memory"]["peak_reserved_gib"] / doc["memory"]["budget_gib"]
+    assert 0.75 <= used <= 0.92
+    assert doc["memory"]["budget_gib"] == budget
+    if budget == 24:
+        assert doc["settings"]["seq_len"] >= 2048
