@@ -176,7 +176,10 @@ def _hardware_override(vram_gib: float | None, gpu: str | None, gpus: int | None
         return None
     from gpudoctor.plan.hardware import hardware_for
 
-    return hardware_for(gpu or "auto", vram_gib, gpus)
+    hardware = hardware_for(gpu or "auto", vram_gib, gpus)
+    if hardware.source == "reference":
+        raise BadInput("--vram-gib: no GPU was found here, so training runs on the CPU; drop --vram-gib (use `gpudoctor plan --vram-gib` to plan for another machine)")
+    return hardware
 
 
 def _data_stats(data: str, model: str) -> Any:

@@ -163,3 +163,15 @@ def test_unreadable_weights_are_one_line(cli, support_data, tmp_path, tiny_model
     result = cli("train", "--model", model, "--data", support_data, "--output", tmp_path / "out", *TRAIN)
     assert result.exit_code == 2 and "cannot load the weights" in one_error_line(result)
     assert not (tmp_path / "out").exists()
+
+
+def test_vram_budget_on_a_machine_without_a_gpu_is_refused(cli, tmp_path, monkeypatch):
+    from gpudoctor.probe.facts import SystemFacts
+
+    monkeypatch.setattr("gpudoctor.plan.hardware.probed_hardware", lambda: __import__("gpudoctor.plan.hardware", fromlist=["x"]).hardware_from_facts(SystemFacts()))
+    data = tmp_path / "d.json"
+    data.write_text('[{"instruction": "hi", "output": "hello"}]')
+    result = cli("train", "--model", "mistral-7b", "--data", data, "--output", tmp_path / "out", "--vram-gib", "24", "--skip-check")
+    assert result.exit_code == 2
+    assert "--vram-gib: no GPU was found here" in result.stderr
+    assert not (tmp_path / "out").exists()
