@@ -38,6 +38,7 @@ def check(
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Also list the checks that passed, with details."),
     report: bool = typer.Option(False, "--report", help="Print a paste-ready block for a bug report."),
     fast: bool = typer.Option(False, "--fast", help="Skip the live torch/bitsandbytes subprocess check."),
+    refresh: bool = typer.Option(False, "--refresh", help="Run the live check even if a pass for this set-up is remembered."),
     output_dir: Path = typer.Option(Path("."), "--output-dir", help="Where training will write (its free disk is checked)."),
     list_checks: bool = typer.Option(False, "--list-checks", help="List the checks' ids and exit."),
     only: str | None = typer.Option(None, "--only", metavar="ID", help="Run just the check ID (see --list-checks)."),
@@ -53,7 +54,7 @@ def check(
     if list_checks:
         _print_check_list(all_checks())
         return
-    facts = _load_facts(facts_file) if facts_file is not None else _probe(fast=fast, output_dir=output_dir)
+    facts = _load_facts(facts_file) if facts_file is not None else _probe(fast=fast, refresh=refresh, output_dir=output_dir)
     diagnosis = diagnose(facts, only=only)
     if as_json:
         from gpudoctor.cli.output import print_json
@@ -71,12 +72,16 @@ def check(
         raise typer.Exit(EXIT_PROBLEM)
 
 
-def _probe(*, fast: bool, output_dir: Path) -> SystemFacts:
-    from gpudoctor.probe import probe_system
-    from gpudoctor.probe.facts import SystemFacts
+def _probe(*, fast: bool, refresh: bool, output_dir: Path) -> SystemFacts:
+    import os
 
+    from gpudoctor.probe import Sources, probe_system
+    from gpudoctor.probe.facts import SystemFacts
+    from gpudoctor.probe.live_cache import default_cache_file
+
+    sources = Sources(live_cache=None if refresh else default_cache_file(os.environ))
     try:
-        return probe_system(live=not fast, output_dir=str(output_dir))
+        return probe_system(sources=sources, live=not fast, output_dir=str(output_dir))
     except Exception as err:  # noqa: BLE001 - the probe promises not to raise; if it does, say so as a finding
         return SystemFacts(errors=[f"the probe crashed: {type(err).__name__}: {err}"])
 
@@ -262,5 +267,6 @@ def _live_line(facts: SystemFacts) -> str:
         f"4-bit: {'ok' if live.bnb_4bit_ok else live.bnb_4bit_error or 'failed'}" if live.bnb_4bit_ok is not None else None,
         "timed out" if live.timed_out else None,
         f"{live.duration_s:.1f} s" if live.duration_s is not None else None,
+        f"remembered from {live.cached_at}" if live.cached_at else None,
     ]
     return "live check: " + ", ".join(p for p in parts if p)

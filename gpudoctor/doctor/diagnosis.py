@@ -134,7 +134,8 @@ def _torch_headline(facts: SystemFacts) -> str:
         return f"{line}, live check skipped ({reason})"
     if live.torch_error:
         return f"{line}, import fails"
-    return f"{line}, {'sees the GPU' if live.gpu_available else 'sees no GPU'}"
+    remembered = f" (live check remembered from {live.cached_at}; --refresh re-runs it)" if live.cached_at else ""
+    return f"{line}, {'sees the GPU' if live.gpu_available else 'sees no GPU'}{remembered}"
 
 
 def _bnb_headline(facts: SystemFacts) -> str:

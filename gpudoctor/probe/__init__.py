@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from gpudoctor.probe import live_cache
 from gpudoctor.probe.amd import probe_amd
 from gpudoctor.probe.facts import LiveFacts, SystemFacts
 from gpudoctor.probe.host import probe_host
@@ -69,8 +70,29 @@ def _start_live(pool: ThreadPoolExecutor, jobs: dict[str, Future[Any]], sources:
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         if any(_sees_gpu(job, jobs) for job in done):
-            return pool.submit(sources.live, sources.environ, sources.live_timeout)
+            return _live_or_remembered(pool, jobs, python, sources)
     return "no GPU was found"
+
+
+def _live_or_remembered(pool: ThreadPoolExecutor, jobs: dict[str, Future[Any]], python: Any, sources: Sources) -> Future[Any]:
+    """Start the live check, unless a passing one for this exact set-up is remembered (sources.live_cache)."""
+    if sources.live_cache is None:
+        return pool.submit(sources.live, sources.environ, sources.live_timeout)
+    wait([jobs["nvidia"], jobs["amd"]])  # the key names the GPUs and their driver: milliseconds
+    gpus = [gpu for name in ("nvidia", "amd") if jobs[name].exception() is None for gpu in jobs[name].result()[1]]
+    key = live_cache.cache_key(python, gpus, sources.environ)
+    remembered = live_cache.load(sources.live_cache, key)
+    if remembered is not None:
+        done: Future[Any] = Future()
+        done.set_result(remembered)
+        return done
+
+    def run_and_remember() -> Any:
+        result = sources.live(sources.environ, sources.live_timeout)
+        live_cache.store(sources.live_cache, key, result)
+        return result
+
+    return pool.submit(run_and_remember)
 
 
 def _sees_gpu(job: Future[Any], jobs: dict[str, Future[Any]]) -> bool:

@@ -137,6 +137,7 @@ class LiveFacts:
     bnb_error: str | None = None  # import bitsandbytes / native library failed
     bnb_4bit_ok: bool | None = None  # a tiny NF4 matmul ran on the GPU
     bnb_4bit_error: str | None = None
+    cached_at: str | None = None  # set when this pass was remembered from an earlier check (local time)
     gpu_error: str | None = None  # why torch.cuda could not use the GPU (its warning or exception)
     error: str | None = None  # the check itself failed: crashed, printed no result, could not start
 

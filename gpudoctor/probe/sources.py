@@ -133,6 +133,7 @@ class Sources:
     cwd: Callable[[], str] = os.getcwd
     command_timeout: float = 3.0
     live_timeout: float = 20.0
+    live_cache: Path | None = None  # where a passing live check is remembered; None: not remembered
 
     def path(self, absolute: str) -> Path:
         """`absolute` ("/sys/class/drm") as seen under this root."""

@@ -136,4 +136,4 @@ def test_the_doctor_imports_only_layers_below_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     layers = set(json.loads(out))
-    assert layers <= {"doctor", "probe", "compat", "resources", "errors"}, layers
+    assert layers <= {"doctor", "probe", "compat", "resources", "errors", "atomic"}, layers
