@@ -95,6 +95,30 @@ def system_ram(facts: SystemFacts) -> list[Finding]:
     ]
 
 
+SUPPORTED_OS = ("ubuntu", "24.04")
+
+
+@check("host.os", category="Host")
+def operating_system(facts: SystemFacts) -> list[Finding]:
+    """The host is Ubuntu 24.04, the system gpudoctor's installers and fix commands are written for."""
+    host = facts.host
+    if host.os_id is None:
+        return []
+    if (host.os_id, host.os_version) == SUPPORTED_OS:
+        return [Finding("host.os", "Host", "ok", f"{host.os_pretty or 'Ubuntu 24.04'}: the installers and fixes apply as written")]
+    name = host.os_pretty or f"{host.os_id} {host.os_version or ''}".strip()
+    return [
+        Finding(
+            "host.os",
+            "Host",
+            "warning",
+            f"{name} is not Ubuntu 24.04: check, plan and train work, but install-cuda/install-rocm refuse without --force",
+            "The driver, CUDA and ROCm commands in the fixes are Ubuntu 24.04's; other systems name packages differently.",
+            None,
+        )
+    ]
+
+
 @check("host.wsl", category="Host")
 def wsl(facts: SystemFacts) -> list[Finding]:
     """Under WSL2 the GPU driver lives on Windows (never install a Linux GPU driver inside WSL)."""

@@ -350,3 +350,10 @@ def test_an_igpu_alone_is_judged():
     found = problems(facts)
     assert found["gpu.vram"].status == "warning"
     assert found["amd.gfx_target"].fix.startswith("export HSA_OVERRIDE_GFX_VERSION=11.0.0")
+
+
+def test_a_host_other_than_ubuntu_24_04_is_a_warning_only():
+    facts = nvidia_box(os_id="debian", os_version="12", os_pretty="Debian GNU/Linux 12 (bookworm)")
+    finding = one(facts, "host.os")
+    assert finding.status == "warning" and finding.title.startswith("Debian GNU/Linux 12 (bookworm) is not Ubuntu 24.04")
+    assert "host.os" not in {f.id for f in run_checks(nvidia_box()) if f.status != "ok"}
