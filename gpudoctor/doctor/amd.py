@@ -95,6 +95,15 @@ def gfx_target(facts: SystemFacts) -> list[Finding]:
             findings.append(Finding("amd.gfx_target", "GPU", "ok", f"GPU {gpu.index} is {target}, a ROCm-supported target"))
             continue
         override = next((value for prefix, value in overrides.items() if target.startswith(prefix)), None)
+        already = facts.host.gpu_env.get("HSA_OVERRIDE_GFX_VERSION")
+        if already:
+            status = "ok" if already == override else "warning"
+            detail = "" if status == "ok" else f"For {target} the usual value is {override or 'unknown'}; a wrong one makes kernels fail to load."
+            findings.append(
+                Finding("amd.gfx_target", "GPU", status, f"GPU {gpu.index} is {target}; HSA_OVERRIDE_GFX_VERSION={already} is set", detail,
+                        None if status == "ok" or override is None else f"export HSA_OVERRIDE_GFX_VERSION={override}")
+            )
+            continue
         if override is None:
             findings.append(
                 Finding(

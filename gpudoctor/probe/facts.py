@@ -106,6 +106,7 @@ class HostFacts:
     cpu_model: str | None = None
     cpu_count: int | None = None
     disks: list[DiskFacts] = field(default_factory=list)
+    gpu_env: dict[str, str] = field(default_factory=dict)  # set variables that steer the GPU stack (HSA_OVERRIDE_GFX_VERSION …)
     errors: list[str] = field(default_factory=list)
 
 

@@ -27,7 +27,7 @@ def probe_host(sources: Sources, output_dir: str | None = None) -> HostFacts:
     host = HostFacts()
     steps: list[Callable[[Sources, HostFacts], None]] = [
         _os_release, _kernel, _modules, _secure_boot, _nvidia_signer, _versions,
-        _user, _devices, _memory, _cpu,
+        _user, _devices, _memory, _cpu, _gpu_env,
     ]
     for step in steps:
         _guarded(step.__name__.strip("_"), lambda step=step: step(sources, host), host)
@@ -56,6 +56,16 @@ def parse_os_release(text: str) -> dict[str, str]:
                 parts = [raw.strip().strip("'\"")]
             values[key.strip()] = parts[0] if parts else ""
     return values
+
+
+# Variables that change which GPU the stack sees or which kernels it uses.
+GPU_ENV_VARIABLES = (
+    "HSA_OVERRIDE_GFX_VERSION", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF",
+)
+
+
+def _gpu_env(sources: Sources, host: HostFacts) -> None:
+    host.gpu_env = {name: sources.environ[name] for name in GPU_ENV_VARIABLES if name in sources.environ}
 
 
 def _os_release(sources: Sources, host: HostFacts) -> None:

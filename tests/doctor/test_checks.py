@@ -357,3 +357,24 @@ def test_a_host_other_than_ubuntu_24_04_is_a_warning_only():
     finding = one(facts, "host.os")
     assert finding.status == "warning" and finding.title.startswith("Debian GNU/Linux 12 (bookworm) is not Ubuntu 24.04")
     assert "host.os" not in {f.id for f in run_checks(nvidia_box()) if f.status != "ok"}
+
+
+def test_an_override_already_set_is_acknowledged_or_corrected():
+    facts = amd_box(gpu_env={"HSA_OVERRIDE_GFX_VERSION": "11.0.0"})
+    facts.gpus[0].gfx_target = "gfx1102"
+    good = one(facts, "amd.gfx_target")
+    assert good.status == "ok" and "HSA_OVERRIDE_GFX_VERSION=11.0.0 is set" in good.title and good.fix is None
+    facts.host.gpu_env["HSA_OVERRIDE_GFX_VERSION"] = "10.3.0"
+    wrong = one(facts, "amd.gfx_target")
+    assert wrong.status == "warning" and wrong.fix == "export HSA_OVERRIDE_GFX_VERSION=11.0.0"
+
+
+def test_the_host_probe_records_the_variables_that_steer_the_gpu_stack():
+    import dataclasses
+
+    from machines import fixture_sources
+
+    from gpudoctor.probe.host import probe_host
+
+    sources = dataclasses.replace(fixture_sources("rx-7900-xt"), environ={"HSA_OVERRIDE_GFX_VERSION": "11.0.0", "HOME": "/home/x"})
+    assert probe_host(sources).gpu_env == {"HSA_OVERRIDE_GFX_VERSION": "11.0.0"}
