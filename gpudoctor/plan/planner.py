@@ -155,6 +155,9 @@ def _base_settings(model: ModelSpec, hardware: Hardware, fixed: dict[str, Any], 
         settings.compute_dtype = "fp16"
         notes.append(f"compute dtype fp16: {hardware.name} has no bf16 (fp16 with loss scaling)")
     settings.attn = _default_attention(model, hardware, notes)
+    if "packing" not in fixed:
+        settings.packing = True
+        notes.append("packing on: short records share a row, position_ids restart per record so attention never crosses them")
     for key, value in fixed.items():
         setattr(settings, key, list(value) if isinstance(value, (list, tuple)) else value)
     if "quant" not in fixed:
