@@ -65,9 +65,10 @@ def sketch(text: str) -> list[int]:
     return sorted(set(map(hash, zip(ids, ids[1:], ids[2:]))))[:K]
 
 
-def similarity(a: list[int], b: list[int]) -> float:
+def similarity(a: list[int] | set[int], b: list[int] | set[int]) -> float:
     """Bottom-k estimate of Jaccard similarity: shared hashes among the k smallest of the union."""
-    sa, sb = set(a), set(b)
+    sa = a if isinstance(a, set) else set(a)
+    sb = b if isinstance(b, set) else set(b)
     union = sorted(sa | sb)[:K]
     if not union:
         return 1.0
@@ -89,10 +90,11 @@ def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = N
     near_found: list[Duplicate] = []
     if near:
         buckets: dict[int, list[int]] = defaultdict(list)
-        sketches: dict[int, list[int]] = {}
+        sketches: dict[int, set[int]] = {}  # kept as sets: each record is compared several times
         for index, text in unique:
             mine = sketch(text)
-            sketches[index] = mine
+            mine_set = set(mine)
+            sketches[index] = mine_set
             best: tuple[float, int] | None = None
             # a candidate from a crowded bucket (a common phrase) must share two of the smallest
             # hashes: a pair with Jaccard similarity 0.8 almost always does, unrelated records rarely
@@ -105,7 +107,7 @@ def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = N
                     rare.update(bucket)
             candidates = [o for o, count in shared.most_common() if count >= 2 or o in rare]
             for other in candidates[:MAX_COMPARISONS]:
-                score = similarity(mine, sketches[other])
+                score = similarity(mine_set, sketches[other])
                 if score >= threshold and (best is None or score > best[0]):
                     best = (score, other)
             if best is not None:

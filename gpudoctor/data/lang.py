@@ -26,14 +26,15 @@ ENGLISH = frozenset(
 WORD = re.compile(r"[A-Za-z']+")
 
 
-SAMPLE_CHARS = 2000  # the start of a record is enough to tell its language
+SAMPLE_CHARS = 600  # the start of a record is enough to tell its language
+ASCII_LETTER = re.compile(r"[A-Za-z]")
 
 
 def guess_language(text: str) -> str:
     """'zh', 'ja', 'ko', 'en', 'latin (non-English)', 'cyrillic', ... or 'none' for text without letters."""
     text = text[:SAMPLE_CHARS]
     if text.isascii():
-        counts = Counter({"latin": len(SCRIPTS[-1][1].findall(text))})
+        counts = Counter({"latin": 1 if ASCII_LETTER.search(text) else 0})  # only Latin is possible
     else:
         counts = Counter({name: len(pattern.findall(text)) for name, pattern in SCRIPTS})
     if counts.get("ja"):  # Japanese mixes kana with Han characters
