@@ -20,6 +20,8 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from gpudoctor.data.records import Dataset, Record
@@ -36,6 +38,8 @@ ASCII_TOKEN = re.compile(r"\w+")  # the same tokens as TOKEN for ASCII text, fou
 WORD_CHAR = re.compile(r"\w")
 
 MASK = (1 << 64) - 1
+EMPTY = 1 << 63  # no crc32 is this large
+FIRST_TABLE = 1 << 16  # slots in the numpy path's token table at first (a power of 2)
 BASE = 1099511628211  # odd, so it has an inverse mod 2**64: a token's key on the numpy path
 # CPython's tuple hash for 64-bit builds (Objects/tupleobject.c, unchanged since 3.8)
 XXPRIME_1 = 11400714785074694791
@@ -97,19 +101,20 @@ def similarity(a: list[int] | set[int], b: list[int] | set[int]) -> float:
     return len(sa.intersection(union).intersection(sb)) / len(union)
 
 
-def _score_if_near(a: list[int], b: list[int], b_set: set[int], threshold: float) -> float:
-    """similarity(a, b) of two sketches (sorted lists) when it reaches the threshold, else 0.0.
-    At most len(shared) of the min(K, union) smallest hashes are shared, so most pairs are ruled
-    out without sorting anything."""
-    shared = list(filter(b_set.__contains__, a))  # sorted, as a is
-    union = len(a) + len(b) - len(shared)
+def _score_if_near(a: list[int], a_set: set[int], b: list[int], b_set: set[int], threshold: float) -> float:
+    """similarity(a, b) of two sketches (sorted lists, with their sets) when it reaches the
+    threshold, else 0.0. At most all shared hashes are among the min(K, union) smallest, so most
+    pairs are ruled out by one set intersection."""
+    count = len(a_set & b_set)
+    union = len(a) + len(b) - count
     size = min(K, union)
     if not size:
         return 1.0
-    if len(shared) / size < threshold:
+    if count / size < threshold:
         return 0.0
     if union <= K:
-        return len(shared) / size
+        return count / size
+    shared = list(filter(b_set.__contains__, a))  # sorted, as a is
     # the i-th smallest shared hash x has bisect(a, x) + bisect(b, x) - i smaller hashes in the
     # union; count those with fewer than K (a prefix of the shared hashes, so a binary search)
     low, high = 0, len(shared)
@@ -156,8 +161,8 @@ class _Tables:
     word: Any = None  # code point -> 0 unknown, 1 word character, 2 not
     powers: Any = None  # BASE**i mod 2**64
     inverse_powers: Any = None  # BASE**-i mod 2**64
-    token_keys: Any = None  # sorted polynomial keys of the tokens met so far
-    token_ids: Any = None  # their crc32, in the same order
+    keys: Any = None  # hash table of the tokens met so far: polynomial key -> crc32 (EMPTY if none)
+    ids: Any = None
 
 
 def _word_chars(cp: Any, np: Any) -> Any:
@@ -185,24 +190,60 @@ def _powers(n: int, np: Any) -> tuple[Any, Any]:
 
 
 def _token_ids(keys: Any, starts: Any, ends: Any, joined: str, np: Any) -> Any:
-    """crc32 of each token, as sketch() hashes it, looked up by the token's polynomial key; crc32
-    runs once per distinct token (two tokens sharing a 64-bit key are vanishingly unlikely)."""
-    if _Tables.token_keys is None:
-        _Tables.token_keys = np.zeros(0, dtype=np.uint64)
-        _Tables.token_ids = np.zeros(0, dtype=np.uint64)
-    at = np.searchsorted(_Tables.token_keys, keys)
-    known = at < len(_Tables.token_keys)
-    known[known] = _Tables.token_keys[at[known]] == keys[known]
-    if not known.all():
-        new_keys, first = np.unique(keys[~known], return_index=True)
-        where = np.flatnonzero(~known)[first]
-        new_ids = [zlib.crc32(joined[s:e].encode("utf-8")) for s, e in zip(starts[where].tolist(), ends[where].tolist())]
-        all_keys = np.concatenate((_Tables.token_keys, new_keys))
-        order = np.argsort(all_keys)
-        _Tables.token_keys = all_keys[order]
-        _Tables.token_ids = np.concatenate((_Tables.token_ids, np.array(new_ids, dtype=np.uint64)))[order]
-        at = np.searchsorted(_Tables.token_keys, keys)
-    return _Tables.token_ids[at]
+    """crc32 of each token, as sketch() hashes it, found by the token's polynomial key in an
+    open-addressing table; crc32 runs once per distinct token (two tokens sharing a 64-bit key are
+    vanishingly unlikely)."""
+    ids = _lookup(keys, np)
+    unknown = ids == EMPTY
+    if unknown.any():
+        new_keys, first = np.unique(keys[unknown], return_index=True)
+        where = np.flatnonzero(unknown)[first]
+        spans = zip(starts[where].tolist(), ends[where].tolist())
+        _insert(new_keys.tolist(), [zlib.crc32(joined[s:e].encode("utf-8")) for s, e in spans], np)
+        ids[unknown] = _lookup(keys[unknown], np)
+    return ids
+
+
+def _slots(keys: Any, bits: int, np: Any) -> Any:
+    return (keys * np.uint64(XXPRIME_1)) >> np.uint64(64 - bits)  # Fibonacci hashing
+
+
+def _lookup(keys: Any, np: Any) -> Any:
+    """The id stored for each key, or EMPTY."""
+    if _Tables.ids is None:
+        _Tables.keys = np.zeros(FIRST_TABLE, dtype=np.uint64)
+        _Tables.ids = np.full(FIRST_TABLE, EMPTY, dtype=np.uint64)
+    size = len(_Tables.ids)
+    found = np.full(len(keys), EMPTY, dtype=np.uint64)
+    pending = np.arange(len(keys))
+    slots = _slots(keys, size.bit_length() - 1, np)
+    while len(pending):
+        stored = _Tables.ids[slots]
+        hit = (_Tables.keys[slots] == keys[pending]) & (stored != EMPTY)
+        found[pending[hit]] = stored[hit]
+        probe_on = ~hit & (stored != EMPTY)  # a different key sits here: try the next slot
+        pending, slots = pending[probe_on], (slots[probe_on] + 1) & np.uint64(size - 1)
+    return found
+
+
+def _insert(keys: list[int], ids: list[int], np: Any) -> None:
+    entries = list(zip(keys, ids))
+    table_keys, table_ids = _Tables.keys, _Tables.ids
+    used = len(table_ids) - int(np.count_nonzero(table_ids == EMPTY))
+    if (used + len(entries)) * 4 > len(table_ids):  # grow, to keep probe chains short
+        full = table_ids != EMPTY
+        entries += zip(table_keys[full].tolist(), table_ids[full].tolist())
+        size = len(table_ids) * 2
+        while len(entries) * 4 > size:
+            size *= 2
+        table_keys, table_ids = np.zeros(size, dtype=np.uint64), np.full(size, EMPTY, dtype=np.uint64)
+    size = len(table_ids)
+    slots = _slots(np.array([key for key, _ in entries], dtype=np.uint64), size.bit_length() - 1, np).tolist()
+    for (key, value), slot in zip(entries, slots):
+        while table_ids[slot] != EMPTY:
+            slot = (slot + 1) & (size - 1)
+        table_keys[slot], table_ids[slot] = key, value
+    _Tables.keys, _Tables.ids = table_keys, table_ids
 
 
 def _numpy_chunk(texts: list[str], np: Any) -> list[list[int]]:
@@ -273,24 +314,22 @@ def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = N
             heads = mine[:CANDIDATE_HASHES]
             best: tuple[float, int] | None = None
             crowds = [bucket for bucket in map(buckets.get, heads) if bucket]
+            mine_set = set(mine)
             if crowds:
                 # a candidate from a crowded bucket (a common phrase) must share two of the smallest
                 # hashes: a pair with Jaccard similarity 0.8 almost always does, unrelated records rarely
-                shared: Counter[int] = Counter()
-                rare: set[int] = set()
-                for bucket in crowds:
-                    shared.update(bucket[-MAX_BUCKET_COMPARISONS:])
-                    if len(bucket) <= RARE_BUCKET:
-                        rare.update(bucket)
-                candidates = [o for o, count in shared.most_common() if count >= 2 or o in rare]
+                shared = Counter(chain.from_iterable([bucket[-MAX_BUCKET_COMPARISONS:] for bucket in crowds]))
+                rare = {other for bucket in crowds if len(bucket) <= RARE_BUCKET for other in bucket}
+                by_count = sorted(shared.items(), key=itemgetter(1), reverse=True)  # stable, as most_common
+                candidates = [other for other, count in by_count if count >= 2 or other in rare]
                 for other in candidates[:MAX_COMPARISONS]:
-                    score = _score_if_near(mine, *originals[other], threshold)
+                    score = _score_if_near(mine, mine_set, *originals[other], threshold)
                     if score >= threshold and (best is None or score > best[0]):
                         best = (score, other)
             if best is not None:
                 near_found.append(Duplicate(index, best[1], round(best[0], 3)))
             else:  # only originals go into buckets, so each duplicate points at the first of its group
-                originals[index] = (mine, set(mine))
+                originals[index] = (mine, mine_set)
                 for h in heads:
                     buckets.setdefault(h, []).append(index)
     return Duplicates(exact=exact, near=near_found)

@@ -127,6 +127,9 @@ def test_numpy_path_gives_the_pure_python_sketches(monkeypatch):
     texts = mixed_texts()
     assert sketches(texts) == [sketch(t) for t in texts]
     monkeypatch.setattr(dedupe, "CHUNK_CHARS", 500)  # many chunks, texts longer than a chunk
+    monkeypatch.setattr(dedupe, "FIRST_TABLE", 4)  # a token table that collides and grows
+    monkeypatch.setattr(dedupe._Tables, "ids", None)
+    monkeypatch.setattr(dedupe._Tables, "keys", None)
     monkeypatch.setattr(dedupe, "LONGEST_FOR_NUMPY", 2000)  # and some taking the pure-Python path
     assert sketches(texts) == [sketch(t) for t in texts]
 
@@ -152,4 +155,4 @@ def test_fast_score_agrees_with_similarity(data):
     b = sorted(data.draw(st.sets(st.sampled_from(pool))) ^ set(pool))[:K]
     threshold = data.draw(st.sampled_from((0.1, 0.5, NEAR_THRESHOLD, 0.95)))
     exact = similarity(a, b)
-    assert dedupe._score_if_near(a, b, set(b), threshold) == (exact if exact >= threshold else 0.0)
+    assert dedupe._score_if_near(a, set(a), b, set(b), threshold) == (exact if exact >= threshold else 0.0)
