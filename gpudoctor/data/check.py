@@ -101,9 +101,10 @@ def check_dataset(
             empty["system"].append(record.number)
         text = "\n".join(m.content for m in record.messages)
         languages[guess_language(text)] += 1
-        for match in TEMPLATE.finditer(text):
-            if record.number not in placeholders[match.group()]:
-                placeholders[match.group()].append(record.number)
+        if "{" in text:  # every template pattern starts with a brace, and most texts have none
+            for match in TEMPLATE.finditer(text):
+                if record.number not in placeholders[match.group()]:
+                    placeholders[match.group()].append(record.number)
         if pii:
             for message in record.messages:
                 for span in spans[message.content]:

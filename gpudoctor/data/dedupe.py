@@ -128,13 +128,14 @@ def _score_if_near(a: list[int], a_set: set[int], b: list[int], b_set: set[int],
     return low / size if low / size >= threshold else 0.0
 
 
-def sketches(texts: Sequence[str]) -> list[list[int]]:
-    """sketch() of each text: with numpy when it is installed, else one by one."""
+def sketches(texts: Sequence[str], *, lowered: bool = False) -> list[list[int]]:
+    """sketch() of each text: with numpy when it is installed, else one by one. lowered=True
+    promises the texts are lower-case already (str.lower changes nothing then)."""
     try:
         import numpy
     except ImportError:
         return [sketch(text) for text in texts]
-    return _numpy_sketches(texts, numpy)
+    return _numpy_sketches(texts if lowered else [text.lower() for text in texts], numpy)
 
 
 def _numpy_sketches(texts: Sequence[str], np: Any) -> list[list[int]]:
@@ -180,7 +181,7 @@ def _word_chars(cp: Any, np: Any) -> Any:
 
 def _powers(n: int, np: Any) -> tuple[Any, Any]:
     if _Tables.powers is None or len(_Tables.powers) < n:
-        size = max(n, 1 << 16)
+        size = max(2 * n, 2 * CHUNK_CHARS)  # room for the chunks to come
         powers = np.full(size, BASE, dtype=np.uint64)
         powers[0] = 1
         inverse = np.full(size, pow(BASE, -1, 1 << 64), dtype=np.uint64)
@@ -246,10 +247,9 @@ def _insert(keys: list[int], ids: list[int], np: Any) -> None:
     _Tables.keys, _Tables.ids = table_keys, table_ids
 
 
-def _numpy_chunk(texts: list[str], np: Any) -> list[list[int]]:
-    """sketch() of each text, vectorised: the same tokens (runs of word characters, or one CJK
-    character), token ids and tuple hashes, taken over one string holding the whole chunk."""
-    lowered = [text.lower() for text in texts]
+def _numpy_chunk(lowered: list[str], np: Any) -> list[list[int]]:
+    """sketch() of each lower-case text, vectorised: the same tokens (runs of word characters, or
+    one CJK character), token ids and tuple hashes, taken over one string holding the whole chunk."""
     lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
     record_starts = np.cumsum(lengths + 1) - lengths - 1
     joined = "\n".join(lowered) + "\n"  # a separator is no word character, so tokens end at it
@@ -266,7 +266,7 @@ def _numpy_chunk(texts: list[str], np: Any) -> list[list[int]]:
     keys = (prefix[ends] - prefix[starts]) * inverse[starts]  # sum(code point × BASE**position)
     ids = _token_ids(keys, starts, ends, joined, np)
     owner = np.searchsorted(record_starts, starts, side="right") - 1
-    tokens_per_record = np.bincount(owner, minlength=len(texts))
+    tokens_per_record = np.bincount(owner, minlength=len(lowered))
     whole = owner[:-2] == owner[2:]  # shingles that do not cross records
     acc = np.full(int(whole.sum()), XXPRIME_5, dtype=np.uint64)
     for lane in (ids[:-2][whole], ids[1:-1][whole], ids[2:][whole]):
@@ -289,9 +289,9 @@ def _numpy_chunk(texts: list[str], np: Any) -> list[list[int]]:
     rank = position - np.maximum.accumulate(np.where(first, position, 0))
     keep = rank < K
     values, shingle_owner = values[keep].tolist(), shingle_owner[keep]
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(shingle_owner, minlength=len(texts))))).tolist()
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(shingle_owner, minlength=len(lowered))))).tolist()
     short = (tokens_per_record < 3).tolist()
-    return [sketch(text) if short[i] else values[bounds[i] : bounds[i + 1]] for i, text in enumerate(texts)]
+    return [sketch(text) if short[i] else values[bounds[i] : bounds[i + 1]] for i, text in enumerate(lowered)]
 
 
 def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = NEAR_THRESHOLD) -> Duplicates:
@@ -310,7 +310,7 @@ def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = N
     if near:
         buckets: dict[int, list[int]] = {}
         originals: dict[int, tuple[list[int], set[int]]] = {}  # with a set: each is compared several times
-        for (index, _), mine in zip(unique, sketches([text for _, text in unique])):
+        for (index, _), mine in zip(unique, sketches([text for _, text in unique], lowered=True)):
             heads = mine[:CANDIDATE_HASHES]
             best: tuple[float, int] | None = None
             crowds = [bucket for bucket in map(buckets.get, heads) if bucket]
