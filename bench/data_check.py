@@ -45,6 +45,16 @@ def build(datasets: Path, count: int, target: Path) -> None:
     target.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
 
 
+def without_numpy(fn):
+    """fn() on the pure-Python path that find_duplicates takes when numpy is not installed."""
+    saved = sys.modules.get("numpy")
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # `import numpy` now raises ImportError
+    try:
+        return fn()
+    finally:
+        sys.modules["numpy"] = saved  # type: ignore[assignment]
+
+
 def quiet(fn, *args):
     with contextlib.redirect_stdout(io.StringIO()):
         return fn(*args)
@@ -98,6 +108,7 @@ def main() -> None:
         data = timed("load", n, lambda: load_dataset(path))
         timed("token lengths (approximation)", n, lambda: compute_stats(data))
         timed("exact + near duplicates", n, lambda: find_duplicates(data))
+        timed("exact + near duplicates, no numpy", n, lambda: without_numpy(lambda: find_duplicates(data)))
         timed("personal data scan (core rules)", n, lambda: [find_pii(m.content, use_nlp=False) for r in data.records for m in r.messages])
         for label, flags in (("data check --no-pii", ["--no-pii"]), ("data check", []), ("data check --nlp", ["--nlp"])):
             timed(f"{label} (whole command)", n, lambda: quiet(run, ["data", "check", str(path), *flags]))

@@ -8,13 +8,15 @@ estimated Jaccard similarity is at least the threshold is a near duplicate.
 
 Hashes are the same in every run: a token hashes with crc32 and a shingle to CPython's hash of
 the tuple of its token hashes (xxHash-based and fixed for ints, unlike str). find_duplicates
-computes all sketches at once with numpy when it is installed (50,000 records in under a second)
-and otherwise one by one with sketch(); both give the same values, so the same duplicates.
+computes all sketches at once with numpy when it is installed (50,000 records in about a second)
+and otherwise one by one with sketch(); both give the same values, so the same duplicates. A
+candidate pair that cannot reach the threshold is ruled out by one set intersection.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import zlib
 from bisect import bisect_left
 from collections import Counter
@@ -49,6 +51,7 @@ TRIPLE_TAIL = 3 ^ (XXPRIME_5 ^ 3527539)
 CHUNK_CHARS = 1 << 19  # numpy works on this many characters at a time (measured: 2**19 is fastest)
 CHUNK_RECORDS = 1 << 16  # record numbers within a chunk fit 16 bits
 LONGEST_FOR_NUMPY = 1 << 22  # longer texts take the pure-Python path (keeps the power tables small)
+_TUPLE_HASH_KNOWN = sys.implementation.name == "cpython" and sys.hash_info.width == 64  # numpy path reproduces it
 
 
 @dataclass
@@ -134,6 +137,8 @@ def sketches(texts: Sequence[str], *, lowered: bool = False) -> list[list[int]]:
     try:
         import numpy
     except ImportError:
+        return [sketch(text) for text in texts]
+    if not _TUPLE_HASH_KNOWN:
         return [sketch(text) for text in texts]
     return _numpy_sketches(texts if lowered else [text.lower() for text in texts], numpy)
 
@@ -323,7 +328,8 @@ def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = N
                 by_count = sorted(shared.items(), key=itemgetter(1), reverse=True)  # stable, as most_common
                 candidates = [other for other, count in by_count if count >= 2 or other in rare]
                 for other in candidates[:MAX_COMPARISONS]:
-                    score = _score_if_near(mine, mine_set, *originals[other], threshold)
+                    theirs, their_set = originals[other]
+                    score = _score_if_near(mine, mine_set, theirs, their_set, threshold)
                     if score >= threshold and (best is None or score > best[0]):
                         best = (score, other)
             if best is not None:

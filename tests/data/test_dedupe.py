@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpudoctor.data import dedupe
-from gpudoctor.data.dedupe import K, NEAR_THRESHOLD, find_duplicates, similarity, sketch, sketches
+from gpudoctor.data.dedupe import (
+    NEAR_THRESHOLD,
+    K,
+    find_duplicates,
+    similarity,
+    sketch,
+    sketches,
+)
 from gpudoctor.data.records import Dataset, Message, Record
 
 WORDS = (
