@@ -178,5 +178,10 @@ def relative(box: FakeBox, line: str) -> str:
     return line.replace(str(box.root), "")
 
 
+def changes(box: FakeBox, run) -> list[str]:
+    """The changing commands a run issued, with the box's root folder taken out of paths."""
+    return [relative(box, line) for line in run.changes]
+
+
 def os_environ_without(*names: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in names}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fakebox import DRIVERS_LIST_DKMS, GTX_1080, INTEL_ONLY, UBUNTU_2204, relative
+from fakebox import DRIVERS_LIST_DKMS, GTX_1080, INTEL_ONLY, UBUNTU_2204, changes, relative
 
 KEYRING = "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/cuda-keyring_1.1-1_all.deb"
 FRESH_CHANGES = [
@@ -13,10 +13,6 @@ FRESH_CHANGES = [
     "apt-get update",
     "apt-get install -y cuda-toolkit-12-8",
 ]
-
-
-def changes(box, run):
-    return [relative(box, line) for line in run.changes]
 
 
 def test_fresh_nvidia_box_installs_open_driver_blacklists_nouveau_and_adds_toolkit(nvidia):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import yaml
-from fakebox import INSTALL, REPO, RTX_4090, UBUNTU_2204, relative
+from fakebox import INSTALL, REPO, RTX_4090, UBUNTU_2204, changes, relative
 
 DEB_71 = "amdgpu-install_7.1.70100-1_all.deb"
 FRESH_CHANGES = [
@@ -16,10 +16,6 @@ FRESH_CHANGES = [
     "amdgpu-install -y --usecase=rocm",
     "usermod -aG render,video alice",
 ]
-
-
-def changes(box, run):
-    return [relative(box, line) for line in run.changes]
 
 
 def test_fresh_amd_box_installs_rocm_and_adds_the_user_to_the_groups(amd):
