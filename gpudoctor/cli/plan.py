@@ -52,6 +52,7 @@ def plan_command(
     method: Optional[str] = opts.METHOD,
     lora_r: Optional[int] = opts.LORA_R,
     lora_alpha: Optional[int] = opts.LORA_ALPHA,
+    lora_dropout: Optional[float] = opts.LORA_DROPOUT,
     lora_targets: Optional[str] = opts.LORA_TARGETS,
     seq_len: Optional[int] = opts.SEQ_LEN,
     micro_batch: Optional[int] = opts.MICRO_BATCH,
@@ -86,7 +87,7 @@ def plan_command(
     gpu = gpu or "auto"
     hardware = hardware_for(gpu, vram_gib, gpus)
     fixed = opts.fixed_settings(
-        method=method, lora_r=lora_r, lora_alpha=lora_alpha, seq_len=seq_len, micro_batch=micro_batch,
+        method=method, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, seq_len=seq_len, micro_batch=micro_batch,
         grad_accum=grad_accum, grad_ckpt=grad_ckpt, optimizer=optimizer, attn=attn, compute_dtype=compute_dtype,
         double_quant=double_quant, packing=packing, gpus=gpus, strategy=strategy, lora_targets=lora_targets,
     )  # fmt: skip

@@ -49,6 +49,7 @@ def train(
     method: str | None = opts.METHOD,
     lora_r: int | None = opts.LORA_R,
     lora_alpha: int | None = opts.LORA_ALPHA,
+    lora_dropout: float | None = opts.LORA_DROPOUT,
     lora_targets: str | None = opts.LORA_TARGETS,
     seq_len: int | None = opts.SEQ_LEN,
     micro_batch: int | None = opts.MICRO_BATCH,
@@ -68,7 +69,7 @@ def train(
 
     console = err_console()
     fixed = opts.fixed_settings(
-        method=method, lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=lora_targets, seq_len=seq_len,
+        method=method, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets, seq_len=seq_len,
         micro_batch=micro_batch, grad_accum=grad_accum, grad_ckpt=grad_ckpt, optimizer=optimizer, attn=attn,
         compute_dtype=compute_dtype, double_quant=double_quant, packing=packing, gpus=gpus, strategy=strategy,
     )  # fmt: skip

@@ -69,7 +69,7 @@ class Settings:
     compute_dtype: str = "bf16"  # "bf16" | "fp16" | "fp32"
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0  # 0 keeps no dropped copy of each LoRA input (Unsloth and LLaMA-Factory default)
     lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
     seq_len: int = 2048
     micro_batch: int = 1

@@ -186,3 +186,14 @@ def test_vram_budget_without_a_gpu_plans_for_a_gpu_of_that_size(cli, monkeypatch
     assert doc["memory"]["budget_gib"] == budget
     if budget == 24:
         assert doc["settings"]["seq_len"] >= 2048
+
+
+def test_lora_dropout_defaults_to_zero_and_can_be_fixed(cli):
+    default = json.loads(cli("plan", "--model", "mistral-7b", "--gpu", "rtx-4090", "--json").stdout)
+    assert default["settings"]["lora_dropout"] == 0.0
+    assert any(note.startswith("LoRA dropout 0:") for note in default["notes"])
+    fixed = json.loads(cli("plan", "--model", "mistral-7b", "--gpu", "rtx-4090", "--lora-dropout", "0.1", "--json").stdout)
+    assert fixed["settings"]["lora_dropout"] == 0.1
+    assert fixed["memory"]["breakdown_gib"] != default["memory"]["breakdown_gib"] or fixed["settings"] != default["settings"]
+    bad = cli("plan", "--model", "mistral-7b", "--gpu", "rtx-4090", "--lora-dropout", "1.5")
+    assert bad.exit_code == 2 and "--lora-dropout: must be at least 0 and below 1" in bad.stderr

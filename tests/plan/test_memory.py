@@ -254,7 +254,7 @@ def test_a_whole_training_step_allocates_what_the_estimate_says(method, grad_ckp
         t.numel() * t.element_size() for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)
     )
 
-    settings = Settings(method=method, seq_len=256, micro_batch=2, grad_ckpt=grad_ckpt, optimizer="adamw_torch", attn="flash")
+    settings = Settings(method=method, seq_len=256, micro_batch=2, grad_ckpt=grad_ckpt, optimizer="adamw_torch", attn="flash", lora_dropout=0.05)
     result = memory.estimate(spec, settings, Hardware(device="cpu", name="cpu", budget_bytes=8 * GIB))
     parts = result.breakdown_bytes
     static = sum(parts[k] for k in ("base_weights", "base_16bit", "lora_weights", "optimizer"))
