@@ -6,6 +6,8 @@ carries them inside it as gpudoctor/_profiles and gpudoctor/_install (see pyproj
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -16,6 +18,18 @@ def _first_existing(*candidates: Path) -> Path:
         if candidate.is_dir():
             return candidate
     return candidates[0]
+
+
+def user_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """$XDG_CACHE_HOME, else $HOME/.cache (the XDG base-directory default)."""
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"])
+    return Path(environ.get("HOME") or os.path.expanduser("~")) / ".cache"
+
+
+def gpudoctor_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where gpudoctor keeps what it can rebuild: the demo model, the remembered live check."""
+    return user_cache_dir(environ) / "gpudoctor"
 
 
 def profiles_dir() -> Path:

@@ -25,8 +25,9 @@ def register(app: typer.Typer) -> None:
 
 def demo_workdir() -> Path:
     """Where the demo's random-weight base model is built (reused between runs)."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "gpudoctor"
+    from gpudoctor.resources import gpudoctor_cache_dir
+
+    return gpudoctor_cache_dir()
 
 
 def train(

@@ -17,6 +17,7 @@ from typing import Any
 from gpudoctor.probe.facts import DiskFacts, HostFacts
 from gpudoctor.probe.pci import read_text
 from gpudoctor.probe.sources import Sources
+from gpudoctor.resources import user_cache_dir
 
 # EFI global variable GUID (UEFI spec); the file holds 4 attribute bytes then the 1-byte value.
 SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
@@ -61,6 +62,7 @@ def parse_os_release(text: str) -> dict[str, str]:
 # Variables that change which GPU the stack sees or which kernels it uses.
 GPU_ENV_VARIABLES = (
     "HSA_OVERRIDE_GFX_VERSION", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF",
+    "LD_LIBRARY_PATH",
 )
 
 
@@ -199,8 +201,7 @@ def hf_cache_dir(environ: Any) -> str:
         return environ["HF_HUB_CACHE"]
     if environ.get("HF_HOME"):
         return str(Path(environ["HF_HOME"]) / "hub")
-    xdg = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")) / ".cache")
-    return str(Path(xdg) / "huggingface" / "hub")
+    return str(user_cache_dir(environ) / "huggingface" / "hub")
 
 
 def _disks(sources: Sources, host: HostFacts, output_dir: str | None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -18,21 +17,21 @@ from pathlib import Path
 
 from gpudoctor.atomic import write_json
 from gpudoctor.probe.facts import GpuFacts, LiveFacts, PythonFacts
+from gpudoctor.probe.host import GPU_ENV_VARIABLES
+from gpudoctor.resources import gpudoctor_cache_dir
 
 TTL_SECONDS = 24 * 3600
-STEERING_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HSA_OVERRIDE_GFX_VERSION", "LD_LIBRARY_PATH")
 
 
 def default_cache_file(environ: Mapping[str, str]) -> Path:
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
-    return Path(base) / "gpudoctor" / "live-check.json"
+    return gpudoctor_cache_dir(environ) / "live-check.json"
 
 
 def cache_key(python: PythonFacts, gpus: list[GpuFacts], environ: Mapping[str, str]) -> str:
     """A digest of everything the live check's answer depends on."""
     packages = {name: (facts.version, facts.flavour) for name, facts in sorted(python.packages.items())}
     cards = sorted((g.vendor, g.name, g.pci_bus_id, g.driver_version, g.cuda_driver_version, g.gfx_target) for g in gpus)
-    steering = {name: environ.get(name) for name in STEERING_VARIABLES}
+    steering = {name: environ.get(name) for name in GPU_ENV_VARIABLES}
     document = json.dumps([python.executable, python.version, packages, cards, steering], sort_keys=True, default=str)
     return hashlib.sha256(document.encode("utf-8")).hexdigest()
 
