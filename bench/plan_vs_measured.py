@@ -30,7 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gpudoctor.plan.planner import make_plan  # noqa: E402
-from gpudoctor.plan.types import GIB, Hardware, ModelSpec, Settings  # noqa: E402
+from gpudoctor.plan.types import Hardware  # noqa: E402
+from gpudoctor.settings import Settings  # noqa: E402
+from gpudoctor.types import GIB, ModelSpec  # noqa: E402
 from gpudoctor.profiles import load_model  # noqa: E402
 
 # model_type -> transformers config class name

@@ -6,10 +6,12 @@ live in exactly one place.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
 import yaml
+from packaging.version import InvalidVersion, Version
 
 from gpudoctor.resources import profiles_dir
 
@@ -21,17 +23,19 @@ def table() -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    """'570.133.07' -> (570, 133, 7); non-numeric parts end the tuple ('2.5.1+cu124' -> (2, 5, 1))."""
-    parts: list[int] = []
-    for piece in version.replace("+", ".").replace("-", ".").split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits or digits != piece:
-            if digits and piece.startswith(digits):
-                parts.append(int(digits))
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+def parse_version(version: str) -> Version:
+    """A version as packaging reads it (PEP 440: '0.49.1rc1' sorts after '0.49.0', before '0.49.1');
+    a local tag is dropped ('2.5.1+cu124' → 2.5.1). Driver strings that are not PEP 440 ('570.133.07')
+    parse by their leading numbers."""
+    try:
+        return Version(Version(version).public)
+    except InvalidVersion:
+        numbers = re.match(r"\d+(\.\d+)*", version.strip())
+        return Version(numbers.group(0) if numbers else "0")
+
+
+def version_at_least(version: str, minimum: str) -> bool:
+    return parse_version(version) >= parse_version(minimum)
 
 
 def min_driver_for_cuda(cuda_version: str) -> str | None:

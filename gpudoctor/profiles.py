@@ -6,7 +6,6 @@ local model folder holding config.json, or a config.json path. Nothing is ever d
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -14,8 +13,9 @@ from typing import Any
 
 import yaml
 
+from gpudoctor.convert import from_dict
 from gpudoctor.errors import BadInput
-from gpudoctor.plan.types import GpuSpec, ModelSpec
+from gpudoctor.types import GpuSpec, ModelSpec
 from gpudoctor.resources import profiles_dir
 
 # config.json keys a decoder-only model must have for the memory model.
@@ -45,14 +45,7 @@ def _read_profile(path: Path) -> dict[str, Any]:
 
 
 def _build(kind: type, document: dict[str, Any], path: Path) -> Any:
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(document) - known)
-    if unknown:
-        raise BadInput(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(known))}")
-    try:
-        return kind(**document)
-    except TypeError as err:
-        raise BadInput(f"{path}: {err}") from None
+    return from_dict(kind, document, str(path))
 
 
 def list_models() -> list[str]:

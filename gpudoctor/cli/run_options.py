@@ -1,58 +1,91 @@
-"""The run-setting flags `plan` and `train` share: one definition, one help text, one parser.
+"""The run-setting flags of `plan` and `train`, built from the one declaration of each setting.
 
-Each is a typer OptionInfo used as the default of a parameter in both commands; `fixed_settings`
-turns the values given into the `fixed` mapping the planner keeps (None means: let it choose).
+`@run_setting_flags` gives a command one typer option per field of gpudoctor.settings.Settings
+and TrainingOptions (name, type, help and choices come from there), plus the hardware flags
+--gpu and --vram-gib; the command receives them checked, as one `RunFlags` value.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import typer
 
 from gpudoctor.errors import BadInput
+from gpudoctor.settings import Declared, Settings, TrainingOptions, check_values, declared
 
-COMPUTE_DTYPES = ("bf16", "fp16", "fp32")
-
-GPU = typer.Option(None, "--gpu", help="Plan for: auto (probe this machine, the default), cpu, or a GPU profile id such as rtx-4090.")
-VRAM_GIB = typer.Option(None, "--vram-gib", help="Plan for this many GiB per GPU instead of the card's memory.")
-GPUS = typer.Option(None, "--gpus", help="Number of GPUs (data parallel; >1 trains under accelerate launch).")
-STRATEGY = typer.Option(None, "--strategy", help="ddp (full copy per GPU) or fsdp (sharded).")
-METHOD = typer.Option(None, "--method", help="qlora (4-bit NF4 base) or lora (16-bit base).")
-LORA_R = typer.Option(None, "--lora-r", help="LoRA rank.")
-LORA_ALPHA = typer.Option(None, "--lora-alpha", help="LoRA alpha (default 2 x rank).")
-LORA_DROPOUT = typer.Option(None, "--lora-dropout", help="Dropout on the LoRA inputs (default 0; 0.05-0.1 regularises a small dataset).")
-LORA_TARGETS = typer.Option(None, "--lora-targets", help="all-linear or a comma list: q_proj,v_proj,...")
-SEQ_LEN = typer.Option(None, "--seq-len", help="Tokens per sequence (row).")
-MICRO_BATCH = typer.Option(None, "--micro-batch", help="Sequences per forward pass per GPU.")
-GRAD_ACCUM = typer.Option(None, "--grad-accum", help="Micro batches per optimizer step.")
-GRAD_CKPT = typer.Option(None, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing.", show_default=False)
-OPTIMIZER = typer.Option(None, "--optimizer", help="adamw_torch, adamw_8bit, paged_adamw_8bit, paged_adamw_32bit.")
-ATTN = typer.Option(None, "--attn", help="sdpa, flash or eager.")
-COMPUTE_DTYPE = typer.Option(None, "--compute-dtype", help="bf16, fp16 or fp32 (default: what the hardware runs well).")
-DOUBLE_QUANT = typer.Option(None, "--double-quant/--no-double-quant", help="QLoRA double quantization.", show_default=False)
-PACKING = typer.Option(None, "--packing/--no-packing", help="Pack short records into full sequences.", show_default=False)
+HARDWARE_OPTIONS = {
+    "gpu": (Optional[str], typer.Option(None, "--gpu", help="Plan for: auto (probe this machine, the default), cpu, or a GPU profile id such as rtx-4090.")),
+    "vram_gib": (Optional[float], typer.Option(None, "--vram-gib", help="Plan for this many GiB per GPU instead of the card's memory.")),
+}
 
 
-def lora_targets(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
+@dataclass
+class RunFlags:
+    """What the user gave on the command line (None: not given), checked against the declarations."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    gpu: str | None = None
+    vram_gib: float | None = None
+
+
+def _flag_items() -> list[Declared]:
+    return [item for kind in (Settings, TrainingOptions) for item in declared(kind) if item.rules.flag]
+
+
+def _option(item: Declared) -> tuple[Any, Any]:
+    """The annotation and typer.Option of one declared setting (always optional: None = not given)."""
+    kind = item.kind
+    origin = typing.get_origin(kind)
+    if origin is list:
+        kind = str  # a comma list on the command line
+    elif origin is not None:  # X | None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    help_text = item.rules.help
+    if item.section == "training":
+        help_text += f" [default: {item.default}]"
+    if kind is bool:
+        return Optional[bool], typer.Option(None, f"{item.flag}/--no-{item.flag[2:]}", help=help_text, show_default=False)
+    return Optional[kind], typer.Option(None, item.flag, help=help_text, show_default=False)
+
+
+def run_setting_flags(command: Any) -> Any:
+    """Add the declared run-setting flags to `command`, which takes them as `flags: RunFlags`."""
+    hints = typing.get_type_hints(command)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in inspect.signature(command).parameters.values() if p.name != "flags"]
+    added = {item.name: _option(item) for item in _flag_items()} | HARDWARE_OPTIONS
+    parameters = own + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation) for name, (annotation, option) in added.items()]
+
+    @functools.wraps(command)
+    def wrapper(**values: Any) -> Any:
+        given = {name: values.pop(name) for name in added}
+        return command(**values, flags=parse_flags(given))
+
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__  # typer must read the signature above, not the command's own
+    return wrapper
+
+
+def parse_flags(given: dict[str, Any]) -> RunFlags:
+    """The raw option values (None: not given) as checked settings; lora targets split on commas."""
+    values = {name: value for name, value in given.items() if value is not None}
+    if "lora_targets" in values:
+        values["lora_targets"] = lora_targets(values["lora_targets"])
+    settings = {item.name: values[item.name] for item in declared(Settings) if item.name in values}
+    training = {item.name: values[item.name] for item in declared(TrainingOptions) if item.name in values}
+    if given.get("vram_gib") is not None and not given["vram_gib"] > 0:
+        raise BadInput(f"--vram-gib: must be more than 0 (got {given['vram_gib']:g})")
+    return RunFlags(check_values(settings, Settings), check_values(training, TrainingOptions), given.get("gpu"), given.get("vram_gib"))
+
+
+def lora_targets(value: str) -> list[str]:
     targets = [part.strip() for part in value.split(",") if part.strip()]
     if not targets:
         raise BadInput("--lora-targets: give all-linear or a comma list such as q_proj,v_proj")
     return targets
-
-
-def fixed_settings(**values: Any) -> dict[str, Any]:
-    """The settings the user fixed (None dropped); `lora_targets` is the raw comma list."""
-    dropout = values.get("lora_dropout")
-    if dropout is not None and not 0 <= dropout < 1:
-        raise BadInput(f"--lora-dropout: must be at least 0 and below 1 (got {dropout:g})")
-    if values.get("compute_dtype") not in (None, *COMPUTE_DTYPES):
-        raise BadInput(f"--compute-dtype {values['compute_dtype']}: use {', '.join(COMPUTE_DTYPES)}")
-    if "lora_targets" in values:
-        values["lora_targets"] = lora_targets(values["lora_targets"])
-    fixed = {key: value for key, value in values.items() if value is not None}
-    if fixed.get("method") == "lora":
-        fixed["quant"] = None  # a 16-bit base: nothing is quantized
-    return fixed

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from gpudoctor.data.records import Dataset, Record
 from gpudoctor.errors import BadInput
-from gpudoctor.plan.types import DataStats
+from gpudoctor.types import ModelSpec
 
 # Role markers and separators a chat template adds per message, e.g. ChatML's
 # "<|im_start|>user\n" ... "<|im_end|>\n" (5 tokens); Llama-3 adds 5, Mistral's [INST] ~4.
@@ -30,6 +30,19 @@ APPROXIMATION = (
     f"approximation: {CHARS_PER_TOKEN:g} characters per token, {TOKENS_PER_CJK_CHAR:g} tokens per CJK character, "
     f"+{TEMPLATE_TOKENS_PER_MESSAGE} per message"
 )
+
+
+@dataclass
+class DataStats:
+    """What the planner needs to know about a dataset: one token count per record."""
+
+    path: str
+    records: int
+    token_lengths: list[int]  # prompt + response tokens per record
+    tokenizer: str  # "tokenizer.json of <path>" or "approximation: <rule>"
+    format: str | None = None  # "alpaca" | "sharegpt" | "messages": how the file is laid out
+
+
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-\u303f]")
 
 
@@ -50,14 +63,19 @@ def compute_stats(dataset: Dataset, tokenizer_path: str | None = None) -> DataSt
         lengths = [
             approximate_tokens(record_text(r)) + TEMPLATE_TOKENS_PER_MESSAGE * len(r.messages) for r in dataset.records
         ]
-        return DataStats(path=dataset.path, records=len(dataset.records), token_lengths=lengths, tokenizer=APPROXIMATION)
+        return DataStats(dataset.path, len(dataset.records), lengths, APPROXIMATION, dataset.format)
     counter = load_counter(tokenizer_path)
-    return DataStats(
-        path=dataset.path,
-        records=len(dataset.records),
-        token_lengths=counter.count(dataset.records),
-        tokenizer=counter.description,
-    )
+    return DataStats(dataset.path, len(dataset.records), counter.count(dataset.records), counter.description, dataset.format)
+
+
+def stats_for_model(path: str, model: ModelSpec) -> DataStats:
+    """Token lengths of a dataset file, counted with the model folder's tokenizer.json when it has one."""
+    from gpudoctor.data.load import load_dataset
+
+    tokenizer = None
+    if model.local_path is not None and (Path(model.local_path) / "tokenizer.json").is_file():
+        tokenizer = str(Path(model.local_path))
+    return compute_stats(load_dataset(path), tokenizer)
 
 
 @dataclass
@@ -139,7 +157,7 @@ def _token_text(value: Any) -> str:
 def find_tokenizer(model: str) -> str | None:
     """The tokenizer.json for `model` (a folder, a tokenizer.json, a profile id or a hub id) if it is on
     this machine: in the folder, or in the Hugging Face cache. None means: use the approximation."""
-    import os
+    from gpudoctor.resources import hf_hub_cache
 
     path = Path(model).expanduser()
     if path.is_file():
@@ -153,7 +171,7 @@ def find_tokenizer(model: str) -> str | None:
         hub_id = load_model(model).hub_id
     if not hub_id:
         return None
-    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub")
+    cache = hf_hub_cache()
     snapshots = cache / f"models--{hub_id.replace('/', '--')}" / "snapshots"
     found = sorted(snapshots.glob("*/tokenizer.json"), key=lambda p: p.stat().st_mtime, reverse=True) if snapshots.is_dir() else []
     return str(found[0].parent) if found else None

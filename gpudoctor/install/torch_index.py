@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpudoctor import compat
-from gpudoctor.compat import version_tuple
+from gpudoctor.compat import parse_version
 from gpudoctor.errors import BadInput, ProblemFound
 from gpudoctor.probe.facts import GpuFacts, SystemFacts
 
@@ -74,9 +74,9 @@ def choose_index(facts: SystemFacts) -> WheelChoice:
 def _fits_compute_capability(entry: dict[str, Any], capability: str | None) -> bool:
     if not capability:
         return True
-    have = version_tuple(capability)
+    have = parse_version(capability)
     low, high = entry.get("min_compute_capability"), entry.get("max_compute_capability")
-    return (low is None or have >= version_tuple(str(low))) and (high is None or have <= version_tuple(str(high)))
+    return (low is None or have >= parse_version(str(low))) and (high is None or have <= parse_version(str(high)))
 
 
 def _choose_cuda(gpu: GpuFacts) -> WheelChoice:
@@ -90,17 +90,17 @@ def _choose_cuda(gpu: GpuFacts) -> WheelChoice:
         if not _fits_compute_capability(entry, gpu.compute_capability):
             continue
         if native:
-            fits = version_tuple(native) >= version_tuple(str(entry["cuda"]))
+            fits = parse_version(native) >= parse_version(str(entry["cuda"]))
             how = f"driver {driver or '?'} supports CUDA {native}"
         else:
-            fits = version_tuple(driver or "0") >= version_tuple(str(entry["min_driver"]))
+            fits = parse_version(driver or "0") >= parse_version(str(entry["min_driver"]))
             how = f"driver {driver} >= {entry['min_driver']}"
         if fits:
             return choice_for_tag(entry["tag"], f"{gpu.name}: {how}, so CUDA {entry['cuda']} wheels ({entry['tag']})")
     # Older drivers still run CUDA 12.x under minor-version compatibility (compat.yaml cuda_driver_minimum).
     floor = compat.min_driver_for_cuda("12")
     fallback = [e for e in cuda_indexes() if str(e["cuda"]).startswith("12.") and _fits_compute_capability(e, gpu.compute_capability)]
-    if driver and floor and fallback and version_tuple(driver) >= version_tuple(floor):
+    if driver and floor and fallback and parse_version(driver) >= parse_version(floor):
         entry = fallback[-1]
         return choice_for_tag(
             entry["tag"],
@@ -124,9 +124,9 @@ def _choose_rocm(gpu: GpuFacts, rocm_version: str | None) -> WheelChoice:
             ["the wheels bring their own ROCm libraries but need the amdgpu driver and the render group: "
              "'gpudoctor install-rocm' sets both up"],
         )
-    have = version_tuple(rocm_version)[:2]
+    have = parse_version(rocm_version).release[:2]
     for entry in entries:  # newest first: the same release, else the nearest older one
-        if version_tuple(str(entry["rocm"]))[:2] <= have:
+        if parse_version(str(entry["rocm"])).release[:2] <= have:
             return choice_for_tag(entry["tag"], f"{gpu.name}: ROCm {rocm_version} is installed, so {entry['tag']} wheels")
     oldest = entries[-1]
     raise ProblemFound(

@@ -7,7 +7,13 @@ from typing import Any
 import yaml
 
 from gpudoctor.plan.runconfig import dump_run_config
-from gpudoctor.plan.types import GIB, Plan, RunConfig, TrainingOptions
+from gpudoctor.plan.types import Plan
+
+# The decoder layer class FSDP wraps, per model_type (transformers' modeling_<type>.py).
+from gpudoctor.settings import RunConfig, TrainingOptions
+
+# The decoder layer class FSDP wraps, per model_type (transformers' modeling_<type>.py).
+from gpudoctor.types import GIB
 
 # The decoder layer class FSDP wraps, per model_type (transformers' modeling_<type>.py).
 DECODER_LAYER = {
@@ -38,7 +44,7 @@ def emit_gpudoctor(plan: Plan, data: str | None, output: str | None, training: T
     return header + dump_run_config(config)
 
 
-def emit_axolotl(plan: Plan, data: str | None, output: str | None, training: TrainingOptions | None = None) -> str:
+def emit_axolotl(plan: Plan, data: str, data_format: str, output: str | None, training: TrainingOptions | None = None) -> str:
     """An Axolotl config with the same model, adapter, batch shape, memory savers and schedule."""
     training = training or TrainingOptions()
     s = plan.settings
@@ -53,8 +59,7 @@ def emit_axolotl(plan: Plan, data: str | None, output: str | None, training: Tra
         config["lora_target_linear"] = True
     else:
         config["lora_target_modules"] = list(s.lora_targets)
-    if data is not None:
-        config["datasets"] = [_axolotl_dataset(data)]
+    config["datasets"] = [_axolotl_dataset(data, data_format)]
     config["val_set_size"] = training.val_size
     config["output_dir"] = output or "./outputs/axolotl"
     config.update(
@@ -98,12 +103,11 @@ def emit_axolotl(plan: Plan, data: str | None, output: str | None, training: Tra
     return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
-def _axolotl_dataset(path: str) -> dict[str, Any]:
+def _axolotl_dataset(path: str, data_format: str) -> dict[str, Any]:
     """Axolotl's dataset entry: alpaca files as such, chat files through the chat template."""
-    fmt = _dataset_format(path)
-    if fmt == "alpaca":
+    if data_format == "alpaca":
         return {"path": path, "ds_type": "json", "type": "alpaca"}
-    if fmt == "sharegpt":
+    if data_format == "sharegpt":
         return {
             "path": path,
             "ds_type": "json",
@@ -112,11 +116,3 @@ def _axolotl_dataset(path: str) -> dict[str, Any]:
             "message_property_mappings": {"role": "from", "content": "value"},
         }
     return {"path": path, "ds_type": "json", "type": "chat_template", "field_messages": "messages"}
-
-
-def _dataset_format(path: str) -> str | None:
-    try:
-        from gpudoctor.data.load import load_dataset  # the data layer reads and validates the file
-    except ImportError:  # pragma: no cover - the data layer ships with gpudoctor
-        return None
-    return load_dataset(path).format

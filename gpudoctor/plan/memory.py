@@ -19,14 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpudoctor.errors import BadInput
-from gpudoctor.plan.types import GIB, Hardware, MemoryEstimate, ModelSpec, Settings
+from gpudoctor.plan.types import Hardware, MemoryEstimate
+from gpudoctor.settings import Settings
+from gpudoctor.types import GIB, ModelSpec
 
-METHODS = ("qlora", "lora")
-OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
-OPTIMIZER_ALIASES = {"adamw": "adamw_torch", "adamw_torch_fused": "adamw_torch", "adamw_bnb_8bit": "adamw_8bit"}
-ATTENTIONS = ("sdpa", "flash", "eager")
-STRATEGIES = ("single", "ddp", "fsdp")
-COMPUTE_DTYPES = {"bf16": 2, "fp16": 2, "fp32": 4}
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 # QLoRA (Dettmers et al. 2023, §3 "Double Quantization"; bitsandbytes functional.quantize_4bit,
 # blocksize 64): 4-bit codes plus one fp32 absmax per 64 weights = 0.5 + 4/64 bytes per weight;
@@ -41,10 +38,10 @@ KBIT_LEFTOVER_BYTES = 4
 # peft creates LoRA matrices in fp32 (get_peft_model(autocast_adapter_dtype=True)).
 LORA_PARAM_BYTES = 4
 # Adam keeps two states per trainable weight: fp32 (8 bytes) or bitsandbytes 8-bit blockwise (2).
-OPTIMIZER_STATE_BYTES = {"adamw_torch": 8, "paged_adamw_32bit": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2}
+OPTIMIZER_STATE_BYTES = {"adamw_torch": 8, "adamw_torch_fused": 8, "paged_adamw_32bit": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2}
 # torch.optim.AdamW (foreach) allocates about two fp32 temporaries per weight during step();
-# bitsandbytes' optimizers update in one fused kernel.
-OPTIMIZER_STEP_TEMP_BYTES = {"adamw_torch": 8, "paged_adamw_32bit": 0, "adamw_8bit": 0, "paged_adamw_8bit": 0}
+# the fused AdamW and bitsandbytes' optimizers update in one kernel.
+OPTIMIZER_STEP_TEMP_BYTES = {"adamw_torch": 8, "adamw_torch_fused": 0, "paged_adamw_32bit": 0, "adamw_8bit": 0, "paged_adamw_8bit": 0}
 
 # Loss (HF ForCausalLMLoss -> cross_entropy), bytes per logit at its peak. Forward: the 16-bit
 # logits, their fp32 upcast and the fp32 log-softmax output (saved); backward adds the fp32
@@ -147,33 +144,12 @@ def lora_params(model: ModelSpec, settings: Settings) -> int:
     return per_layer * model.num_hidden_layers
 
 
-def validate(settings: Settings) -> None:
-    """Unknown names become one-line BadInput errors naming the flag."""
-    checks = (
-        ("--method", settings.method, METHODS),
-        ("--optimizer", settings.optimizer, OPTIMIZERS),
-        ("--attn", settings.attn, ATTENTIONS),
-        ("--strategy", settings.strategy, STRATEGIES),
-        ("compute_dtype", settings.compute_dtype, tuple(COMPUTE_DTYPES)),
-    )
-    for flag, value, allowed in checks:
-        if value not in allowed:
-            raise BadInput(f"{flag}: unknown value '{value}'; use one of {', '.join(allowed)}")
-    for flag, value in (("--seq-len", settings.seq_len), ("--micro-batch", settings.micro_batch), ("--grad-accum", settings.grad_accum), ("--lora-r", settings.lora_r), ("--gpus", settings.gpus)):
-        if value < 1:
-            raise BadInput(f"{flag}: must be at least 1 (got {value})")
-
-
-def normalise_optimizer(name: str) -> str:
-    return OPTIMIZER_ALIASES.get(name, name)
-
-
 def layer_activation_bytes_per_token(model: ModelSpec, settings: Settings, device: str = "cuda") -> float:
     """Bytes one decoder layer saves for backward per token (Korthikanti et al. 2022, "Reducing
     Activation Recomputation in Large Transformer Models", §4.1, redone for a Llama-style layer:
     RMSNorm, GQA attention without an S x S matrix (SDPA/flash), SwiGLU MLP, frozen 4-bit/16-bit
     projections that save no input, and LoRA, which saves its input)."""
-    a = COMPUTE_DTYPES[settings.compute_dtype]
+    a = DTYPE_BYTES[settings.compute_dtype]
     h, inter = model.hidden_size, model.intermediate_size
     q_out = model.num_attention_heads * head_dim(model)
     kv_out = model.num_key_value_heads * head_dim(model)
@@ -204,24 +180,16 @@ def layer_activation_bytes_per_token(model: ModelSpec, settings: Settings, devic
 def logits_bytes_per_token(model: ModelSpec, settings: Settings) -> float:
     """The loss phase per token (LOSS_BYTES_PER_LOGIT per vocabulary entry); Gemma 2's final tanh
     soft-cap keeps two more 16-bit copies of the logits for its backward."""
-    a = COMPUTE_DTYPES[settings.compute_dtype]
+    a = DTYPE_BYTES[settings.compute_dtype]
     per_logit = LOSS_BYTES_PER_LOGIT + (2 * a if model.final_logit_softcapping else 0)
     return per_logit * model.vocab_size
 
 
-def estimate(model: ModelSpec, settings: Settings, hardware: Hardware) -> MemoryEstimate:
-    """Bytes per component per GPU at the peak of a training step (see the module docstring)."""
-    validate(settings)
-    optimizer = normalise_optimizer(settings.optimizer)
-    if optimizer not in OPTIMIZERS:
-        raise BadInput(f"--optimizer: unknown value '{settings.optimizer}'; use one of {', '.join(OPTIMIZERS)}")
-    a = COMPUTE_DTYPES[settings.compute_dtype]
+def static_bytes(model: ModelSpec, settings: Settings) -> dict[str, float]:
+    """Weights, adapters, gradients and optimizer states per GPU: alive for the whole step."""
+    a = DTYPE_BYTES[settings.compute_dtype]
     counts = param_counts(model)
     shards = settings.gpus if settings.strategy == "fsdp" else 1
-    layers = model.num_hidden_layers
-    tokens = settings.micro_batch * settings.seq_len
-
-    # Static: weights, adapters, gradients and optimizer states.
     if settings.method == "qlora":
         per_weight = NF4_DQ_BYTES if settings.double_quant else NF4_BYTES
         base = counts["linear"] * per_weight
@@ -235,16 +203,31 @@ def estimate(model: ModelSpec, settings: Settings, hardware: Hardware) -> Memory
         "base_16bit": leftover / shards,
         "lora_weights": trainable * LORA_PARAM_BYTES / shards,
         "lora_grads": trainable * LORA_PARAM_BYTES / shards,
-        "optimizer": trainable * OPTIMIZER_STATE_BYTES[optimizer] / shards,
+        "optimizer": trainable * OPTIMIZER_STATE_BYTES[settings.optimizer] / shards,
     }
     if settings.strategy == "ddp" and settings.gpus > 1:
         breakdown["ddp_buckets"] = trainable * LORA_PARAM_BYTES  # DDP's flat gradient buckets
     if settings.strategy == "fsdp" and settings.gpus > 1:
         # FSDP gathers one layer's full weights and prefetches the next.
-        breakdown["fsdp_gather"] = 2 * (base + trainable * LORA_PARAM_BYTES) / layers
+        breakdown["fsdp_gather"] = 2 * (base + trainable * LORA_PARAM_BYTES) / model.num_hidden_layers
+    return breakdown
 
-    # Dynamic: what the step's phases hold on top.
-    per_layer = layer_activation_bytes_per_token(model, settings, hardware.device) * tokens
+
+@dataclass(frozen=True)
+class Phases:
+    """What a step holds on top of the static bytes, per phase (see the module docstring)."""
+
+    saved: float  # activations kept for backward (incl. the embedding output)
+    loss: float  # the loss phase: logits and their copies
+    layer: float  # one layer's recompute + backward temporaries
+    optimizer: float  # the optimizer step's temporaries
+
+
+def phases(model: ModelSpec, settings: Settings, device: str) -> Phases:
+    """The dynamic memory of one micro batch: saved activations and each phase's temporaries."""
+    a = DTYPE_BYTES[settings.compute_dtype]
+    tokens = settings.micro_batch * settings.seq_len
+    per_layer = layer_activation_bytes_per_token(model, settings, device) * tokens
     h = model.hidden_size
     largest = max(lin.params for lin in layer_linears(model))
     # The residual stream: with fp32 embeddings (QLoRA after prepare_model_for_kbit_training) every
@@ -257,27 +240,38 @@ def estimate(model: ModelSpec, settings: Settings, hardware: Hardware) -> Memory
         backward_temp += largest * a
     if settings.grad_ckpt:
         # Only each layer's input is kept; backward recomputes one layer at a time.
-        saved = layers * residual * h * tokens
+        saved = model.num_hidden_layers * residual * h * tokens
         layer_phase = per_layer + backward_temp
     else:
-        saved = layers * per_layer
+        saved = model.num_hidden_layers * per_layer
         layer_phase = backward_temp
     embedding_out = residual * h * tokens
     # Under autocast a fp32 lm_head is cast to 16-bit for its matmul, forward and backward.
     lm_head_cast = model.vocab_size * h * a if (settings.method == "qlora" and a < 4) else 0
     # The final norm saves its (residual-dtype) input, the lm_head its 16-bit input.
     loss_phase = logits_bytes_per_token(model, settings) * tokens + lm_head_cast + (residual + a) * h * tokens
-    optimizer_phase = trainable * OPTIMIZER_STEP_TEMP_BYTES[optimizer] / shards
-    breakdown["activations"] = saved + embedding_out
+    shards = settings.gpus if settings.strategy == "fsdp" else 1
+    optimizer_phase = lora_params(model, settings) * OPTIMIZER_STEP_TEMP_BYTES[settings.optimizer] / shards
+    return Phases(saved + embedding_out, loss_phase, layer_phase, optimizer_phase)
+
+
+def estimate(model: ModelSpec, settings: Settings, hardware: Hardware) -> MemoryEstimate:
+    """Bytes per component per GPU at the peak of a training step (see the module docstring).
+
+    Pure arithmetic over settings the caller has checked (gpudoctor.settings.check_values: the
+    CLI, run.yaml and the planner all do)."""
+    breakdown = static_bytes(model, settings)
+    step = phases(model, settings, hardware.device)
+    breakdown["activations"] = step.saved
     # The peak is whichever phase holds more on top of the saved activations.
-    if loss_phase >= layer_phase:
-        breakdown["logits"] = loss_phase
+    if step.loss >= step.layer:
+        breakdown["logits"] = step.loss
     else:
-        breakdown["layer_backward"] = layer_phase
-    dynamic = breakdown["activations"] + max(loss_phase, layer_phase)
-    if optimizer_phase > dynamic:
-        breakdown["optimizer_step"] = optimizer_phase - dynamic
-        dynamic = optimizer_phase
+        breakdown["layer_backward"] = step.layer
+    dynamic = step.saved + max(step.loss, step.layer)
+    if step.optimizer > dynamic:
+        breakdown["optimizer_step"] = step.optimizer - dynamic
+        dynamic = step.optimizer
 
     allocated = sum(breakdown.values())
     breakdown["allocator_overhead"] = FRAGMENTATION * dynamic

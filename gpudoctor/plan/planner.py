@@ -21,10 +21,13 @@ import dataclasses
 import math
 from typing import Any
 
+from gpudoctor.data.stats import DataStats
 from gpudoctor.errors import BadInput
 from gpudoctor.plan import memory
 from gpudoctor.plan.timing import estimate_time, flops_per_token, utilisation
-from gpudoctor.plan.types import GIB, DataCoverage, DataStats, Hardware, MemoryEstimate, ModelSpec, Plan, Settings
+from gpudoctor.plan.types import DataCoverage, Hardware, MemoryEstimate, Plan
+from gpudoctor.settings import Settings, check_values, settings_from
+from gpudoctor.types import GIB, ModelSpec
 
 HEADROOM_FRACTION = 0.90
 COVERAGE = 0.99
@@ -59,9 +62,24 @@ def make_plan(
     notes: list[str] = []
     base = _base_settings(model, hardware, fixed, notes)
     coverage, seq_choices, seq_mode = _seq_choices(model, fixed, data, hardware)
-    seq_free = seq_mode == "free"
     usable = int(hardware.budget_bytes * HEADROOM_FRACTION)
+    best = _search(model, hardware, base, fixed, seq_choices, seq_mode == "free", effective_batch, usable)
+    if best is None:
+        settings = _frugal(base, fixed, seq_choices[-1] if seq_mode == "free" else seq_choices[0], effective_batch)
+        plan = Plan(model, hardware, settings, memory.estimate(model, settings, hardware), fits=False, notes=notes, effective_batch=effective_batch)
+        plan.suggestions = _suggestions(model, hardware, settings, fixed, usable)
+    else:
+        settings, estimate = best
+        plan = Plan(model, hardware, settings, estimate, fits=True, notes=notes, effective_batch=effective_batch)
+        notes.extend(_choice_notes(settings, fixed, seq_mode, seq_choices))
+        if settings.method == "qlora" and "method" not in fixed and _fits(model, dataclasses.replace(settings, method="lora", quant=None), hardware):
+            notes.append("--method lora (16-bit base) also fits these settings and runs faster: no 4-bit dequantisation")
+    _finish(plan, coverage, data, tokens_total)
+    return plan
 
+
+def _search(model, hardware, base, fixed, seq_choices, seq_free, effective_batch, usable) -> tuple[Settings, MemoryEstimate] | None:
+    """The preferred candidate that fits in `usable` bytes, trying each strategy in turn."""
     best: tuple[tuple, Settings, MemoryEstimate] | None = None
     for strategy in _strategies(base, fixed):
         for settings in _candidates(base, fixed, seq_choices, effective_batch, strategy):
@@ -72,20 +90,13 @@ def make_plan(
             if best is None or key > best[0]:
                 best = (key, settings, estimate)
         if best is not None:
-            break
+            return best[1], best[2]
+    return None
 
-    if best is None:
-        settings = _frugal(base, fixed, seq_choices[-1] if seq_free else seq_choices[0], effective_batch)
-        estimate = memory.estimate(model, settings, hardware)
-        plan = Plan(model, hardware, settings, estimate, fits=False, notes=notes, effective_batch=effective_batch)
-        plan.suggestions = _suggestions(model, hardware, settings, fixed, usable)
-    else:
-        _, settings, estimate = best
-        plan = Plan(model, hardware, settings, estimate, fits=True, notes=notes, effective_batch=effective_batch)
-        notes.extend(_choice_notes(settings, fixed, seq_mode, seq_choices))
-        if settings.method == "qlora" and "method" not in fixed and _fits(model, dataclasses.replace(settings, method="lora", quant=None), hardware):
-            notes.append("--method lora (16-bit base) also fits these settings and runs faster: no 4-bit dequantisation")
 
+def _finish(plan: Plan, coverage: DataCoverage | None, data: DataStats | None, tokens_total: int | None) -> None:
+    """Coverage of the data, the time estimate, what is not counted and the budget's notes."""
+    hardware, model = plan.hardware, plan.model
     if coverage is not None and data is not None:
         cut = sum(1 for length in data.token_lengths if length > plan.settings.seq_len)
         plan.coverage = dataclasses.replace(coverage, cut_records=cut)
@@ -93,36 +104,17 @@ def make_plan(
             tokens_total = sum(min(length, plan.settings.seq_len) for length in data.token_lengths)
     plan.estimate = estimate_time(model, plan.settings, hardware, tokens_total)
     plan.not_counted = list(NOT_COUNTED) + (["NCCL communication buffers"] if plan.settings.gpus > 1 else [])
-    notes.append(
+    plan.notes.append(
         f"budget: {hardware.budget_bytes / GIB:.1f} GiB per GPU ({_budget_source(hardware)}); "
         f"a plan may use {HEADROOM_FRACTION:.0%} of it, the rest is headroom"
     )
     if model.licence and "gated" in model.licence:
-        notes.append(f"licence: {model.licence}")
-    return plan
+        plan.notes.append(f"licence: {model.licence}")
 
 
 def _checked_fixed(fixed: dict[str, Any], hardware: Hardware) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(Settings)}
-    for key in fixed:
-        if key not in known:
-            raise BadInput(f"unknown setting '{key}'; known settings: {', '.join(sorted(known))}")
-    fixed = dict(fixed)
-    if "optimizer" in fixed:
-        fixed["optimizer"] = memory.normalise_optimizer(fixed["optimizer"])
-    checks = (
-        ("method", "--method", memory.METHODS),
-        ("optimizer", "--optimizer", memory.OPTIMIZERS),
-        ("attn", "--attn", memory.ATTENTIONS),
-        ("strategy", "--strategy", memory.STRATEGIES),
-        ("compute_dtype", "compute_dtype", tuple(memory.COMPUTE_DTYPES)),
-    )
-    for key, flag, allowed in checks:
-        if key in fixed and fixed[key] not in allowed:
-            raise BadInput(f"{flag}: unknown value '{fixed[key]}'; use one of {', '.join(allowed)}")
-    for key in ("seq_len", "micro_batch", "grad_accum", "lora_r", "gpus"):
-        if key in fixed and (not isinstance(fixed[key], int) or fixed[key] < 1):
-            raise BadInput(f"--{key.replace('_', '-')}: must be a whole number of at least 1 (got {fixed[key]!r})")
+    """The user's settings checked against their declarations, then against what this hardware runs."""
+    fixed = check_values(fixed, Settings)
     if hardware.device == "cpu":
         if fixed.get("optimizer") in EIGHT_BIT_OR_PAGED:
             raise BadInput(f"--optimizer {fixed['optimizer']}: 8-bit and paged optimizers need a GPU; on the CPU use adamw_torch")
@@ -133,47 +125,37 @@ def _checked_fixed(fixed: dict[str, Any], hardware: Hardware) -> dict[str, Any]:
     elif fixed.get("attn") == "flash" and not hardware.flash_attn:
         raise BadInput(f"--attn flash: FlashAttention-2 does not train on {hardware.name}; use sdpa")
     if fixed.get("compute_dtype") == "bf16" and not hardware.bf16 and hardware.device != "cpu":
-        raise BadInput(f"compute_dtype bf16: {hardware.name} has no bf16; use fp16")
+        raise BadInput(f"--compute-dtype bf16: {hardware.name} has no bf16; use fp16")
     return fixed
 
 
 def _base_settings(model: ModelSpec, hardware: Hardware, fixed: dict[str, Any], notes: list[str]) -> Settings:
-    settings = Settings()
+    """The hardware's defaults (dtype, optimizer, attention) with the user's settings on top."""
+    chosen: dict[str, Any] = {"compute_dtype": _default_dtype(hardware, notes), "attn": _default_attention(model, hardware, notes)}
     if hardware.device == "cpu":
-        settings.optimizer = "adamw_torch"
-        if hardware.bf16:
-            settings.compute_dtype = "bf16"
-            notes.append(f"compute dtype bf16: {hardware.name} has native bf16 matmuls, faster than fp32 there")
-        else:
-            settings.compute_dtype = "fp32"
-            notes.append("compute dtype fp32: this CPU has no bf16 instructions, so bf16 would run an order of magnitude slower")
+        chosen["optimizer"] = "adamw_torch"
         notes.append("optimizer adamw_torch: 8-bit and paged optimizers need a GPU")
-    elif hardware.bf16:
-        settings.compute_dtype = "bf16"
-        notes.append(f"compute dtype bf16: {hardware.name} runs bf16 at full tensor-core rate")
-    else:
-        settings.compute_dtype = "fp16"
-        notes.append(f"compute dtype fp16: {hardware.name} has no bf16 (fp16 with loss scaling)")
-    settings.attn = _default_attention(model, hardware, notes)
     if "lora_dropout" not in fixed:
         notes.append("LoRA dropout 0: no dropped copy of each LoRA input is kept (less memory and time); --lora-dropout 0.05 regularises a small dataset")
     if "packing" not in fixed:
-        settings.packing = True
         notes.append("packing on: short records share a row, position_ids restart per record so attention never crosses them")
-    for key, value in fixed.items():
-        setattr(settings, key, list(value) if isinstance(value, (list, tuple)) else value)
-    if "quant" not in fixed:
-        settings.quant = "nf4" if settings.method == "qlora" else None
-    if "lora_alpha" not in fixed and "lora_r" in fixed:
-        settings.lora_alpha = 2 * settings.lora_r
-    if "gpus" not in fixed:
-        settings.gpus = 1
-    if settings.gpus == 1 and "strategy" not in fixed:
-        settings.strategy = "single"
-    if settings.gpus > 1 and settings.strategy == "single":
-        settings.strategy = "ddp"
+    settings = settings_from(fixed, settings_from(chosen))
     memory.targeted(model, settings.lora_targets)  # unknown target names fail here, naming the flag
     return settings
+
+
+def _default_dtype(hardware: Hardware, notes: list[str]) -> str:
+    if hardware.device == "cpu":
+        if hardware.bf16:
+            notes.append(f"compute dtype bf16: {hardware.name} has native bf16 matmuls, faster than fp32 there")
+            return "bf16"
+        notes.append("compute dtype fp32: this CPU has no bf16 instructions, so bf16 would run an order of magnitude slower")
+        return "fp32"
+    if hardware.bf16:
+        notes.append(f"compute dtype bf16: {hardware.name} runs bf16 at full tensor-core rate")
+        return "bf16"
+    notes.append(f"compute dtype fp16: {hardware.name} has no bf16 (fp16 with loss scaling)")
+    return "fp16"
 
 
 def _default_attention(model: ModelSpec, hardware: Hardware, notes: list[str]) -> str:

@@ -12,7 +12,8 @@ from typing import Any
 
 from gpudoctor.plan.memory import total_params
 from gpudoctor.plan.planner import HEADROOM_FRACTION
-from gpudoctor.plan.types import GIB, Plan
+from gpudoctor.plan.types import Plan
+from gpudoctor.types import GIB
 
 SETTINGS_KEYS = (
     "method", "quant", "double_quant", "compute_dtype", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",

@@ -1,21 +1,23 @@
 """Read and write run.yaml: the settings `plan` chose plus the training options, for `train`.
 
-Unknown keys and wrong types are errors that name the file and the key (exit 2), so a typo in a
-hand-edited run.yaml never trains with a silently ignored setting.
+The document is read through the one converter (gpudoctor.convert) and every value is checked
+against its declaration (gpudoctor.settings): an unknown key, a wrong type or a value out of range
+is an error that names the file and the key (exit 2), so a typo in a hand-edited run.yaml never
+trains with a silently ignored or impossible setting.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from gpudoctor.atomic import write_text
+from gpudoctor.convert import from_dict
 from gpudoctor.errors import BadInput
-from gpudoctor.plan.types import RunConfig, Settings, TrainingOptions
+from gpudoctor.settings import RunConfig, Settings, TrainingOptions, check_values, settings_from, training_from
 
 HEADER = "# gpudoctor run config: train with `gpudoctor train {path}`\n"
 
@@ -36,44 +38,28 @@ def write_run_config(config: RunConfig, path: str | Path) -> Path:
     return write_text(path, HEADER.format(path=path) + dump_run_config(config))
 
 
-def _section(kind: type, values: Any, path: str, section: str) -> Any:
-    if values is None:
-        return kind()
-    if not isinstance(values, dict):
-        raise BadInput(f"{path}: '{section}' must be a mapping of settings, got {type(values).__name__}")
-    hints = typing.get_type_hints(kind)
-    known = {f.name for f in dataclasses.fields(kind)}
-    for key, value in values.items():
-        if key not in known:
-            raise BadInput(f"{path}: unknown key '{section}.{key}'; known keys: {', '.join(sorted(known))}")
-        if not _type_ok(hints[key], value):
-            raise BadInput(f"{path}: '{section}.{key}' has the wrong type ({value!r}); expected {hints[key]}")
-    return kind(**values)
-
-
-def _type_ok(hint: Any, value: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return any(_type_ok(arg, value) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_type_ok(item, v) for v in value)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
-
-
 def read_run_config(path: str | Path) -> RunConfig:
     """Parse run.yaml; every problem is a one-line BadInput naming the file and key."""
     source = str(path)
+    document = _load_yaml(Path(path), source)
+    if not isinstance(document, dict):
+        raise BadInput(f"{source}: expected a mapping with 'model' and 'settings', got {type(document).__name__}")
+    if not isinstance(document.get("model"), str) or not document["model"]:
+        raise BadInput(f"{source}: 'model' must name a profile, a model folder or a config.json")
+    document = {**document, "settings": document.get("settings") or {}, "training": document.get("training") or {}}
+    config = from_dict(RunConfig, document, source)  # unknown keys and wrong types, named by their path
+
+    def where(section: str):
+        return lambda name: f"{source}: '{section}.{name}'"
+
+    settings = check_values(document["settings"], Settings, where("settings"))
+    training = check_values(document["training"], TrainingOptions, where("training"))
+    return dataclasses.replace(config, settings=settings_from(settings), training=training_from(training))
+
+
+def _load_yaml(path: Path, source: str) -> Any:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(f"{source}: no such file") from None
     except UnicodeDecodeError as err:
@@ -81,26 +67,8 @@ def read_run_config(path: str | Path) -> RunConfig:
     except OSError as err:
         raise BadInput(f"{source}: cannot read ({err.strerror})") from None
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise BadInput(f"{source}: not valid YAML{where}") from None
-    if not isinstance(document, dict):
-        raise BadInput(f"{source}: expected a mapping with 'model' and 'settings', got {type(document).__name__}")
-    unknown = set(document) - {"model", "data", "output", "settings", "training"}
-    if unknown:
-        raise BadInput(f"{source}: unknown key '{sorted(unknown)[0]}'; known keys: data, model, output, settings, training")
-    model = document.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadInput(f"{source}: 'model' must name a profile, a model folder or a config.json")
-    for key in ("data", "output"):
-        if document.get(key) is not None and not isinstance(document[key], str):
-            raise BadInput(f"{source}: '{key}' must be a path")
-    return RunConfig(
-        model=model,
-        data=document.get("data"),
-        output=document.get("output"),
-        settings=_section(Settings, document.get("settings"), source, "settings"),
-        training=_section(TrainingOptions, document.get("training"), source, "training"),
-    )

@@ -10,7 +10,13 @@ Causal attention adds 2 x layers x seq x (heads x head_dim) per token forward, t
 from __future__ import annotations
 
 from gpudoctor.plan.memory import head_dim, lora_params, param_counts
-from gpudoctor.plan.types import Hardware, ModelSpec, Settings, TimeEstimate
+from gpudoctor.plan.types import Hardware, TimeEstimate
+
+# Model FLOPs utilisation at full occupancy, stated rather than measured here. The 16-bit LoRA
+from gpudoctor.settings import Settings
+
+# Model FLOPs utilisation at full occupancy, stated rather than measured here. The 16-bit LoRA
+from gpudoctor.types import ModelSpec
 
 # Model FLOPs utilisation at full occupancy, stated rather than measured here. The 16-bit LoRA
 # figure is what the Qwen README's profiling table implies by this FLOP count (Qwen-7B LoRA, one

@@ -2,16 +2,17 @@
 
 No judgement lives here and nothing is printed. Every field may be None where the fact
 could not be read; why it could not is kept beside it (`*_error`, `VendorProbe.error`).
-`to_dict` / `from_dict` give the stable JSON form used by `check --json` and test fixtures.
+`to_dict` / `from_dict` give the stable JSON form used by `check --json`, `check --facts` and
+test fixtures (read through gpudoctor.convert, like every other file gpudoctor reads).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from gpudoctor.convert import from_dict
 
 
 @dataclass
@@ -167,26 +168,6 @@ class SystemFacts:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SystemFacts:
-        return _build(cls, data)
-
-
-def _build(kind: Any, value: Any) -> Any:
-    """Rebuild a (nested) dataclass value from its `asdict` form, ignoring unknown keys."""
-    if value is None:
-        return None
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        return _build(inner[0], value) if len(inner) == 1 else value
-    if origin is list:
-        (item,) = typing.get_args(kind)
-        return [_build(item, element) for element in value]
-    if origin is dict:
-        _, item = typing.get_args(kind)
-        return {key: _build(item, element) for key, element in value.items()}
-    if dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind)
-        names = {f.name for f in dataclasses.fields(kind)}
-        return kind(**{k: _build(hints[k], v) for k, v in value.items() if k in names})
-    return value
+    def from_dict(cls, data: dict[str, Any], source: str = "facts") -> SystemFacts:
+        """Facts from their `to_dict` form; an unknown key or a wrong type is a BadInput naming `source`."""
+        return from_dict(cls, data, source)

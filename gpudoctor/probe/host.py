@@ -17,7 +17,7 @@ from typing import Any
 from gpudoctor.probe.facts import DiskFacts, HostFacts
 from gpudoctor.probe.pci import read_text
 from gpudoctor.probe.sources import Sources
-from gpudoctor.resources import user_cache_dir
+from gpudoctor.resources import hf_hub_cache
 
 # EFI global variable GUID (UEFI spec); the file holds 4 attribute bytes then the 1-byte value.
 SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
@@ -195,17 +195,8 @@ def _cpu(sources: Sources, host: HostFacts) -> None:
     host.cpu_count = processors or None
 
 
-def hf_cache_dir(environ: Any) -> str:
-    """Where huggingface_hub keeps downloads (its constants.py: HF_HUB_CACHE, else HF_HOME/hub)."""
-    if environ.get("HF_HUB_CACHE"):
-        return environ["HF_HUB_CACHE"]
-    if environ.get("HF_HOME"):
-        return str(Path(environ["HF_HOME"]) / "hub")
-    return str(user_cache_dir(environ) / "huggingface" / "hub")
-
-
 def _disks(sources: Sources, host: HostFacts, output_dir: str | None) -> None:
-    cache = os.path.expanduser(hf_cache_dir(sources.environ))
+    cache = str(hf_hub_cache(sources.environ))
     output = output_dir or sources.cwd()
     host.disks = [_disk(sources, "hf_cache", cache), _disk(sources, "output", os.path.abspath(output))]
     shm = sources.path("/dev/shm")

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from typing import Any
 
-from gpudoctor.plan.types import Plan, RunConfig, TrainingOptions
+from gpudoctor.plan.types import Plan
+
+from gpudoctor.settings import RunConfig, TrainingOptions
 
 ASSETS = Path(__file__).resolve().parent.parent / "demo"
 DATA = ASSETS / "support.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gpudoctor.errors import BadInput
-from gpudoctor.plan.types import Settings
+from gpudoctor.settings import Settings
 from gpudoctor.train.formatting import alpaca_prompt
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gpudoctor.errors import BadInput, ProblemFound
-from gpudoctor.plan.types import Settings
+from gpudoctor.settings import Settings
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 ATTENTION = {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}
@@ -51,24 +51,6 @@ def check_weights(model_dir: Path) -> None:
         if any(model_dir.glob("*.bin")) or any(model_dir.glob("*.pt")):
             raise BadInput(f"{model_dir}: only pickle (.bin/.pt) weights; gpudoctor loads safetensors only (convert them first)")
         raise BadInput(f"{model_dir}: no .safetensors weights in the folder")
-
-
-def parameter_count(model_dir: Path) -> int:
-    """Parameters from config.json (decoder-only transformer arithmetic; embeddings included)."""
-    try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise BadInput(f"{model_dir / 'config.json'}: not readable JSON") from None
-    config = config.get("text_config", config)
-    h, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
-    heads = int(config["num_attention_heads"])
-    kv = int(config.get("num_key_value_heads") or heads)
-    head_dim = int(config.get("head_dim") or h // heads)
-    inter, vocab = int(config.get("intermediate_size", 4 * h)), int(config["vocab_size"])
-    attention = h * heads * head_dim * 2 + h * kv * head_dim * 2  # q, o + k, v
-    mlp = 3 * h * inter  # gate, up, down (SwiGLU)
-    embeddings = vocab * h * (1 if config.get("tie_word_embeddings") else 2)
-    return layers * (attention + mlp + 2 * h) + embeddings
 
 
 def load_tokenizer(model_dir: Path, *, trust_remote_code: bool = False) -> Any:

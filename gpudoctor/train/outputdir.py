@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gpudoctor.errors import BadInput
 from gpudoctor.plan.runconfig import read_run_config
-from gpudoctor.plan.types import RunConfig
+from gpudoctor.settings import RunConfig
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 GROWABLE = {"max_steps", "epochs"}  # may change on --resume

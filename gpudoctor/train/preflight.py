@@ -1,16 +1,15 @@
-"""Before training: the doctor's blocking checks, and the settings the planner picks for what the user left open.
+"""Before training: the doctor's blocking checks.
 
-Neither imports torch. A finding that only matters for GPU training (categories GPU, Driver,
+It imports no torch. A finding that only matters for GPU training (categories GPU, Driver,
 PyTorch, bitsandbytes) does not block a run that goes to the CPU because no GPU was found.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from gpudoctor.errors import ProblemFound
-from gpudoctor.plan.types import Settings
 
 GPU_ONLY_CATEGORIES = {"GPU", "Driver", "PyTorch", "bitsandbytes"}
 
@@ -40,22 +39,3 @@ def run_preflight(output_dir: str | None = None, facts: Any = None) -> Preflight
         fix = f"; fix: {finding.fix.splitlines()[0]}" if finding.fix else ""
         raise ProblemFound(f"check failed: {finding.title}{fix} (or pass --skip-check)")
     return result
-
-
-def settings_from(fixed: dict[str, Any], base: Settings | None = None) -> Settings:
-    known = {f.name for f in fields(Settings)}
-    return replace(base or Settings(), **{k: v for k, v in fixed.items() if k in known and v is not None})
-
-
-def plan_settings(model: str, fixed: dict[str, Any], *, on_gpu: bool, hardware: Any = None, data_stats: Any = None) -> tuple[Settings, Any]:
-    """The planner's settings with the user's fixed ones kept; (settings, Plan)."""
-    from gpudoctor.plan.hardware import cpu_hardware
-    from gpudoctor.plan.planner import make_plan
-    from gpudoctor.profiles import load_model
-
-    if hardware is None:
-        from gpudoctor.plan.hardware import probed_hardware
-
-        hardware = probed_hardware() if on_gpu else cpu_hardware()
-    plan = make_plan(load_model(model), hardware, {k: v for k, v in fixed.items() if v is not None}, data_stats)
-    return settings_from(fixed, plan.settings), plan

@@ -16,21 +16,10 @@ from typing import Any
 
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.plan.runconfig import write_run_config
-from gpudoctor.plan.types import RunConfig
+from gpudoctor.settings import RunConfig
 from gpudoctor.train.outputdir import check_output, newest_checkpoint, place_saved
+from gpudoctor.train.request import refuse_big_model_on_cpu
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
-
-CPU_PARAMETER_LIMIT = 1_500_000_000  # above this a CPU run takes days; it needs --force
-
-
-def refuse_on_cpu(model: str, parameters: int) -> None:
-    """A model this big takes days per epoch on a CPU: stop unless --force (ProblemFound, exit 1)."""
-    if parameters > CPU_PARAMETER_LIMIT:
-        raise ProblemFound(
-            f"--model {model}: {parameters / 1e9:.1f}B parameters is too big to train on the CPU "
-            "(days per epoch) and no GPU was found; run `gpudoctor check`, or pass --force to try anyway"
-        )
-
 
 def split_eval(samples: list[Any], val_size: float, seed: int, source: str) -> tuple[list[Any], list[Any]]:
     """Hold out val_size (a fraction < 1, or a count ≥ 1) records, chosen with the run's seed."""
@@ -119,9 +108,8 @@ def train(
     output = Path(config.output)
     checkpoint = check_output(output, config, resume=resume)
     device = device_name()
-    parameters = models.parameter_count(model_dir)
     if device == "cpu" and not force:
-        refuse_on_cpu(config.model, parameters)
+        refuse_big_model_on_cpu(str(model_dir))
     dataset = load_dataset(config.data)
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
     tokenized = tokenize_cached(dataset, tokenizer, str(model_dir), settings.seq_len, truncate=truncate, cache_dir=output / "cache")

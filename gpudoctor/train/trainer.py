@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpudoctor.plan.types import Settings, TrainingOptions
+from gpudoctor.settings import Settings, TrainingOptions
 
 # Our optimizer names → transformers' `optim` values. bitsandbytes' 8-bit and paged optimizers
 # need a GPU; on the CPU they become plain AdamW (which the planner picks there anyway).

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from gpudoctor.plan.memory import estimate
-from gpudoctor.plan.types import GIB, Hardware, ModelSpec, Settings
+from gpudoctor.plan.types import Hardware
+from gpudoctor.settings import Settings
+from gpudoctor.types import GIB, ModelSpec
 from gpudoctor.profiles import load_model
 
 TABLE = yaml.safe_load((Path(__file__).parent / "measurements.yaml").read_text(encoding="utf-8"))

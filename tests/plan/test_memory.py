@@ -8,9 +8,12 @@ import pytest
 from hypothesis import given, settings as hyp_settings
 from hypothesis import strategies as st
 
+from gpudoctor import settings as settings_module
 from gpudoctor.errors import BadInput
 from gpudoctor.plan import memory
-from gpudoctor.plan.types import GIB, Hardware, ModelSpec, Settings
+from gpudoctor.plan.types import Hardware
+from gpudoctor.settings import Settings
+from gpudoctor.types import GIB, ModelSpec
 from gpudoctor.profiles import load_model
 
 GPU = Hardware(device="cuda", name="test", budget_bytes=80 * GIB, bf16=True, flash_attn=True, peak_tflops=100.0)
@@ -109,8 +112,10 @@ def test_cpu_counts_the_process_not_a_cuda_context():
     ],
 )
 def test_bad_settings_name_the_flag(change, needle):
+    """The settings' declarations refuse what the memory model cannot count; target names are the model's."""
     with pytest.raises(BadInput, match=needle):
-        memory.estimate(load_model("mistral-7b"), dataclasses.replace(Settings(), **change), GPU)
+        checked = settings_module.check_values(change, Settings)
+        memory.estimate(load_model("mistral-7b"), dataclasses.replace(Settings(), **checked), GPU)
 
 
 def test_phi3_fused_projection_names():
@@ -122,8 +127,8 @@ def test_phi3_fused_projection_names():
     seq=st.integers(128, 8192),
     batch=st.integers(1, 8),
     ckpt=st.booleans(),
-    attn=st.sampled_from(memory.ATTENTIONS),
-    method=st.sampled_from(memory.METHODS),
+    attn=st.sampled_from(settings_module.ATTENTIONS),
+    method=st.sampled_from(settings_module.METHODS),
     name=st.sampled_from(["mistral-7b", "llama-3.1-8b", "gemma-2-9b", "phi-3-mini"]),
 )
 def test_more_tokens_never_need_less_memory_checkpointing_never_costs_memory_4bit_weights_are_smaller(seq, batch, ckpt, attn, method, name):

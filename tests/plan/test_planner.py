@@ -7,7 +7,9 @@ import pytest
 from gpudoctor.errors import BadInput
 from gpudoctor.plan.hardware import cpu_hardware, hardware_from_facts, hardware_from_gpu
 from gpudoctor.plan.planner import make_plan
-from gpudoctor.plan.types import GIB, DataStats, Hardware
+from gpudoctor.data.stats import DataStats
+from gpudoctor.plan.types import Hardware
+from gpudoctor.types import GIB
 from gpudoctor.probe.facts import GpuFacts, SystemFacts
 from gpudoctor.profiles import load_gpu, load_model
 

@@ -6,7 +6,7 @@ import pytest
 
 from gpudoctor.errors import BadInput
 from gpudoctor.plan.runconfig import read_run_config, write_run_config
-from gpudoctor.plan.types import RunConfig, Settings, TrainingOptions
+from gpudoctor.settings import RunConfig, Settings, TrainingOptions
 
 
 def test_round_trip(tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gpudoctor.plan import timing
-from gpudoctor.plan.types import GIB, Hardware, ModelSpec, Settings
+from gpudoctor.plan.types import Hardware
+from gpudoctor.settings import Settings
+from gpudoctor.types import GIB, ModelSpec
 from gpudoctor.profiles import load_model
 
 # https://github.com/QwenLM/Qwen README, "Profiling of Memory and Speed", LoRA rows: one

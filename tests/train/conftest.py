@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpudoctor.plan.types import RunConfig, Settings, TrainingOptions
+from gpudoctor.settings import RunConfig, Settings, TrainingOptions
 from gpudoctor.train.demo import DATA
 
 # Smaller than the demo model so every training test takes seconds.
