@@ -68,12 +68,10 @@ def _percentile(values: list[int], q: float) -> int:
     return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
 
 
-def check_dataset(
-    dataset: Dataset, *, tokenizer_path: str | None = None, seq_len: int | None = None, use_nlp: bool = True, pii: bool = True
-) -> CheckReport:
+def _token_summary_of(dataset: Dataset, tokenizer_path: str | None, seq_len: int | None) -> TokenSummary:
     stats = compute_stats(dataset, tokenizer_path)
     lengths = stats.token_lengths
-    tokens = TokenSummary(
+    return TokenSummary(
         tokenizer=stats.tokenizer,
         total=sum(lengths),
         min=min(lengths),
@@ -83,6 +81,13 @@ def check_dataset(
         seq_len=seq_len,
         over_seq_len=[i + 1 for i, n in enumerate(lengths) if seq_len and n > seq_len],
     )
+
+
+def check_dataset(
+    dataset: Dataset, *, tokenizer_path: str | None = None, seq_len: int | None = None, use_nlp: bool = True, pii: bool = True
+) -> CheckReport:
+    """Everything that would hurt training on `dataset`, as one report (see CheckReport)."""
+    tokens = _token_summary_of(dataset, tokenizer_path, seq_len)
     empty: dict[str, list[int]] = defaultdict(list)
     languages: Counter[str] = Counter()
     kinds: dict[str, list[int]] = defaultdict(list)
