@@ -75,11 +75,11 @@ def check(
 def _probe(*, fast: bool, refresh: bool, output_dir: Path) -> SystemFacts:
     import os
 
-    from gpudoctor.probe import Sources, probe_system
+    from gpudoctor.probe import default_sources, probe_system
     from gpudoctor.probe.facts import SystemFacts
     from gpudoctor.probe.live_cache import default_cache_file
 
-    sources = Sources(live_cache=None if refresh else default_cache_file(os.environ))
+    sources = default_sources(live_cache=None if refresh else default_cache_file(os.environ))
     try:
         return probe_system(sources=sources, live=not fast, output_dir=str(output_dir))
     except Exception as err:  # noqa: BLE001 - the probe promises not to raise; if it does, say so as a finding

@@ -18,14 +18,17 @@ from gpudoctor.probe.host import probe_host
 from gpudoctor.probe.nvidia import probe_nvidia
 from gpudoctor.probe.pci import scan_pci
 from gpudoctor.probe.pyenv import probe_python
-from gpudoctor.probe.sources import Sources
+from gpudoctor.probe.sources import Sources, default_sources
 
-__all__ = ["Sources", "SystemFacts", "probe_system"]
+__all__ = ["Sources", "SystemFacts", "default_sources", "probe_system"]
 
 
 def probe_system(sources: Sources | None = None, *, live: bool = True, output_dir: str | None = None) -> SystemFacts:
-    """Everything the doctor needs to know about this machine; never raises for the machine's state."""
-    sources = sources or Sources()
+    """Everything the doctor needs to know about this machine; never raises for the machine's state.
+
+    Without `sources` it reads `default_sources()`: the real machine outside the test suite.
+    """
+    sources = sources or default_sources()
     facts = SystemFacts()
     with ThreadPoolExecutor(max_workers=6, thread_name_prefix="gpudoctor-probe") as pool:
         jobs: dict[str, Future[Any]] = {

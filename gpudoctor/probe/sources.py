@@ -2,6 +2,9 @@
 
 The defaults reach the real machine; tests pass stand-ins (a fake NVML module, a fixture folder
 as the filesystem root, a recorded command runner) so every probe runs without a GPU.
+`default_sources()` is what a probe reads when it is given no Sources: the real machine, unless
+GPUDOCTOR_PROBE_SOURCES names another factory (the test suite points it at a recorded machine, so
+no test, nor any gpudoctor process a test starts, reads the real host).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +141,27 @@ class Sources:
     def path(self, absolute: str) -> Path:
         """`absolute` ("/sys/class/drm") as seen under this root."""
         return self.root / absolute.lstrip("/")
+
+
+# "module:function": a factory returning the Sources to use instead of the real machine's (a test hook).
+SOURCES_VARIABLE = "GPUDOCTOR_PROBE_SOURCES"
+
+
+def default_sources(**changes: Any) -> Sources:
+    """The Sources of a probe that was given none (`changes` replace fields, e.g. live_cache=…).
+
+    The real machine, unless $GPUDOCTOR_PROBE_SOURCES names a factory; a name that cannot be
+    loaded raises rather than falling back to the real machine.
+    """
+    spec = os.environ.get(SOURCES_VARIABLE)
+    sources = _load_factory(spec)() if spec else Sources()
+    return replace(sources, **changes) if changes else sources
+
+
+def _load_factory(spec: str) -> Callable[[], Sources]:
+    module, _, name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise RuntimeError(f"{SOURCES_VARIABLE}={spec}: cannot load that factory ({err}); expected module:function") from err
+    return factory
