@@ -1,4 +1,4 @@
-"""Shared test fixtures: run the CLI in-process at a fixed width with colour off."""
+"""Shared test fixtures: run the CLI in-process at a fixed width with colour off; the datasets shipped in tests/fixtures/datasets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from gpudoctor.cli.main import run
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+DATASETS = REPO / "tests" / "fixtures" / "datasets"
 
 
 @dataclass
@@ -46,7 +46,6 @@ def cli(cli_env, capsys):
 
 
 @pytest.fixture
-def shared_datasets() -> Path:
-    if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"{SHARED_DATASETS} is not present")
-    return SHARED_DATASETS
+def shipped_datasets() -> Path:
+    """tests/fixtures/datasets: subsets of public fine-tuning data (see the README there)."""
+    return DATASETS

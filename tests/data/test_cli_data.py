@@ -30,22 +30,22 @@ def pii_file(tmp_path):
     return path
 
 
-def test_check_real_datasets_exit_codes(cli, shared_datasets):
-    alpaca = cli("data", "check", shared_datasets / "alpaca_en_demo.json")
+def test_check_real_datasets_exit_codes(cli, shipped_datasets):
+    alpaca = cli("data", "check", shipped_datasets / "alpaca_en_demo.json")
     assert alpaca.exit_code == 0, alpaca.stdout
-    assert "alpaca, json, 999 records" in alpaca.stdout
-    assert "exact 14" in alpaca.stdout
+    assert "alpaca, json, 205 records" in alpaca.stdout
+    assert "exact 5" in alpaca.stdout
     assert "ready to train: 0 errors" in alpaca.stdout
-    identity = cli("data", "check", shared_datasets / "identity.json")
+    identity = cli("data", "check", shipped_datasets / "identity.json")
     assert identity.exit_code == 1
     assert "[✗] 85 records hold unfilled template placeholders ({{name}}, {{author}})" in identity.stdout
-    tools = cli("data", "check", shared_datasets / "glaive_toolcall_en_demo.json", "--seq-len", "1024")
+    tools = cli("data", "check", shipped_datasets / "glaive_toolcall_en_demo.json", "--seq-len", "1024")
     assert tools.exit_code == 0
-    assert "sharegpt, json, 300 records" in tools.stdout
-    assert "36 records (12%) are longer than 1024 tokens" in tools.stdout
-    chinese = cli("data", "check", shared_datasets / "alpaca_zh_demo.json", "--json")
+    assert "sharegpt, json, 100 records" in tools.stdout
+    assert "15 records (15%) are longer than 1024 tokens" in tools.stdout
+    chinese = cli("data", "check", shipped_datasets / "alpaca_zh_demo.json", "--json")
     report = json.loads(chinese.stdout)
-    assert report["records"] == 1000 and report["trainable"] is True
+    assert report["records"] == 204 and report["trainable"] is True
     assert max(report["languages"], key=report["languages"].get) == "zh"
 
 
@@ -110,16 +110,16 @@ def test_clean_numbered_keeps_people_apart(cli, tmp_path):
     assert record["output"] == "<NAME_2>, meet <NAME_1>. <NAME_1>, this is <NAME_2>."
 
 
-def test_clean_real_dataset_keeps_records(cli, shared_datasets, tmp_path):
-    result = cli("data", "clean", shared_datasets / "glaive_toolcall_en_demo.json", "-o", tmp_path / "g.jsonl")
+def test_clean_real_dataset_keeps_records(cli, shipped_datasets, tmp_path):
+    result = cli("data", "clean", shipped_datasets / "glaive_toolcall_en_demo.json", "-o", tmp_path / "g.jsonl")
     assert result.exit_code == 0
     data = load_dataset(tmp_path / "g.jsonl")
-    assert data.format == "sharegpt" and len(data.records) == 300 - 38
+    assert data.format == "sharegpt" and len(data.records) == 100 - 5
     assert {m.origin for r in data.records for m in r.messages} >= {"function_call", "observation"}
 
 
-def test_convert_round_trips(cli, shared_datasets, tmp_path):
-    source = shared_datasets / "alpaca_zh_demo.json"
+def test_convert_round_trips(cli, shipped_datasets, tmp_path):
+    source = shipped_datasets / "alpaca_zh_demo.json"
     assert cli("data", "convert", source, "-o", tmp_path / "m.jsonl", "--to", "messages").exit_code == 0
     assert cli("data", "convert", tmp_path / "m.jsonl", "-o", tmp_path / "a.csv", "--to", "alpaca").exit_code == 0
     assert cli("data", "convert", tmp_path / "a.csv", "-o", tmp_path / "back.json").exit_code == 0
@@ -130,21 +130,21 @@ def test_convert_round_trips(cli, shared_datasets, tmp_path):
     assert "，" in (tmp_path / "back.json").read_text(encoding="utf-8")  # UTF-8 kept, not \\u escapes
 
 
-def test_convert_refuses_tool_records_as_alpaca(cli, shared_datasets, tmp_path):
-    result = cli("data", "convert", shared_datasets / "glaive_toolcall_en_demo.json", "-o", tmp_path / "x.json", "--to", "alpaca")
+def test_convert_refuses_tool_records_as_alpaca(cli, shipped_datasets, tmp_path):
+    result = cli("data", "convert", shipped_datasets / "glaive_toolcall_en_demo.json", "-o", tmp_path / "x.json", "--to", "alpaca")
     assert result.exit_code == 2
     assert result.stderr.startswith("gpudoctor: error: record 1 cannot be written as Alpaca")
     assert not (tmp_path / "x.json").exists()
 
 
-def test_split_and_dedupe(cli, shared_datasets, tmp_path):
-    result = cli("data", "split", shared_datasets / "alpaca_en_demo.json", "-o", tmp_path / "parts", "--val", "0.1", "--test", "50")
+def test_split_and_dedupe(cli, shipped_datasets, tmp_path):
+    result = cli("data", "split", shipped_datasets / "alpaca_en_demo.json", "-o", tmp_path / "parts", "--val", "0.2", "--test", "50")
     assert result.exit_code == 0
     sizes = {name: len(load_dataset(tmp_path / "parts" / f"{name}.json").records) for name in ("train", "val", "test")}
-    assert sizes == {"train": 849, "val": 100, "test": 50}
-    result = cli("data", "dedupe", shared_datasets / "glaive_toolcall_en_demo.json", "-o", tmp_path / "d.json", "--near")
-    assert "dropped exact 38 · near 2" in result.stdout
-    assert len(load_dataset(tmp_path / "d.json").records) == 260
+    assert sizes == {"train": 114, "val": 41, "test": 50}  # 205 records: 0.2 of them, 50, the rest
+    result = cli("data", "dedupe", shipped_datasets / "glaive_toolcall_en_demo.json", "-o", tmp_path / "d.json", "--near")
+    assert "dropped exact 5 · near 2" in result.stdout
+    assert len(load_dataset(tmp_path / "d.json").records) == 100 - 5 - 2
 
 
 def test_never_overwrites_its_input(cli, pii_file):
@@ -165,12 +165,12 @@ def test_bad_files_exit_2_with_one_line(cli, tmp_path, content, message):
     assert "Traceback" not in result.stderr
 
 
-def test_data_commands_do_not_import_the_training_stack(shared_datasets, tmp_path):
+def test_data_commands_do_not_import_the_training_stack(shipped_datasets, tmp_path):
     code = (
         "import sys\n"
         "from gpudoctor.cli.main import run\n"
-        f"run(['data', 'check', {str(shared_datasets / 'identity.json')!r}, '--json'])\n"
-        f"run(['data', 'clean', {str(shared_datasets / 'identity.json')!r}, '-o', {str(tmp_path / 'c.json')!r}])\n"
+        f"run(['data', 'check', {str(shipped_datasets / 'identity.json')!r}, '--json'])\n"
+        f"run(['data', 'clean', {str(shipped_datasets / 'identity.json')!r}, '-o', {str(tmp_path / 'c.json')!r}])\n"
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate', 'datasets') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )

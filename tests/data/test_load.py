@@ -109,15 +109,15 @@ def test_multi_megabyte_file_loads(tmp_path):
     assert len(load_dataset(path).records) == 500
 
 
-def test_real_datasets_load(shared_datasets):
+def test_real_datasets_load(shipped_datasets):
     expected = {
-        "alpaca_en_demo.json": ("alpaca", 999),
-        "alpaca_zh_demo.json": ("alpaca", 1000),
+        "alpaca_en_demo.json": ("alpaca", 205),
+        "alpaca_zh_demo.json": ("alpaca", 204),
         "identity.json": ("alpaca", 91),
-        "glaive_toolcall_en_demo.json": ("sharegpt", 300),
+        "glaive_toolcall_en_demo.json": ("sharegpt", 100),
     }
     for name, (fmt, count) in expected.items():
-        data = load_dataset(shared_datasets / name)
+        data = load_dataset(shipped_datasets / name)
         assert (data.format, len(data.records)) == (fmt, count)
         assert all(r.messages for r in data.records)
 

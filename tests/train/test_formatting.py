@@ -80,10 +80,10 @@ def test_record_without_reply_is_bad_input(tokenizer):
         tokenize_dataset(Dataset("d.json", "messages", "json", [record]), tokenizer, 128)
 
 
-def test_sharegpt_tool_calls_without_a_template_use_alpaca_blocks(tokenizer, shared_datasets):
+def test_sharegpt_tool_calls_without_a_template_use_alpaca_blocks(tokenizer, shipped_datasets):
     from gpudoctor.data.load import load_dataset
 
-    dataset = load_dataset(shared_datasets / "glaive_toolcall_en_demo.json")
+    dataset = load_dataset(shipped_datasets / "glaive_toolcall_en_demo.json")
     dataset.records = dataset.records[:20]
     result = tokenize_dataset(dataset, tokenizer, 4096)
     assert len(result.samples) == 20
