@@ -1,4 +1,4 @@
-"""`gpudoctor check` end to end: this machine, every recorded machine (full output at 100 columns),
+"""`gpudoctor check` end to end: the test host, every recorded machine (full output at 100 columns),
 --json keys, --report, --list-checks, --only, --facts, and that it never imports the training stack.
 
 Golden outputs live in tests/check_golden/; after a deliberate change, rewrite them with
@@ -7,6 +7,7 @@ Golden outputs live in tests/check_golden/; after a deliberate change, rewrite t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from machines import MACHINES, probe_fixture
+from machines import MACHINES, fixture_sources, probe_fixture
 
 import gpudoctor.probe
-from gpudoctor.probe import Sources, probe_system
+from gpudoctor.probe import probe_system
 
 GOLDEN = Path(__file__).resolve().parent / "check_golden"
 UPDATE = os.environ.get("GPUDOCTOR_UPDATE_GOLDEN") == "1"
@@ -35,6 +36,7 @@ EXPECTED = {
     "amd-no-render-group": (1, {"amd.groups": "sudo usermod -aG render,video $USER", "torch.sees_gpu": None}),
     "nouveau": (1, {"gpu.present": None, "nvidia.nouveau": "gpudoctor install-cuda"}),
     "secure-boot-unsigned": (1, {"gpu.present": None, "nvidia.secure_boot": "sudo mokutil --import"}),
+    "rtx-4090-ubuntu": (0, {}),
 }
 
 
@@ -148,6 +150,49 @@ def test_list_checks(cli):
     assert {"gpu.present", "nvidia.driver_vs_torch", "amd.gfx_target", "bnb.installed", "disk.free"} <= set(ids)
 
 
+@pytest.fixture
+def crashing_check(monkeypatch):
+    """Replace host.shm with a check that raises: a bug in the doctor on a healthy machine."""
+    from gpudoctor.doctor import registry
+
+    registry.all_checks()
+
+    def shm_bug(facts):
+        """/dev/shm is at least 1 GiB (here: a bug)."""
+        raise KeyError("shm_total_bytes")
+
+    monkeypatch.setitem(registry._REGISTRY, "host.shm", registry.Check("host.shm", "Host", shm_bug))
+
+
+def test_a_crashed_check_is_its_own_row_and_exits_1(cli, machine, crashing_check):
+    machine("rtx-3090-ti")
+    result = cli("check")
+    assert result.exit_code == 1 and result.stderr == ""
+    assert "[☠] Host: Ubuntu 24.04.2 LTS" in result.stdout
+    assert "    ☠ check host.shm crashed: KeyError: 'shm_total_bytes'\n" in result.stdout
+    assert "      fix: gpudoctor check --report   (paste the block into a bug report)\n" in result.stdout
+    assert result.stdout.endswith("\n☠ 1 issue found: 1 check crashed — ready to train as far as the other checks tell\n")
+
+
+def test_a_crashed_check_in_json_and_report(cli, machine, crashing_check):
+    machine("rtx-3090-ti")
+    result = cli("check", "--json")
+    document = json.loads(result.stdout)
+    assert result.exit_code == 1 and document["ready"] is True  # a doctor bug never blocks a working machine
+    (crash,) = [f for f in document["findings"] if f["status"] == "crash"]
+    assert list(crash) == ["id", "category", "status", "title", "detail", "fix"]
+    assert (crash["id"], crash["category"]) == ("host.shm", "Host")
+    report = cli("check", "--report").stdout
+    assert "ready to train: yes (0 errors, 0 warnings, 1 crashed check)" in report
+    assert "  [☠] host.shm: check host.shm crashed: KeyError: 'shm_total_bytes'" in report
+
+
+def test_a_crashed_check_does_not_block_the_training_preflight(crashing_check):
+    from gpudoctor.train.preflight import run_preflight
+
+    assert run_preflight(facts=probe_fixture("rtx-3090-ti", live=False)).on_gpu is True
+
+
 def test_only_one_check(cli, machine):
     machine("cpu-torch-on-gpu")
     result = cli("check", "--only", "gpu.vram")
@@ -174,7 +219,9 @@ def test_a_broken_environment_gives_findings_not_a_traceback(cli, monkeypatch, t
     def broken_run(argv, timeout):
         raise PermissionError(f"{argv[0]}: permission denied")
 
-    sources = Sources(nvml=broken_nvml, amdsmi=broken_amdsmi, root=tmp_path, run=broken_run, live_timeout=1.0)
+    sources = dataclasses.replace(
+        fixture_sources("no-gpu"), nvml=broken_nvml, amdsmi=broken_amdsmi, root=tmp_path, run=broken_run, live_timeout=1.0
+    )
     facts = probe_system(sources, live=False)
     monkeypatch.setattr(gpudoctor.probe, "probe_system", lambda **_: facts)
     result = cli("check")
@@ -193,11 +240,10 @@ def test_a_crashing_probe_is_a_finding(cli, monkeypatch):
     assert "the probe crashed: RuntimeError: probe bug" in result.stdout
 
 
-def test_this_machine(cli):
-    facts = probe_system(live=False)
+def test_check_with_no_facts_probes_the_host_a_box_without_a_gpu(cli, host):
+    """No --facts: `check` probes "this machine", which under the suite is the host a test names."""
+    host("no-gpu")
     result = cli("check", "--fast")
-    if facts.gpus:
-        pytest.skip("this machine has a GPU; the no-GPU path is covered by the no-gpu fixture")
     assert result.exit_code == 1
     assert "[✗] GPU: none found" in result.stdout
     assert "No GPU found" in result.stdout
@@ -207,11 +253,22 @@ def test_this_machine(cli):
     assert any(f["id"] == "gpu.present" and f["status"] == "error" for f in document["findings"])
 
 
-def test_check_json_does_not_import_the_training_stack():
+def test_check_with_no_facts_probes_the_host_a_healthy_rtx_4090(cli, host):
+    host("rtx-4090-ubuntu")
+    result = cli("check")
+    assert result.exit_code == 0, result.stdout
+    assert "NVIDIA GeForce RTX 4090" in result.stdout and "ready to train" in result.stdout
+    document = json.loads(cli("check", "--json").stdout)
+    assert document["ready"] is True and document["host"]["os_pretty"] == "Ubuntu 24.04.2 LTS"
+    assert document["python"]["live"]["gpu_available"] is True
+
+
+def test_check_json_does_not_import_the_training_stack(tmp_path):
     code = (
         "import sys; from gpudoctor.cli.main import run; code = run(['check', '--json']);"
         f"sys.stderr.write('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules) + '\\n')"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}  # where a passing live check would be remembered
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert "HEAVY:\n" in done.stderr, done.stderr
     assert "findings" in json.loads(done.stdout)

@@ -1,7 +1,10 @@
 """`gpudoctor check`: probe this machine, run the doctor, print flutter-doctor style rows or JSON.
 
-Exit 0 when ready to train, 1 when an error-level finding blocks training, 2 for usage errors.
-Only typer is imported at module level: the probe, the doctor and rich load when the command runs.
+Rows are [✓] ok, [!] warning, [✗] error (blocks training) and [☠] a check that crashed (a gpudoctor
+bug: that part went unjudged; it does not block training, but the summary says so).
+Exit 0 when ready to train with every check run, 1 when an error blocks training or a check crashed,
+2 for usage errors. Only typer is imported at module level: the probe, the doctor and rich load when
+the command runs.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gpudoctor.doctor import Diagnosis, Finding
+    from gpudoctor.doctor import CategoryResult, Diagnosis, Finding
     from gpudoctor.doctor.registry import Check
     from gpudoctor.probe.facts import SystemFacts
 
-MARK = {"ok": "✓", "warning": "!", "error": "✗"}
-BULLET = {"ok": "•", "warning": "!", "error": "✗"}
-STYLE = {"ok": "green", "warning": "yellow", "error": "red"}
+MARK = {"ok": "✓", "warning": "!", "crash": "☠", "error": "✗"}  # flutter doctor's boxes, [☠] its crash
+BULLET = {"ok": "•", "warning": "!", "crash": "☠", "error": "✗"}
+STYLE = {"ok": "green", "warning": "yellow", "crash": "magenta", "error": "red"}
 INDENT = "    "
 FIX_LABEL = "fix: "
+# Keys of the --json document that are the doctor's judgement, not facts: --facts reads past them.
+JUDGEMENT_KEYS = ("version", "ready", "findings")
 # Distributions worth naming in a bug report, in this order.
 REPORT_PACKAGES = ("torch", "bitsandbytes", "transformers", "peft", "accelerate", "datasets", "nvidia-ml-py", "amdsmi")
 
@@ -68,7 +73,7 @@ def check(
         from gpudoctor.cli.output import console
 
         render(console(), diagnosis, verbose=verbose)
-    if not diagnosis.ready:
+    if not diagnosis.ready or diagnosis.crashes:
         raise typer.Exit(EXIT_PROBLEM)
 
 
@@ -98,8 +103,9 @@ def _load_facts(path: Path) -> SystemFacts:
         raise BadInput(f"--facts {path}: not JSON (line {err.lineno}: {err.msg}); save one with 'gpudoctor check --json > FILE'") from err
     if not isinstance(data, dict) or not isinstance(data.get("host", {}), dict):
         raise BadInput(f"--facts {path}: expected the object 'gpudoctor check --json' prints")
+    facts = {key: value for key, value in data.items() if key not in JUDGEMENT_KEYS}
     try:
-        return SystemFacts.from_dict(data)
+        return SystemFacts.from_dict(facts)
     except (TypeError, ValueError, AttributeError) as err:
         raise BadInput(f"--facts {path}: does not hold gpudoctor facts ({err})") from err
 
@@ -117,24 +123,28 @@ def json_document(facts: SystemFacts, diagnosis: Diagnosis) -> dict[str, Any]:
 
 
 def render(out: Console, diagnosis: Diagnosis, *, verbose: bool) -> None:
-    """flutter doctor's layout: a [✓]/[!]/[✗] row per category, problems and fixes under it, a summary."""
-    from rich.text import Text
-
+    """flutter doctor's layout: a [✓]/[!]/[✗]/[☠] row per category, problems and fixes under it, a summary."""
     out.print("gpudoctor check (sizes in GiB = 1024³ bytes)", highlight=False)
     for category in diagnosis.categories:
-        mark = f"[{MARK[category.status]}]"
-        label = f" {category.name}" + (f": {category.headline}" if category.headline else "")
-        lines = _wrap(mark + label, max(out.width, 40), INDENT)
-        row = Text(mark, style=STYLE[category.status])
-        row.append(lines[0][len(mark):])
-        out.print(row, soft_wrap=True)
-        for line in lines[1:]:
-            out.print(Text(line), soft_wrap=True)
-        shown = category.findings if verbose else category.problems
-        for finding in shown:
+        _render_row(out, category)
+        for finding in category.findings if verbose else category.problems:
             _render_finding(out, finding)
     out.print()
     out.print(summary_line(diagnosis), style=_summary_style(diagnosis), highlight=False)
+
+
+def _render_row(out: Console, category: CategoryResult) -> None:
+    """'[✓] GPU: <headline>', wrapped with later lines indented; only the mark is coloured."""
+    from rich.text import Text
+
+    mark = f"[{MARK[category.status]}]"
+    label = f" {category.name}" + (f": {category.headline}" if category.headline else "")
+    lines = _wrap(mark + label, max(out.width, 40), INDENT)
+    row = Text(mark, style=STYLE[category.status])
+    row.append(lines[0][len(mark):])
+    out.print(row, soft_wrap=True)
+    for line in lines[1:]:
+        out.print(Text(line), soft_wrap=True)
 
 
 def _render_finding(out: Console, finding: Finding) -> None:
@@ -162,20 +172,38 @@ def _wrap(text: str, width: int, indent: str = "") -> list[str]:
 
 
 def summary_line(diagnosis: Diagnosis) -> str:
-    errors, warnings = len(diagnosis.errors), len(diagnosis.warnings)
-    issues = errors + warnings
+    """'✗ 3 issues found: 1 error, 1 warning, 1 check crashed — not ready to train'."""
+    errors, warnings, crashes = len(diagnosis.errors), len(diagnosis.warnings), len(diagnosis.crashes)
+    issues = errors + warnings + crashes
     if issues == 0:
         return "✓ No issues found — ready to train"
-    counts = ", ".join(
-        f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((errors, "error"), (warnings, "warning")) if n
-    )
-    verdict = "not ready to train" if errors else "ready to train"
-    mark = MARK["error"] if errors else MARK["warning"]
-    return f"{mark} {issues} issue{'s' if issues != 1 else ''} found: {counts} — {verdict}"
+    counts = [_count(errors, "error", "errors"), _count(warnings, "warning", "warnings"),
+              _count(crashes, "check crashed", "checks crashed")]
+    if errors:
+        verdict = "not ready to train"
+    elif crashes:
+        verdict = "ready to train as far as the other checks tell"
+    else:
+        verdict = "ready to train"
+    return f"{MARK[_summary_status(diagnosis)]} {_count(issues, 'issue', 'issues')} found: {', '.join(c for c in counts if c)} — {verdict}"
+
+
+def _count(number: int, one: str, many: str) -> str:
+    """'1 error', '2 errors', '' for none."""
+    return "" if number == 0 else f"{number} {one if number == 1 else many}"
+
+
+def _summary_status(diagnosis: Diagnosis) -> str:
+    """The summary's mark: an error outranks a crashed check, which outranks a warning."""
+    if diagnosis.errors:
+        return "error"
+    if diagnosis.crashes:
+        return "crash"
+    return "warning" if diagnosis.warnings else "ok"
 
 
 def _summary_style(diagnosis: Diagnosis) -> str:
-    return STYLE["error"] if diagnosis.errors else STYLE["warning"] if diagnosis.warnings else STYLE["ok"]
+    return STYLE[_summary_status(diagnosis)]
 
 
 def _print_check_list(checks: list[Check]) -> None:
@@ -190,63 +218,100 @@ def _print_check_list(checks: list[Check]) -> None:
 def report_block(facts: SystemFacts, diagnosis: Diagnosis) -> str:
     """A fenced text block for bug reports: versions, GPUs, host and findings, home folder shown as ~."""
     from gpudoctor import __version__
-    from gpudoctor.doctor.diagnosis import gpu_line
-    from gpudoctor.doctor.units import gib
-
-    host, python = facts.host, facts.python
-
-    def size(value: int | None) -> str:
-        return gib(value) if value is not None else "?"
-
-    def known(value: object) -> str:
-        return "?" if value is None else ("yes" if value is True else "no" if value is False else str(value))
 
     lines = [
         f"gpudoctor {__version__} check report",
-        f"ready to train: {known(diagnosis.ready)} ({len(diagnosis.errors)} errors, {len(diagnosis.warnings)} warnings)",
-        f"os: {host.os_pretty or '?'}, kernel {host.kernel or '?'}, WSL: {known(host.is_wsl)}, Secure Boot: {known(host.secure_boot)}",
-        f"cpu: {host.cpu_model or '?'} ({host.cpu_count or '?'} CPUs), RAM {size(host.ram_total_bytes)}, "
-        f"swap {size(host.swap_total_bytes)}, /dev/shm {size(host.shm_total_bytes)}",
+        _readiness_line(diagnosis),
+        *_host_lines(facts),
+        *_gpu_lines(facts),
+        *_driver_lines(facts),
+        *_python_lines(facts),
+        *_finding_lines(diagnosis),
     ]
+    text = "\n".join(lines)
+    user = facts.host.user
+    if user:
+        text = text.replace(f"/home/{user}/", "~/").replace(f"/home/{user}", "~")
+    return f"```text\n{text}\n```\n"
+
+
+def _known(value: object) -> str:
+    """'?' for unknown, yes/no for booleans, else the value."""
+    return "?" if value is None else ("yes" if value is True else "no" if value is False else str(value))
+
+
+def _size(value: int | None) -> str:
+    from gpudoctor.doctor.units import gib
+
+    return gib(value) if value is not None else "?"
+
+
+def _readiness_line(diagnosis: Diagnosis) -> str:
+    crashed = f", {_count(len(diagnosis.crashes), 'crashed check', 'crashed checks')}" if diagnosis.crashes else ""
+    return f"ready to train: {_known(diagnosis.ready)} ({len(diagnosis.errors)} errors, {len(diagnosis.warnings)} warnings{crashed})"
+
+
+def _host_lines(facts: SystemFacts) -> list[str]:
+    host = facts.host
+    return [
+        f"os: {host.os_pretty or '?'}, kernel {host.kernel or '?'}, WSL: {_known(host.is_wsl)}, Secure Boot: {_known(host.secure_boot)}",
+        f"cpu: {host.cpu_model or '?'} ({host.cpu_count or '?'} CPUs), RAM {_size(host.ram_total_bytes)}, "
+        f"swap {_size(host.swap_total_bytes)}, /dev/shm {_size(host.shm_total_bytes)}",
+    ]
+
+
+def _gpu_lines(facts: SystemFacts) -> list[str]:
+    """One line per probed GPU, per card on the PCI bus and per probe (how it answered)."""
+    from gpudoctor.doctor.diagnosis import gpu_line
+
+    lines = []
     for gpu in facts.gpus:
         extra = [f"compute {gpu.compute_capability}" if gpu.compute_capability else None]
         if gpu.pcie_width:
             extra.append(f"PCIe gen{gpu.pcie_gen or '?'} x{gpu.pcie_width} (max gen{gpu.pcie_max_gen or '?'} x{gpu.pcie_max_width or '?'})")
         extra.append(f"bus {gpu.pci_bus_id}" if gpu.pci_bus_id else None)
-        extra.append(f"used {size(gpu.used_bytes)}" if gpu.used_bytes is not None else None)
+        extra.append(f"used {_size(gpu.used_bytes)}" if gpu.used_bytes is not None else None)
         lines.append(f"gpu {gpu.index}: {gpu_line(gpu)}; " + ", ".join(e for e in extra if e) + f" [{gpu.source}]")
     for card in facts.pci_gpus:
         lines.append(f"pci {card.bus_id}: {card.vendor} {card.vendor_id}:{card.device_id} rev {card.revision or '?'}, driver {card.driver or 'none'}")
     for probe in facts.probes:
         status = f"{probe.status}, {probe.device_count} device(s)" + (f": {probe.error}" if probe.error else "")
         lines.append(f"probe {probe.vendor}/{probe.source}: {status}")
-    lines.append(
-        f"drivers: nvidia module {host.nvidia_module_version or '-'} (signed: {known(host.nvidia_module_signed)}), "
+    return lines
+
+
+def _driver_lines(facts: SystemFacts) -> list[str]:
+    host = facts.host
+    lines = [
+        f"drivers: nvidia module {host.nvidia_module_version or '-'} (signed: {_known(host.nvidia_module_signed)}), "
         f"amdgpu {host.amdgpu_version or '-'}, ROCm {host.rocm_version or '-'}, CUDA toolkit {host.cuda_toolkit_version or '-'}"
-    )
+    ]
     if host.user_groups:
         pending = f" (pending: {', '.join(host.user_groups_pending)})" if host.user_groups_pending else ""
-        lines.append(f"groups: {', '.join(host.user_groups)}{pending}; /dev/kfd: {known(host.kfd_accessible) if host.kfd_exists else 'missing'}")
-    lines.append(f"python: {python.version or '?'} {'(venv) ' if python.in_venv else ''}{python.executable or '?'}")
+        kfd = _known(host.kfd_accessible) if host.kfd_exists else "missing"
+        lines.append(f"groups: {', '.join(host.user_groups)}{pending}; /dev/kfd: {kfd}")
+    return lines
+
+
+def _python_lines(facts: SystemFacts) -> list[str]:
+    """The interpreter, the packages worth naming, the live check and any probe errors."""
+    python = facts.python
     packages = [
         f"{name} {python.packages[name].version}"
         for name in REPORT_PACKAGES
         if name in python.packages and python.packages[name].version
     ]
-    lines.append(f"packages: {', '.join(packages) or 'none of ' + ', '.join(REPORT_PACKAGES[:3])}")
-    lines.append(_live_line(facts))
-    for problem in [*facts.errors, *host.errors]:
-        lines.append(f"probe error: {problem}")
-    lines.append("findings:")
+    return [
+        f"python: {python.version or '?'} {'(venv) ' if python.in_venv else ''}{python.executable or '?'}",
+        f"packages: {', '.join(packages) or 'none of ' + ', '.join(REPORT_PACKAGES[:3])}",
+        _live_line(facts),
+        *(f"probe error: {problem}" for problem in [*facts.errors, *facts.host.errors]),
+    ]
+
+
+def _finding_lines(diagnosis: Diagnosis) -> list[str]:
     problems = [f for f in diagnosis.findings if f.is_problem]
-    for finding in problems:
-        lines.append(f"  [{MARK[finding.status]}] {finding.id}: {finding.title}")
-    if not problems:
-        lines.append("  none")
-    text = "\n".join(lines)
-    if host.user:
-        text = text.replace(f"/home/{host.user}/", "~/").replace(f"/home/{host.user}", "~")
-    return f"```text\n{text}\n```\n"
+    return ["findings:", *(f"  [{MARK[f.status]}] {f.id}: {f.title}" for f in problems)] + ([] if problems else ["  none"])
 
 
 def _live_line(facts: SystemFacts) -> str:

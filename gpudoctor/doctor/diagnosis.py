@@ -1,6 +1,8 @@
 """Runs the checks and groups their findings per category, each with a one-line headline of the facts.
 
-The headline is what flutter doctor prints beside [✓]: what was found, before any judgement.
+The headline is what flutter doctor prints beside [✓]: what was found, before any judgement. A
+category's status is its worst finding's (ok < warning < crash < error). Only errors make a machine
+not ready; a crashed check is counted apart, so `gpudoctor check` can say so and exit 1.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from dataclasses import dataclass, field
 
 from gpudoctor.doctor.finding import CATEGORIES, Finding, Status, worst
 from gpudoctor.doctor.registry import Check, run_checks
-from gpudoctor.doctor.selection import integrated_beside_discrete, training_gpus
-from gpudoctor.doctor.torch_build import torch_build
+from gpudoctor.doctor.selection import integrated_beside_discrete, pci_card_name, pci_cards, training_gpus
+from gpudoctor.doctor.torch_build import bitsandbytes_version, torch_build
 from gpudoctor.doctor.units import gib
 from gpudoctor.probe.facts import GpuFacts, SystemFacts
 
@@ -41,8 +43,13 @@ class Diagnosis:
         return [f for f in self.findings if f.status == "warning"]
 
     @property
+    def crashes(self) -> list[Finding]:
+        """Checks that crashed: the doctor could not judge that part (a gpudoctor bug, never a blocker)."""
+        return [f for f in self.findings if f.status == "crash"]
+
+    @property
     def ready(self) -> bool:
-        """Ready to train: no error-level finding (warnings do not block)."""
+        """Ready to train: no error-level finding (warnings and crashed checks do not block)."""
         return not self.errors
 
 
@@ -104,12 +111,7 @@ def _driver_headline(facts: SystemFacts) -> str | None:
         parts.append(f"amdgpu {host.amdgpu_version}" if host.amdgpu_version else "amdgpu")
         parts.append(f"ROCm {host.rocm_version}" if host.rocm_version else "no ROCm")
     if not vendors:
-        vendor_name = {"nvidia": "NVIDIA", "amd": "AMD"}
-        parts.extend(
-            f"{vendor_name[card.vendor]} card at {card.bus_id} bound to {card.driver or 'no driver'}"
-            for card in facts.pci_gpus
-            if card.vendor in vendor_name
-        )
+        parts.extend(f"{pci_card_name(card)} bound to {card.driver or 'no driver'}" for card in pci_cards(facts))
         if host.nvidia_module_version:
             parts.append(f"nvidia kernel module {host.nvidia_module_version} loaded")
     if not parts:
@@ -139,9 +141,8 @@ def _torch_headline(facts: SystemFacts) -> str:
 
 
 def _bnb_headline(facts: SystemFacts) -> str:
-    package = facts.python.packages.get("bitsandbytes")
     live = facts.python.live
-    version = (package.version if package else None) or (live.bnb_version if live else None)
+    version = bitsandbytes_version(facts)
     if not version:
         return "not installed"
     tested = ", 4-bit matmul ran on the GPU" if live is not None and live.bnb_4bit_ok else ""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from gpudoctor.doctor import fixes
-from gpudoctor.doctor.finding import Finding
+from gpudoctor.doctor.finding import Verdict, error, ok, warning
+from gpudoctor.doctor.nvidia import nouveau_holds_card, nvidia_probe_error, nvml_version_mismatch, secure_boot_refuses_module
 from gpudoctor.doctor.registry import check
-from gpudoctor.doctor.selection import integrated_beside_discrete, training_gpus
+from gpudoctor.doctor.selection import integrated_beside_discrete, pci_cards, training_gpus
 from gpudoctor.doctor.units import GIB, gib
 from gpudoctor.probe.facts import GpuFacts, SystemFacts, VendorProbe
 
@@ -18,129 +19,114 @@ BUSY_VRAM_BYTES = 1 * GIB
 BUSY_VRAM_SHARE = 0.10
 # Display servers and compositors: the desktop needs them, so the fix never says to kill them.
 DISPLAY_PROCESSES = ("xorg", "xwayland", "gnome-shell", "kwin_wayland", "kwin_x11", "plasmashell", "sway", "mutter")
+# When another row names the cause and its fix, gpu.present points there instead of repeating it.
+SEE_DRIVER_ROW = " The Driver row has the fix."
 
 
 @check("gpu.present", category="GPU")
-def gpu_present(facts: SystemFacts) -> list[Finding]:
+def gpu_present(facts: SystemFacts) -> Verdict:
     """An NVIDIA or AMD GPU is visible to its driver (says why not, and what to install)."""
     if facts.gpus:
-        chosen = training_gpus(facts)
-        names = ", ".join(g.name for g in chosen)
-        count = f"{len(chosen)} GPU" + ("s" if len(chosen) > 1 else "")
-        aside = integrated_beside_discrete(facts)
-        note = f" (integrated {', '.join(g.name for g in aside)} set aside)" if aside else ""
-        return [Finding("gpu.present", "GPU", "ok", f"{count} found: {names}{note}")]
-    reason = "; ".join(_probe_reason(p) for p in facts.probes) or "no GPU probe ran"
-    cards = [c for c in facts.pci_gpus if c.vendor in ("nvidia", "amd")]
-    card_list = ", ".join(f"{c.vendor} {c.device_id} at {c.bus_id} (driver: {c.driver or 'none'})" for c in cards)
-    detail = f"What the probes saw: {reason}. On the PCI bus: {card_list or 'no NVIDIA or AMD display controller'}."
-    nvidia_error = next((p for p in facts.probes if p.vendor == "nvidia" and p.status == "error"), None)
-    nvidia_cards = [c for c in cards if c.vendor == "nvidia"]
-    amd_cards = [c for c in cards if c.vendor == "amd"]
-    host = facts.host
+        return ok(_found_line(facts))
+    title, more, fix = _why_no_usable_gpu(facts)
+    return error(title, _what_the_probes_saw(facts) + more, fix)
 
-    if host.is_wsl:
-        title, fix = "No GPU found inside WSL", fixes.WSL_DRIVER
-    elif nvidia_error is not None and "mismatch" in (nvidia_error.error or "").lower():
-        title = "No usable GPU: NVIDIA driver/library version mismatch"
-        detail += " The driver was updated but the old kernel module is still loaded; a reboot loads the new one."
-        fix = fixes.REBOOT
-    elif any(c.driver == "nouveau" for c in nvidia_cards) or ("nouveau" in host.loaded_modules and nvidia_cards):
-        title = "No usable GPU: the open-source nouveau driver holds the NVIDIA card"
-        detail += " The Driver row has the fix."
-        fix = None
-    elif host.secure_boot and host.nvidia_module_signed is False:
-        title = "No usable GPU: Secure Boot refuses the unsigned NVIDIA kernel module"
-        detail += " The Driver row has the fix."
-        fix = None
-    elif nvidia_error is not None:
-        title = f"No usable GPU: the NVIDIA driver answered '{nvidia_error.error or 'error'}'"
-        fix = fixes.INSTALL_NVIDIA_DRIVER
-    elif nvidia_cards:
-        title = "No usable GPU: an NVIDIA card is on the PCI bus but the NVIDIA driver is not working"
-        fix = fixes.INSTALL_NVIDIA_DRIVER
-    elif amd_cards:
-        title = "No usable GPU: an AMD card is on the PCI bus but amdgpu offers no compute device"
-        fix = fixes.INSTALL_ROCM
-    else:
-        title = "No GPU found: no NVIDIA or AMD card on the PCI bus"
-        detail += " Training still works on the CPU with a tiny demo model."
-        fix = f"{fixes.CPU_DEMO}   # a tiny model trains on the CPU"
-    return [Finding("gpu.present", "GPU", "error", title, detail, fix)]
+
+def _found_line(facts: SystemFacts) -> str:
+    """'1 GPU found: NVIDIA GeForce RTX 4090 (integrated AMD Radeon Graphics set aside)'."""
+    chosen = training_gpus(facts)
+    count = f"{len(chosen)} GPU" + ("s" if len(chosen) > 1 else "")
+    aside = integrated_beside_discrete(facts)
+    note = f" (integrated {', '.join(g.name for g in aside)} set aside)" if aside else ""
+    return f"{count} found: {', '.join(g.name for g in chosen)}{note}"
+
+
+def _what_the_probes_saw(facts: SystemFacts) -> str:
+    reason = "; ".join(_probe_reason(p) for p in facts.probes) or "no GPU probe ran"
+    card_list = ", ".join(f"{c.vendor} {c.device_id} at {c.bus_id} (driver: {c.driver or 'none'})" for c in pci_cards(facts))
+    return f"What the probes saw: {reason}. On the PCI bus: {card_list or 'no NVIDIA or AMD display controller'}."
+
+
+def _why_no_usable_gpu(facts: SystemFacts) -> tuple[str, str, str | None]:
+    """(title, a sentence for the detail, fix) for a machine whose probes found no GPU, most specific cause first."""
+    vendors = {c.vendor for c in pci_cards(facts)}
+    nvidia_error = nvidia_probe_error(facts)
+    if facts.host.is_wsl:
+        return "No GPU found inside WSL", "", fixes.WSL_DRIVER
+    if nvml_version_mismatch(facts):
+        return (
+            "No usable GPU: NVIDIA driver/library version mismatch",
+            " The driver was updated but the old kernel module is still loaded; a reboot loads the new one.",
+            fixes.REBOOT,
+        )
+    if nouveau_holds_card(facts):
+        return "No usable GPU: the open-source nouveau driver holds the NVIDIA card", SEE_DRIVER_ROW, None
+    if secure_boot_refuses_module(facts):
+        return "No usable GPU: Secure Boot refuses the unsigned NVIDIA kernel module", SEE_DRIVER_ROW, None
+    if nvidia_error is not None:
+        return f"No usable GPU: the NVIDIA driver answered '{nvidia_error.error or 'error'}'", "", fixes.INSTALL_NVIDIA_DRIVER
+    if "nvidia" in vendors:
+        return "No usable GPU: an NVIDIA card is on the PCI bus but the NVIDIA driver is not working", "", fixes.INSTALL_NVIDIA_DRIVER
+    if "amd" in vendors:
+        return "No usable GPU: an AMD card is on the PCI bus but amdgpu offers no compute device", "", fixes.INSTALL_ROCM
+    return (
+        "No GPU found: no NVIDIA or AMD card on the PCI bus",
+        " Training still works on the CPU with a tiny demo model.",
+        f"{fixes.CPU_DEMO}   # a tiny model trains on the CPU",
+    )
 
 
 @check("gpu.vram", category="GPU")
-def gpu_vram(facts: SystemFacts) -> list[Finding]:
+def gpu_vram(facts: SystemFacts) -> list[Verdict]:
     """Each GPU has at least 16 GB of memory (enough for QLoRA of a 7B model)."""
-    findings = []
-    for gpu in training_gpus(facts):
-        if gpu.total_bytes is None:
-            continue
-        if gpu.total_bytes < MIN_VRAM_BYTES:
-            findings.append(
-                Finding(
-                    "gpu.vram",
-                    "GPU",
-                    "warning",
-                    f"GPU {gpu.index} has {gib(gpu.total_bytes)} of memory, under the 16 GB a 7B QLoRA run needs",
-                    "Smaller models (1–3B) still fit; the planner picks settings that fit this card.",
-                    "gpudoctor plan --model <model>   # shows what fits and how",
-                )
-            )
-        else:
-            findings.append(Finding("gpu.vram", "GPU", "ok", f"GPU {gpu.index} has {gib(gpu.total_bytes)} of memory"))
-    return findings
+    return [_vram_verdict(gpu) for gpu in training_gpus(facts) if gpu.total_bytes is not None]
+
+
+def _vram_verdict(gpu: GpuFacts) -> Verdict:
+    total = gpu.total_bytes or 0
+    if total >= MIN_VRAM_BYTES:
+        return ok(f"GPU {gpu.index} has {gib(total)} of memory")
+    return warning(
+        f"GPU {gpu.index} has {gib(total)} of memory, under the 16 GB a 7B QLoRA run needs",
+        "Smaller models (1–3B) still fit; the planner picks settings that fit this card.",
+        "gpudoctor plan --model <model>   # shows what fits and how",
+    )
 
 
 @check("gpu.vram_in_use", category="GPU")
-def gpu_vram_in_use(facts: SystemFacts) -> list[Finding]:
+def gpu_vram_in_use(facts: SystemFacts) -> list[Verdict]:
     """No other program holds a large share of a GPU's memory."""
-    findings = []
-    for gpu in training_gpus(facts):
-        used = _used_bytes(gpu)
-        if used is None:
-            continue
-        if used < max(BUSY_VRAM_BYTES, BUSY_VRAM_SHARE * (gpu.total_bytes or 0)):
-            findings.append(Finding("gpu.vram_in_use", "GPU", "ok", f"GPU {gpu.index}: {gib(used)} already in use"))
-            continue
-        holders = sorted(gpu.processes, key=lambda p: p.used_bytes or 0, reverse=True)
-        listed = ", ".join(f"{p.name or '?'} (pid {p.pid}, {gib(p.used_bytes or 0)})" for p in holders[:4])
-        detail = f"Held by: {listed}." if listed else "The driver does not say which processes hold it."
-        detail += " Training can only use the free memory; the planner counts it."
-        killable = [p for p in holders if not _is_display(p.name)]
-        fix = f"kill {' '.join(str(p.pid) for p in killable[:4])}   # or close those programs" if killable else None
-        findings.append(
-            Finding(
-                "gpu.vram_in_use",
-                "GPU",
-                "warning",
-                f"GPU {gpu.index}: {gib(used)} of {gib(gpu.total_bytes or used)} is held by other programs",
-                detail,
-                fix,
-            )
-        )
-    return findings
+    return [_vram_use_verdict(gpu, used) for gpu in training_gpus(facts) if (used := _used_bytes(gpu)) is not None]
+
+
+def _vram_use_verdict(gpu: GpuFacts, used: int) -> Verdict:
+    if used < max(BUSY_VRAM_BYTES, BUSY_VRAM_SHARE * (gpu.total_bytes or 0)):
+        return ok(f"GPU {gpu.index}: {gib(used)} already in use")
+    holders = sorted(gpu.processes, key=lambda p: p.used_bytes or 0, reverse=True)
+    listed = ", ".join(f"{p.name or '?'} (pid {p.pid}, {gib(p.used_bytes or 0)})" for p in holders[:4])
+    detail = f"Held by: {listed}." if listed else "The driver does not say which processes hold it."
+    killable = [p for p in holders if not _is_display(p.name)]
+    fix = f"kill {' '.join(str(p.pid) for p in killable[:4])}   # or close those programs" if killable else None
+    return warning(
+        f"GPU {gpu.index}: {gib(used)} of {gib(gpu.total_bytes or used)} is held by other programs",
+        detail + " Training can only use the free memory; the planner counts it.",
+        fix,
+    )
 
 
 @check("gpu.pcie_link", category="GPU")
-def gpu_pcie_link(facts: SystemFacts) -> list[Finding]:
+def gpu_pcie_link(facts: SystemFacts) -> list[Verdict]:
     """Each GPU's PCIe link runs at its full width (an idle card may lower its speed; that is normal)."""
-    findings = []
-    for gpu in training_gpus(facts):
-        if not gpu.pcie_width or not gpu.pcie_max_width or gpu.pcie_width >= gpu.pcie_max_width:
-            continue
-        findings.append(
-            Finding(
-                "gpu.pcie_link",
-                "GPU",
-                "warning",
-                f"GPU {gpu.index} runs at PCIe x{gpu.pcie_width} of x{gpu.pcie_max_width}",
-                "Loading weights and any CPU offload are slower. The slot may share lanes with an M.2 drive "
-                "(see the board manual) or be a narrower slot.",
-                "Move the card to the first full-length x16 slot, or free the lanes it shares in the BIOS.",
-            )
+    return [
+        warning(
+            f"GPU {gpu.index} runs at PCIe x{gpu.pcie_width} of x{gpu.pcie_max_width}",
+            "Loading weights and any CPU offload are slower. The slot may share lanes with an M.2 drive "
+            "(see the board manual) or be a narrower slot.",
+            "Move the card to the first full-length x16 slot, or free the lanes it shares in the BIOS.",
         )
-    return findings
+        for gpu in training_gpus(facts)
+        if gpu.pcie_width and gpu.pcie_max_width and gpu.pcie_width < gpu.pcie_max_width
+    ]
 
 
 def _probe_reason(probe: VendorProbe) -> str:

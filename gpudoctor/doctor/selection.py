@@ -1,14 +1,15 @@
-"""Which GPUs training will use: the discrete cards, not the integrated GPU of a Ryzen CPU beside them.
+"""Which GPUs training will use: the one rule the doctor and the planner share.
 
-A Ryzen 7000/9000 desktop CPU carries a small Radeon iGPU that amdgpu lists like any card; judging it
-(its 512 MiB, its gfx1036) would bury the real card's findings. When a discrete GPU is present the
-integrated ones are set aside; when only an integrated GPU exists it is judged like any other.
+A Ryzen 7000/9000 desktop CPU carries a small Radeon iGPU that amdgpu lists like any card; judging or
+planning for it (its 512 MiB, its gfx1036) would bury the real card. When a discrete GPU is present
+the integrated ones are set aside; when only an integrated GPU exists it is used like any other.
+`training_gpus(facts)` is that rule: the doctor judges these cards.
 """
 
 from __future__ import annotations
 
 from gpudoctor.doctor.units import GIB
-from gpudoctor.probe.facts import GpuFacts, SystemFacts
+from gpudoctor.probe.facts import GpuFacts, PciGpu, SystemFacts
 
 # LLVM targets of AMD APUs' integrated GPUs (AMDGPU backend processor table, llvm.org/docs/AMDGPUUsage.html).
 APU_TARGETS = frozenset(
@@ -16,6 +17,9 @@ APU_TARGETS = frozenset(
 )
 # A GPU with less memory than this next to a discrete card is a carve-out, not a training device.
 SMALL_GPU_BYTES = 4 * GIB
+# Vendors whose cards gpudoctor trains on, as the PCI scan names them.
+TRAINING_VENDORS = ("nvidia", "amd")
+VENDOR_NAME = {"nvidia": "NVIDIA", "amd": "AMD"}
 
 
 def is_integrated(gpu: GpuFacts) -> bool:
@@ -25,7 +29,7 @@ def is_integrated(gpu: GpuFacts) -> bool:
 
 
 def training_gpus(facts: SystemFacts) -> list[GpuFacts]:
-    """The GPUs the checks judge: discrete ones when there are any, else all."""
+    """The GPUs training uses (and the checks judge): the discrete ones when there are any, else all."""
     discrete = [g for g in facts.gpus if not is_integrated(g)]
     return discrete or list(facts.gpus)
 
@@ -34,3 +38,25 @@ def integrated_beside_discrete(facts: SystemFacts) -> list[GpuFacts]:
     """Integrated GPUs that were set aside because a discrete one is present."""
     chosen = training_gpus(facts)
     return [g for g in facts.gpus if g not in chosen]
+
+
+def pci_cards(facts: SystemFacts) -> list[PciGpu]:
+    """NVIDIA and AMD display controllers on the PCI bus, whether or not a driver offers them."""
+    return [card for card in facts.pci_gpus if card.vendor in TRAINING_VENDORS]
+
+
+def pci_card_name(card: PciGpu) -> str:
+    """'NVIDIA card at 0000:01:00.0'."""
+    return f"{VENDOR_NAME[card.vendor]} card at {card.bus_id}"
+
+
+def training_vendor(facts: SystemFacts) -> str | None:
+    """'nvidia' or 'amd' for the first GPU training would use, None without one."""
+    gpus = training_gpus(facts)
+    return gpus[0].vendor if gpus else None
+
+
+def training_gpu_name(facts: SystemFacts) -> str | None:
+    """The name of the first GPU training would use ('NVIDIA GeForce RTX 4090'), None without one."""
+    gpus = training_gpus(facts)
+    return gpus[0].name if gpus else None

@@ -1,4 +1,4 @@
-"""Which PyTorch build is installed: CUDA, ROCm or CPU, and the runtime version it was built for.
+"""Which PyTorch build is installed (CUDA, ROCm or CPU, and the runtime it was built for), and which bitsandbytes.
 
 The live subprocess (torch.version.cuda / .hip) is the best witness; without it the wheel's local
 tag says the same ('2.7.1+cu128', '2.7.1+rocm6.3', '2.7.1+cpu'). A PyPI wheel with no tag is a CUDA
@@ -46,6 +46,13 @@ def torch_build(facts: SystemFacts) -> TorchBuild | None:
             return TorchBuild(version, "rocm", _major_minor(rocm.group(1)), "wheel tag")
         return TorchBuild(version, None, None, "wheel tag")
     return TorchBuild(version, "cuda", None, "default PyPI wheel")
+
+
+def bitsandbytes_version(facts: SystemFacts) -> str | None:
+    """The installed bitsandbytes version (package metadata, else what the live check imported), or None."""
+    package = facts.python.packages.get("bitsandbytes")
+    live = facts.python.live
+    return (package.version if package else None) or (live.bnb_version if live else None)
 
 
 def _local_tag(version: str) -> str | None:

@@ -263,6 +263,8 @@ def test_old_python():
     facts = nvidia_box()
     facts.python.version = "3.9.18"
     assert one(facts, "python.version").status == "error"
+    facts.python.version = "3.10.0"
+    assert one(facts, "python.version").status == "ok"
 
 
 # --- bitsandbytes --------------------------------------------------------------------------------
@@ -282,6 +284,38 @@ def test_bitsandbytes_too_old_for_rocm():
     finding = one(facts, "bnb.installed")
     assert finding.title == "bitsandbytes 0.45.5 is too old for ROCm (needs ≥ 0.49.0)"
     assert finding.fix == f"{PYTHON} -m pip install -U 'bitsandbytes>=0.49.0'"
+
+
+@pytest.mark.parametrize(("version", "status"), [("0.49.1rc1", "ok"), ("0.49.0", "ok"), ("0.49.0rc1", "error"), ("0.48.2", "error")])
+def test_bitsandbytes_versions_are_ordered_as_pip_orders_them(version, status):
+    facts = amd_box()
+    facts.python.packages["bitsandbytes"].version = version
+    assert one(facts, "bnb.installed").status == status
+
+
+def test_the_doctor_compares_versions_only_through_compat(monkeypatch):
+    """Every ordering of versions in the doctor goes through compat, so a fix there lands in every check."""
+    calls = []
+    real = compat.version_at_least
+
+    def spy(version, minimum):
+        calls.append((version, minimum))
+        return real(version, minimum)
+
+    monkeypatch.setattr(compat, "version_at_least", spy)
+    run_checks(nvidia_box())
+    assert {("3.12.3", "3.10"), ("570.133.07", "525.60.13"), ("0.46.0", "0.43.0")} <= set(calls)
+
+
+def test_the_doctor_has_no_version_parsing_of_its_own():
+    import ast
+    import pathlib
+
+    import gpudoctor.doctor
+
+    for path in pathlib.Path(gpudoctor.doctor.__file__).parent.glob("*.py"):
+        names = {n.id for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Name)}
+        assert not names & {"Version", "LooseVersion", "version_tuple"}, path.name
 
 
 def test_bitsandbytes_whose_library_fails_to_load():
