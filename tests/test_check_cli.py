@@ -3,6 +3,8 @@
 
 Golden outputs live in tests/check_golden/; after a deliberate change, rewrite them with
 `GPUDOCTOR_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_check_cli.py` and review the diff.
+A golden cannot approve a wrong row: tests/check_golden/expected.yaml says, per machine, what each row's
+status must be and why (from what the machine is), and every golden's rows are checked against it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from machines import MACHINES, fixture_sources, probe_fixture
 
 import gpudoctor.probe
 from gpudoctor.probe import probe_system
 
 GOLDEN = Path(__file__).resolve().parent / "check_golden"
+EXPECTED_ROWS = GOLDEN / "expected.yaml"
 UPDATE = os.environ.get("GPUDOCTOR_UPDATE_GOLDEN") == "1"
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets")
 
@@ -31,11 +35,11 @@ EXPECTED = {
     "rx-7900-xt": (0, {}),
     "radeon-pro-w7900": (0, {}),
     "no-gpu": (1, {"gpu.present": "gpudoctor train --demo"}),
-    "nvidia-driver-mismatch": (1, {"gpu.present": "sudo reboot"}),
+    "nvidia-driver-mismatch": (1, {"gpu.present": None, "nvidia.library_mismatch": "sudo reboot", "torch.sees_gpu": None}),
     "cpu-torch-on-gpu": (1, {"torch.build_vs_gpu": "gpudoctor install-torch"}),
     "amd-no-render-group": (1, {"amd.groups": "sudo usermod -aG render,video $USER", "torch.sees_gpu": None}),
-    "nouveau": (1, {"gpu.present": None, "nvidia.nouveau": "gpudoctor install-cuda"}),
-    "secure-boot-unsigned": (1, {"gpu.present": None, "nvidia.secure_boot": "sudo mokutil --import"}),
+    "nouveau": (1, {"gpu.present": None, "nvidia.nouveau": "gpudoctor install-cuda", "torch.sees_gpu": None}),
+    "secure-boot-unsigned": (1, {"gpu.present": None, "nvidia.secure_boot": "sudo mokutil --import", "torch.sees_gpu": None}),
     "rtx-4090-ubuntu": (0, {}),
 }
 
@@ -86,6 +90,72 @@ def test_recorded_machine_json_findings_and_fixes(cli, machine, name):
     for check_id, fix in expected.items():
         if fix is not None:
             assert fix in problems[check_id]["fix"]
+
+
+# --- every golden's rows against what the machine is (tests/check_golden/expected.yaml) ----------------
+
+ROW_STATUS = {"✓": "ok", "!": "warning", "✗": "error", "☠": "crash"}
+EXPECTABLE = {*ROW_STATUS.values(), "absent"}
+
+
+def expected_rows() -> dict[str, dict[str, dict[str, str]]]:
+    return yaml.safe_load(EXPECTED_ROWS.read_text(encoding="utf-8"))
+
+
+def golden_machine(path: Path) -> str:
+    """'rtx-3090-ti-verbose.txt' -> 'rtx-3090-ti': the machine a golden was rendered on."""
+    return path.stem.removesuffix("-verbose").removesuffix("-report")
+
+
+def rendered_rows(text: str) -> dict[str, str]:
+    """Category -> status, from a `gpudoctor check` output's '[✓] GPU: …' rows (absent rows are left out)."""
+    import re
+
+    rows = [re.match(r"\[(.)\] (\w+)(?::|$)", line) for line in text.splitlines()]
+    return {row.group(2): ROW_STATUS[row.group(1)] for row in rows if row}
+
+
+def reported_rows(text: str) -> dict[str, str]:
+    """Category -> worst status, from a `--report` block's '  [✗] check.id: …' lines (categories without a problem are ok)."""
+    import re
+
+    from gpudoctor.doctor import CATEGORIES, all_checks
+    from gpudoctor.doctor.finding import worst
+
+    category = {c.id: c.category for c in all_checks()}
+    marks = [re.match(r"  \[(.)\] ([\w.]+): ", line) for line in text.splitlines()]
+    found: dict[str, list[str]] = {}
+    for mark in filter(None, marks):
+        found.setdefault(category[mark.group(2)], []).append(ROW_STATUS[mark.group(1)])
+    return {name: worst(found.get(name, [])) for name in CATEGORIES}
+
+
+def test_every_machine_has_an_expectation_for_every_row():
+    from gpudoctor.doctor import CATEGORIES
+
+    expected = expected_rows()
+    assert sorted(expected) == sorted(MACHINES)
+    for name, rows in expected.items():
+        assert list(rows) == list(CATEGORIES), name
+        for category, row in rows.items():
+            assert row["status"] in EXPECTABLE, (name, category)
+            assert row["why"].strip() and "\n" not in row["why"].strip(), (name, category)
+
+
+@pytest.mark.parametrize("golden", sorted(p.name for p in GOLDEN.glob("*.txt")))
+def test_every_golden_row_has_the_expected_status(golden):
+    path = GOLDEN / golden
+    expected = expected_rows()[golden_machine(path)]
+    text = path.read_text(encoding="utf-8")
+    if golden.endswith("-report.txt"):
+        found = reported_rows(text)
+        want = {category: ("ok" if row["status"] == "absent" else row["status"]) for category, row in expected.items()}
+    else:
+        found = rendered_rows(text)
+        want = {category: row["status"] for category, row in expected.items() if row["status"] != "absent"}
+    wrong = {c: f"{found.get(c, 'absent')}, expected {want.get(c, 'absent')}: {expected[c]['why']}"
+             for c in expected if found.get(c) != want.get(c)}
+    assert not wrong, f"{golden}: {wrong}"
 
 
 def test_json_keys_are_stable(cli, machine):

@@ -54,11 +54,7 @@ def _why_no_usable_gpu(facts: SystemFacts) -> tuple[str, str, str | None]:
     if facts.host.is_wsl:
         return "No GPU found inside WSL", "", fixes.WSL_DRIVER
     if nvml_version_mismatch(facts):
-        return (
-            "No usable GPU: NVIDIA driver/library version mismatch",
-            " The driver was updated but the old kernel module is still loaded; a reboot loads the new one.",
-            fixes.REBOOT,
-        )
+        return "No usable GPU: NVIDIA driver/library version mismatch", SEE_DRIVER_ROW, None
     if nouveau_holds_card(facts):
         return "No usable GPU: the open-source nouveau driver holds the NVIDIA card", SEE_DRIVER_ROW, None
     if secure_boot_refuses_module(facts):

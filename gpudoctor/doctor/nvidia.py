@@ -1,7 +1,7 @@
 """Checks for NVIDIA machines: the driver is new enough for torch's CUDA, and nothing stops it loading.
 
 The predicates below (`nvml_version_mismatch`, `nouveau_holds_card`, `secure_boot_refuses_module`)
-are also what gpu.present asks when it explains why no GPU is usable.
+are also what gpu.present asks when it explains why no GPU is usable; the fix is said here, once.
 """
 
 from __future__ import annotations
@@ -58,6 +58,20 @@ def driver_vs_torch(facts: SystemFacts) -> Verdict | None:
         f"driver {driver} is too old for torch {build.version} (CUDA {build.runtime} needs driver ≥ {minimum})",
         "Either install a newer driver, or install the torch wheel built for the CUDA this driver runs.",
         f"{fixes.INSTALL_NVIDIA_DRIVER}   # a newer driver\n{fixes.INSTALL_TORCH}   # or: torch for this driver",
+    )
+
+
+@check("nvidia.library_mismatch", category="Driver")
+def library_mismatch(facts: SystemFacts) -> Verdict | None:
+    """The loaded NVIDIA kernel module matches the installed driver libraries (no reboot pending after an update)."""
+    if not nvml_version_mismatch(facts):
+        return None
+    module = facts.host.nvidia_module_version
+    loaded = f"the NVIDIA kernel module {module}" if module else "the NVIDIA kernel module"
+    return error(
+        f"{loaded} is still loaded, but the driver libraries are another version: NVML and CUDA refuse to start",
+        "The driver was updated but the old kernel module is still loaded; a reboot loads the new one.",
+        fixes.REBOOT,
     )
 
 

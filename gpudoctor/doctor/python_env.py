@@ -1,5 +1,8 @@
 """Checks on the Python side: Python itself, the torch build against the GPU, and bitsandbytes.
 
+The GPU these checks hold torch to is `selection.training_vendor`: the card training uses, or, when
+no driver offers one, the card on the PCI bus. So a CUDA torch on a box whose NVIDIA card has no
+working driver is never "fine": torch cannot use that card, and the PyTorch row says so.
 Versions are compared only through gpudoctor.compat, so every check orders them the same way.
 """
 
@@ -9,7 +12,7 @@ from gpudoctor import compat
 from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Verdict, error, ok, warning
 from gpudoctor.doctor.registry import REPORT_FIX, check
-from gpudoctor.doctor.selection import training_gpu_name, training_vendor
+from gpudoctor.doctor.selection import training_gpu_name, training_gpus, training_vendor
 from gpudoctor.doctor.torch_build import bitsandbytes_version, torch_build
 from gpudoctor.probe.facts import LiveFacts, SystemFacts
 
@@ -76,12 +79,14 @@ def torch_build_vs_gpu(facts: SystemFacts) -> Verdict | None:
 
 @check("torch.sees_gpu", category="PyTorch")
 def torch_sees_gpu(facts: SystemFacts) -> Verdict | None:
-    """A live `import torch` sees the GPU the probe found (skipped with --fast)."""
+    """torch can use the GPU: a live `import torch` sees it (skipped with --fast), and no driver-less card is "fine"."""
     build = torch_build(facts)
     vendor = training_vendor(facts)
     if build is None or vendor is None or build.kind != VENDOR_BUILD[vendor]:
         return None  # torch.installed and torch.build_vs_gpu already say why
     live = _live_torch(facts.python.live)
+    if not training_gpus(facts):
+        return _card_without_driver(facts, live)
     return None if live is None else _what_live_torch_saw(facts, live)
 
 
@@ -112,6 +117,20 @@ def _what_live_torch_saw(facts: SystemFacts, live: LiveFacts) -> Verdict:
         "(driver too old, missing groups, an unsupported gfx target).",
         None,
     )
+
+
+def _card_without_driver(facts: SystemFacts, live: LiveFacts | None) -> Verdict:
+    """A card is on the PCI bus but no driver offers it: torch cannot use it, whatever the live check could say."""
+    if live is not None and live.gpu_available:
+        return _what_live_torch_saw(facts, live)  # torch reached a card the probes could not: believe torch
+    card = training_gpu_name(facts)
+    said = f"torch said: {live.gpu_error}. " if live is not None and live.gpu_error else ""
+    title = (
+        "torch cannot use the GPU: torch.cuda.is_available() is False"
+        if live is not None and live.gpu_available is False
+        else f"torch cannot use the {card} until its driver works"
+    )
+    return error(title, said + f"The {card} is on the PCI bus, but no driver offers it; the GPU and Driver rows say why and how to fix it.")
 
 
 @check("bnb.installed", category="bitsandbytes")

@@ -3,7 +3,12 @@
 A Ryzen 7000/9000 desktop CPU carries a small Radeon iGPU that amdgpu lists like any card; judging or
 planning for it (its 512 MiB, its gfx1036) would bury the real card. When a discrete GPU is present
 the integrated ones are set aside; when only an integrated GPU exists it is used like any other.
-`training_gpus(facts)` is that rule: the doctor judges these cards.
+`training_gpus(facts)` is that rule: the doctor judges these cards and `gpudoctor plan` plans for the
+first of them (gpudoctor/plan/hardware.py).
+
+When no driver offers a GPU at all, a card may still sit on the PCI bus (nouveau, a driver that did
+not load): `training_vendor` and `training_gpu_name` then name that card, because torch has to be
+built for it and cannot use it until its driver works.
 """
 
 from __future__ import annotations
@@ -45,18 +50,29 @@ def pci_cards(facts: SystemFacts) -> list[PciGpu]:
     return [card for card in facts.pci_gpus if card.vendor in TRAINING_VENDORS]
 
 
+def cards_without_driver(facts: SystemFacts) -> list[PciGpu]:
+    """The PCI cards no driver offers for compute: all of them when the probes found no GPU, else none."""
+    return [] if facts.gpus else pci_cards(facts)
+
+
 def pci_card_name(card: PciGpu) -> str:
     """'NVIDIA card at 0000:01:00.0'."""
     return f"{VENDOR_NAME[card.vendor]} card at {card.bus_id}"
 
 
 def training_vendor(facts: SystemFacts) -> str | None:
-    """'nvidia' or 'amd' for the first GPU training would use, None without one."""
+    """'nvidia' or 'amd': the first training GPU's vendor, else that of a card on the PCI bus; None without either."""
     gpus = training_gpus(facts)
-    return gpus[0].vendor if gpus else None
+    if gpus:
+        return gpus[0].vendor
+    cards = cards_without_driver(facts)
+    return cards[0].vendor if cards else None
 
 
 def training_gpu_name(facts: SystemFacts) -> str | None:
-    """The name of the first GPU training would use ('NVIDIA GeForce RTX 4090'), None without one."""
+    """The name of the GPU training is for ('NVIDIA GeForce RTX 4090', or 'NVIDIA card at 0000:01:00.0')."""
     gpus = training_gpus(facts)
-    return gpus[0].name if gpus else None
+    if gpus:
+        return gpus[0].name
+    cards = cards_without_driver(facts)
+    return pci_card_name(cards[0]) if cards else None

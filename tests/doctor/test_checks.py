@@ -52,13 +52,18 @@ def test_amd_card_without_compute_gets_install_rocm():
     assert one(facts, "gpu.present").fix == fixes.INSTALL_ROCM
 
 
-def test_driver_library_mismatch_says_reboot():
-    facts = no_gpu_box()
+def test_driver_library_mismatch_says_reboot_in_the_driver_row():
+    facts = no_gpu_box(nvidia_module_version="570.124.06")
     facts.probes[0] = VendorProbe("nvidia", "nvml", "error", "Driver/library version mismatch")
     facts.pci_gpus = [PciGpu("0000:01:00.0", "nvidia", "0x10de", "0x2203", driver="nvidia")]
-    finding = one(facts, "gpu.present")
-    assert finding.title == "No usable GPU: NVIDIA driver/library version mismatch"
-    assert finding.fix == "sudo reboot"
+    present = one(facts, "gpu.present")
+    assert present.title == "No usable GPU: NVIDIA driver/library version mismatch"
+    assert present.fix is None and present.detail.endswith("The Driver row has the fix.")  # said once, below
+    mismatch = one(facts, "nvidia.library_mismatch")
+    assert (mismatch.category, mismatch.status, mismatch.fix) == ("Driver", "error", "sudo reboot")
+    assert mismatch.title.startswith("the NVIDIA kernel module 570.124.06 is still loaded, but the driver libraries are another version")
+    assert "a reboot loads the new one" in mismatch.detail
+    assert run_checks(nvidia_box(), only="nvidia.library_mismatch") == []
 
 
 def test_nouveau_bound_card_gets_the_blacklist_fix():
@@ -257,6 +262,55 @@ def test_live_torch_that_cannot_see_the_gpu_is_an_error():
     assert "CUDA driver initialization failed" in finding.detail
     facts.python.live.gpu_available, facts.python.live.device_count = True, 1
     assert one(facts, "torch.sees_gpu").status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("name", "facts_for"),
+    [
+        ("nouveau", lambda: _card_without_driver(loaded_modules=["nouveau"], driver="nouveau")),
+        ("secure-boot", lambda: _card_without_driver(secure_boot=True, nvidia_module_signed=False, driver=None)),
+        ("mismatch", lambda: _card_without_driver(driver="nvidia", nvml_error="Driver/library version mismatch")),
+    ],
+)
+def test_torch_cannot_use_a_card_whose_driver_does_not_work(name, facts_for):
+    facts = facts_for()
+    facts.python.live = LiveFacts(ran=True, torch_version="2.7.1+cu128", cuda_version="12.8", gpu_available=False,
+                                  gpu_error="CUDA initialization: Found no NVIDIA driver on your system.")
+    finding = one(facts, "torch.sees_gpu")
+    assert (finding.status, finding.title) == ("error", "torch cannot use the GPU: torch.cuda.is_available() is False")
+    assert finding.detail.startswith("torch said: CUDA initialization: Found no NVIDIA driver on your system.")
+    assert "the GPU and Driver rows say why" in finding.detail and finding.fix is None
+    assert one(facts, "torch.build_vs_gpu").title == "torch is a CUDA 12.8 build, as the NVIDIA card at 0000:01:00.0 needs"
+
+
+def test_torch_on_a_card_without_driver_is_an_error_even_without_the_live_check():
+    facts = _card_without_driver(loaded_modules=["nouveau"], driver="nouveau")  # check --fast: no live result
+    finding = one(facts, "torch.sees_gpu")
+    assert (finding.status, finding.title) == ("error", "torch cannot use the NVIDIA card at 0000:01:00.0 until its driver works")
+
+
+def test_cpu_torch_on_a_card_without_driver_is_said_once():
+    facts = _card_without_driver(loaded_modules=["nouveau"], driver="nouveau")
+    facts.python.packages["torch"].version, facts.python.packages["torch"].flavour = "2.7.1+cpu", "cpu"
+    assert one(facts, "torch.build_vs_gpu").title == "torch 2.7.1+cpu is a CPU-only build: it cannot use the NVIDIA card at 0000:01:00.0"
+    assert run_checks(facts, only="torch.sees_gpu") == []
+
+
+def test_a_gpu_less_box_with_cpu_torch_has_no_torch_gpu_findings():
+    facts = no_gpu_box()
+    assert run_checks(facts, only="torch.sees_gpu") == [] and run_checks(facts, only="torch.build_vs_gpu") == []
+
+
+def _card_without_driver(driver: str | None, nvml_error: str | None = None, **host_overrides):
+    """An RTX 3090 on the PCI bus that no driver offers for compute; torch cu128 installed."""
+    facts = nvidia_box(**host_overrides)
+    facts.gpus = []
+    facts.pci_gpus = [PciGpu("0000:01:00.0", "nvidia", "0x10de", "0x2204", driver=driver)]
+    if nvml_error:
+        facts.probes = [VendorProbe("nvidia", "nvml", "error", nvml_error)]
+    else:
+        facts.probes = [VendorProbe("nvidia", "nvml", "absent", "NVML shared library (libnvidia-ml.so.1) not found")]
+    return facts
 
 
 def test_old_python():
