@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from gpudoctor.plan.types import GIB, GpuSpec, Hardware
+from gpudoctor.plan.types import Hardware
 from gpudoctor.profiles import match_gpu
+from gpudoctor.types import GIB, GpuSpec
 
 if TYPE_CHECKING:  # the probe package is imported only when --gpu auto probes
     from gpudoctor.probe.facts import GpuFacts, SystemFacts
@@ -62,11 +63,17 @@ def hardware_from_gpu(spec: GpuSpec, vram_gib: float | None = None, gpus: int = 
 
 
 def hardware_from_facts(facts: SystemFacts) -> Hardware:
-    """The first probed GPU (its profile for TFLOP/s, bf16, flash), or the CPU when none was found."""
-    if not facts.gpus:
+    """The first GPU training uses (its profile for TFLOP/s, bf16, flash), or the CPU when none was found.
+
+    Which GPUs training uses is the doctor's rule (doctor.selection.training_gpus: an integrated GPU
+    beside a discrete card is set aside), so `plan` plans for the card `check` judges."""
+    from gpudoctor.doctor.selection import training_gpus  # imported here, like the probe: only probed facts need it
+
+    chosen = training_gpus(facts)
+    if not chosen:
         return cpu_hardware()
-    gpu = facts.gpus[0]
-    same_kind = sum(1 for other in facts.gpus if other.name == gpu.name)
+    gpu = chosen[0]
+    same_kind = sum(1 for other in chosen if other.name == gpu.name)
     spec = match_gpu(gpu.name)
     budget = _usable_bytes(gpu, spec)
     device = "cuda" if gpu.vendor == "nvidia" else "rocm"
