@@ -6,11 +6,17 @@ and the live torch check answered). `fixture_sources(name)` turns both into prob
 `probe_fixture(name)` probes that machine, never touching this one (no real subprocess).
 
     from machines import MACHINES, probe_fixture   # tests/ is on sys.path under pytest
+
+The test host: under pytest every probe that is given no Sources (`gpudoctor check`, `plan --gpu auto`,
+train's preflight, in this process or in a gpudoctor process a test starts) reads recorded machine
+$GPUDOCTOR_TEST_HOST (default "no-gpu") through `default_host_sources`, never the real machine;
+tests/conftest.py sets that up, and its `host("name")` fixture switches machine for one test.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "machines"
 MACHINES: list[str] = sorted(p.name for p in FIXTURES.iterdir() if (p / "machine.json").is_file())
 
 NOT_SUPPORTED = 3  # NVML_ERROR_NOT_SUPPORTED
+
+TEST_HOST_VARIABLE = "GPUDOCTOR_TEST_HOST"
+DEFAULT_TEST_HOST = "no-gpu"
 
 
 def load_machine(name: str) -> dict[str, Any]:
@@ -229,3 +238,15 @@ def fixture_sources(name: str, tmp_path: Path | None = None) -> Sources:
 def probe_fixture(name: str, *, live: bool = True, output_dir: str | None = None) -> SystemFacts:
     """The SystemFacts recorded machine `name` gives (the live result comes from its machine.json)."""
     return probe_system(fixture_sources(name), live=live, output_dir=output_dir)
+
+
+def current_host() -> str:
+    """The recorded machine that stands for "this machine" in the test suite ($GPUDOCTOR_TEST_HOST)."""
+    name = os.environ.get(TEST_HOST_VARIABLE) or DEFAULT_TEST_HOST
+    load_machine(name)  # an unknown name fails loudly, never falling back to the real machine
+    return name
+
+
+def default_host_sources() -> Sources:
+    """What gpudoctor.probe.default_sources() returns under the test suite (GPUDOCTOR_PROBE_SOURCES)."""
+    return fixture_sources(current_host())

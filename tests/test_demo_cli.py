@@ -8,7 +8,9 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_runs_every_step_then_reuses_the_finished_run(cli, tmp_path, monkeypatch):
+def test_demo_runs_every_step_then_reuses_the_finished_run(cli, host, tmp_path, monkeypatch):
+    """On a box without a GPU (the demo's own case): the check says so, the plan is a CPU plan, it trains."""
+    host("no-gpu")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     output = tmp_path / "demo"
     first = cli("demo", "--output", output, "--max-steps", "3", "--prompt", "My Iris Webcam will not turn on.")

@@ -97,8 +97,11 @@ def test_unknown_keys_from_a_newer_script_are_ignored(tmp_path):
     assert (facts.torch_version, facts.hip_version, facts.error) == ("2.8.0+rocm6.4", "6.4", None)
 
 
-def test_real_interpreter_runs_the_script_on_this_machine():
-    """This box's real torch is CPU-only: the script reports no GPU and never tries the 4-bit matmul."""
-    facts = run_live_check(environ=dict(os.environ), timeout=60, python=sys.executable)
+def test_real_interpreter_and_torch_run_the_script_with_every_gpu_hidden():
+    """This venv's real torch and bitsandbytes, with the GPUs hidden as the whole suite hides them (so on
+    a CPU-only box and on a GPU box alike): the script reports no GPU and never tries the 4-bit matmul."""
+    environ = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""}
+    facts = run_live_check(environ=environ, timeout=60, python=sys.executable)
     assert facts.error is None and facts.torch_error is None
-    assert facts.gpu_available is False and facts.bnb_4bit_ok is None
+    assert facts.torch_version and facts.gpu_available is False and facts.device_count == 0
+    assert facts.bnb_4bit_ok is None

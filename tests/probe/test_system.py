@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from machines import MACHINES, fixture_sources, probe_fixture
+from machines import MACHINES, current_host, fixture_sources, probe_fixture
 
-from gpudoctor.probe import Sources, probe_system
+from gpudoctor.probe import Sources, default_sources, probe_system
+from gpudoctor.probe.sources import SOURCES_VARIABLE
 from gpudoctor.probe.facts import LiveFacts, SystemFacts
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets")
@@ -34,6 +35,7 @@ EXPECTED = {
     "nouveau": ([], "absent", True, "cu128"),
     "secure-boot-unsigned": ([], "error", True, "cu128"),
     "no-gpu": ([], "absent", False, "cpu"),
+    "rtx-4090-ubuntu": (["NVIDIA GeForce RTX 4090"], "ok", True, "cu128"),
 }
 
 
@@ -110,21 +112,45 @@ def test_a_crashing_live_callable_is_contained():
     assert facts.gpus and facts.python.packages["torch"].version == "2.7.1+cu128"
 
 
-def test_this_machine_has_no_gpu_and_runs_no_live_subprocess():
+def test_a_probe_given_no_sources_reads_the_test_host_never_this_machine(host):
+    """Under the suite, probe_system() with no Sources reads the recorded test host (tests/conftest.py)."""
+    host("no-gpu")
     calls = []
-    facts = probe_system(Sources(live=recording_live(calls)), live=True)
+    facts = probe_system(default_sources(live=recording_live(calls)), live=True)
     assert facts.gpus == [] and facts.errors == []
     assert facts.python.live.skipped_reason == "no GPU was found"
     assert calls == []
-    assert {p.source: p.status for p in facts.probes}["nvml"] in ("absent", "error")
+    assert {p.source: p.status for p in facts.probes}["nvml"] == "absent"
+    assert probe_system(live=False).host.cpu_model == probe_fixture("no-gpu").host.cpu_model
+
+    host("rtx-4090-ubuntu")
+    facts = probe_system(live=True)
+    assert [gpu.name for gpu in facts.gpus] == ["NVIDIA GeForce RTX 4090"]
+    assert (facts.host.os_id, facts.host.os_version) == ("ubuntu", "24.04")
+    assert facts.python.live.gpu_available is True
+
+
+def test_default_sources_are_the_real_machine_without_the_hook(monkeypatch):
+    """Outside the suite no factory is named: Sources() as it always was (built here, never probed)."""
+    monkeypatch.delenv(SOURCES_VARIABLE)
+    assert default_sources() == Sources()
+    assert default_sources(live_cache=None, live_timeout=5.0) == Sources(live_timeout=5.0)
+
+
+def test_a_broken_hook_fails_loudly_instead_of_reading_this_machine(monkeypatch):
+    for spec in ("nosuchmodule:factory", "machines:nosuchfactory", "machines"):
+        monkeypatch.setenv(SOURCES_VARIABLE, spec)
+        with pytest.raises(RuntimeError, match=f"{SOURCES_VARIABLE}={spec}: cannot load that factory"):
+            default_sources()
 
 
 def test_probing_never_imports_the_training_stack():
+    """A child Python probing with no Sources (it inherits the test host through GPUDOCTOR_PROBE_SOURCES)."""
     code = (
         "import sys, json\n"
         "from gpudoctor.probe import probe_system\n"
-        "probe_system()\n"
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+        "facts = probe_system()\n"
+        f"print(json.dumps([[m for m in {HEAVY!r} if m in sys.modules], facts.host.cpu_model]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert json.loads(done.stdout) == []
+    assert json.loads(done.stdout) == [[], probe_fixture(current_host()).host.cpu_model]
