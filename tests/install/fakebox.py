@@ -71,6 +71,7 @@ class Run:
 class FakeBox:
     base: Path
     missing: set[str] = field(default_factory=set)
+    user: str = "alice"  # who ran the script through sudo ($SUDO_USER)
 
     def __post_init__(self) -> None:
         self.root = self.base / "root"
@@ -87,6 +88,7 @@ class FakeBox:
             (self.bin / tool).symlink_to(real)
         for command in SYSTEM_COMMANDS:
             self.provide(command)
+        self.log.write_text("")
 
     # --- the machine ---
     def os_release(self, text: str) -> None:
@@ -131,9 +133,9 @@ class FakeBox:
         return {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()}
 
     # --- running ---
-    def run(self, script: str, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> Run:
-        self.log.write_text("")
-        environment = {
+    def environment(self) -> dict[str, str]:
+        """What the scripts run with on this box: only its commands on PATH, its root, state and log."""
+        return {
             "PATH": str(self.bin),
             "GPUDOCTOR_ROOT": str(self.root),
             "FAKE_STATE": str(self.state),
@@ -141,8 +143,16 @@ class FakeBox:
             "HOME": str(self.base),
             "LANG": "C.UTF-8",
             "USER": "root",
-            "SUDO_USER": "alice",
+            "SUDO_USER": self.user,
         }
+
+    def logged(self) -> list[str]:
+        """The commands the scripts ran on this box since it was made (or since the last run())."""
+        return [line for line in self.log.read_text().splitlines() if line]
+
+    def run(self, script: str, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> Run:
+        self.log.write_text("")
+        environment = self.environment()
         environment.update(env or {})
         for key in [k for k, v in environment.items() if v is None]:
             del environment[key]
@@ -150,8 +160,7 @@ class FakeBox:
             [str(self.bin / "bash"), str(INSTALL / script), *args],
             input=stdin, capture_output=True, text=True, env=environment, timeout=60,
         )
-        commands = [line for line in self.log.read_text().splitlines() if line]
-        return Run(done.returncode, done.stdout, done.stderr, commands)
+        return Run(done.returncode, done.stdout, done.stderr, self.logged())
 
 
 def nvidia_box(base: Path) -> FakeBox:
@@ -170,6 +179,46 @@ def amd_box(base: Path, gfx: int = 110000) -> FakeBox:
     box.lspci(RX_7900_XTX)
     box.modules("amdgpu")
     box.gfx(gfx)
+    return box
+
+
+PCI_VENDORS = {"10de": "NVIDIA Corporation", "1002": "Advanced Micro Devices, Inc. [AMD/ATI]", "8086": "Intel Corporation"}
+PCI_CLASSES = {"0300": "VGA compatible controller", "0302": "3D controller", "0380": "Display controller", "0403": "Audio device"}
+
+
+def lspci_lines(root: Path) -> str:
+    """What `lspci -nn` prints for the PCI devices under root/sys/bus/pci/devices (sysfs is what lspci
+    reads): slot, class, vendor and [vendor:device] ids, revision; device names stay generic."""
+    lines = []
+    for device in sorted((root / "sys" / "bus" / "pci" / "devices").glob("*")):
+        uevent = dict(line.split("=", 1) for line in (device / "uevent").read_text().splitlines() if "=" in line)
+        vendor, product = uevent["PCI_ID"].lower().split(":")
+        pci_class = f"{int(uevent['PCI_CLASS'], 16) >> 8:04x}"
+        revision = (device / "revision").read_text().strip().removeprefix("0x") if (device / "revision").is_file() else ""
+        lines.append(
+            f"{device.name.split(':', 1)[1]} {PCI_CLASSES.get(pci_class, 'Class ' + pci_class)} [{pci_class}]: "
+            f"{PCI_VENDORS.get(vendor, 'Vendor ' + vendor)} Device [{vendor}:{product}]" + (f" (rev {revision})" if revision else "")
+        )
+    return "".join(line + "\n" for line in lines)
+
+
+def machine_box(base: Path, name: str) -> FakeBox:
+    """A box that is recorded machine `name` (tests/fixtures/machines) to the installers: its root tree
+    (os-release, /proc/modules, sysfs, /opt/rocm …), lspci lines from its PCI devices, its `debs` as the
+    installed packages, its Secure Boot state (recorded `mokutil --sb-state`), its user and groups."""
+    from machines import FIXTURES, load_machine
+
+    recorded = load_machine(name)
+    box = FakeBox(base, user=recorded.get("user") or "alice")
+    shutil.copytree(FIXTURES / name / "root", box.root, symlinks=True, dirs_exist_ok=True)
+    box.lspci(lspci_lines(box.root))
+    for package, version in recorded.get("debs", {}).items():
+        box.installed(package, version)
+    secure_boot = recorded.get("commands", {}).get("mokutil --sb-state")
+    if secure_boot is not None:
+        box.state_file("sb-state", secure_boot["stdout"])
+    others = [group for group in recorded.get("groups", []) if group != box.user]
+    box.state_file(f"groups/{box.user}", "".join(f" {group}" for group in others))
     return box
 
 

@@ -6,27 +6,59 @@ import subprocess
 import sys
 
 import pytest
+from fakebox import CHANGING
+from machines import current_host
 
 import gpudoctor.cli.install as cli_install
 from gpudoctor.install import scripts, torch_install
 from gpudoctor.probe.facts import GpuFacts, PackageFacts, PythonFacts, SystemFacts
 
 
-def test_install_cuda_dry_run_on_this_machine_says_why_it_would_stop(cli):
-    """This machine is no Ubuntu 24.04 NVIDIA box: the plan prints, then the reasons, exit 1."""
+@pytest.fixture(autouse=True)
+def installers_see_the_test_host(host):
+    """No test here runs an installer against this machine: unless it names another, the scripts see a
+    fake box built from the test host ($GPUDOCTOR_TEST_HOST, tests/conftest.py)."""
+    return host(current_host())
+
+
+def changed(box) -> list[str]:
+    """The commands that change a machine among those the scripts ran on `box`."""
+    return [line for line in box.logged() if line.startswith(CHANGING)]
+
+
+def test_install_cuda_dry_run_on_a_box_without_a_gpu_says_why_it_would_stop(cli, host):
+    """The CLI runs the real script, here against the no-gpu machine: the plan prints, then the reason, exit 1."""
+    box = host("no-gpu")
     result = cli("install-cuda", "--dry-run")
     assert result.exit_code == 1
     assert "install-cuda: plan:" in result.stdout
-    assert "install-cuda: would stop: " in result.stdout
+    assert "install-cuda: would stop: no NVIDIA GPU found by lspci; " in result.stdout
     assert result.stdout.rstrip().endswith("install-cuda: dry run: nothing was changed")
     assert "Traceback" not in result.stdout + result.stderr
+    assert box.logged()[0] == "lspci -nn -d 10de:" and not changed(box)
 
 
-def test_install_rocm_dry_run_on_this_machine_says_why_it_would_stop(cli):
+def test_install_cuda_dry_run_on_a_healthy_rtx_4090_box_has_nothing_to_do(cli, host):
+    box = host("rtx-4090-ubuntu")
+    result = cli("install-cuda", "--dry-run")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stdout == (
+        "install-cuda: NVIDIA GPU(s): 10de:2684\n"
+        "install-cuda: already installed: nvidia-driver-570-open (pass --driver BRANCH to switch branches)\n"
+        "install-cuda: nothing to change: everything is already installed\n"
+        "install-cuda: dry run: nothing was changed\n"
+    )
+    assert not changed(box)
+
+
+@pytest.mark.parametrize("machine", ["no-gpu", "rtx-4090-ubuntu"])
+def test_install_rocm_dry_run_without_an_amd_gpu_says_why_it_would_stop(cli, host, machine):
+    box = host(machine)
     result = cli("install-rocm", "--dry-run")
     assert result.exit_code == 1
-    assert "install-rocm: would stop: " in result.stdout
+    assert "install-rocm: would stop: no AMD GPU found by lspci; " in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+    assert not changed(box)
 
 
 def test_flags_pass_through_and_the_exit_code_comes_back(cli, monkeypatch):
@@ -40,7 +72,8 @@ def test_flags_pass_through_and_the_exit_code_comes_back(cli, monkeypatch):
     ]
 
 
-def test_a_script_usage_error_is_exit_2_with_its_one_line(cli):
+def test_a_script_usage_error_is_exit_2_with_its_one_line(cli, host):
+    host("no-gpu")
     result = cli("install-rocm", "--rocm", "1.0")
     assert result.exit_code == 2
     assert result.stderr == "install-rocm: error: ROCm '1.0' is not in compat.yaml rocm_releases (known: 7.1 7.0 6.4) (see install-rocm --help)\n"
