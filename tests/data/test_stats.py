@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers  # the train extra; the approximation needs nothing
 
-tokenizers = pytest.importorskip("tokenizers")  # in the train extra; the approximation needs nothing
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-
-from gpudoctor.data.load import load_dataset  # noqa: E402
+from gpudoctor.data.load import load_dataset
 from gpudoctor.data.records import Dataset, Message, Record
 from gpudoctor.data.stats import TEMPLATE_TOKENS_PER_MESSAGE, approximate_tokens, compute_stats
 from gpudoctor.errors import BadInput
@@ -55,7 +53,6 @@ def test_exact_counts_from_tokenizer_json_add_template_overhead(model_dir):
 
 
 def test_exact_counts_render_the_chat_template(model_dir):
-    pytest.importorskip("jinja2")
     (model_dir / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHATML}))
     stats = compute_stats(dataset(("hello world", "fine")), str(model_dir / "tokenizer.json"))
     # the word-level tokenizer gives one token per whitespace-separated piece of the rendered text

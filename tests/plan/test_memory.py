@@ -25,8 +25,8 @@ def gib(settings: Settings, model: ModelSpec | None = None) -> float:
 
 
 def test_nf4_bytes_match_bitsandbytes():
-    torch = pytest.importorskip("torch")
-    functional = pytest.importorskip("bitsandbytes.functional")
+    import torch
+    import bitsandbytes.functional as functional
     weight = torch.randn(256, 1024, dtype=torch.bfloat16)
     for double_quant, expected in ((False, memory.NF4_BYTES), (True, memory.NF4_DQ_BYTES)):
         packed, state = functional.quantize_4bit(weight, blocksize=64, compress_statistics=double_quant, quant_type="nf4")
@@ -37,8 +37,8 @@ def test_nf4_bytes_match_bitsandbytes():
 
 
 def test_parameter_and_lora_counts_match_transformers_and_peft():
-    transformers = pytest.importorskip("transformers")
-    peft = pytest.importorskip("peft")
+    import transformers
+    import peft
     config = transformers.LlamaConfig(
         hidden_size=TINY.hidden_size, intermediate_size=TINY.intermediate_size, num_hidden_layers=TINY.num_hidden_layers,
         num_attention_heads=TINY.num_attention_heads, num_key_value_heads=TINY.num_key_value_heads,
@@ -149,9 +149,9 @@ def test_more_tokens_never_need_less_memory_checkpointing_never_costs_memory_4bi
 def test_saved_activations_match_a_real_llama_layer_with_lora(attn, dropout):
     """Count the bytes autograd saves in one transformers Llama decoder layer wrapped by peft LoRA,
     under bf16 autocast as the Trainer runs it, and hold the per-layer formula against them."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    peft = pytest.importorskip("peft")
+    import torch
+    import transformers
+    import peft
     tokens = 512
     config = transformers.LlamaConfig(
         hidden_size=TINY.hidden_size * 4, intermediate_size=TINY.intermediate_size * 4, num_hidden_layers=1,
@@ -183,9 +183,9 @@ def test_saved_activations_match_a_real_llama_layer_with_lora(attn, dropout):
 
 def test_loss_peak_per_logit_matches_the_profiled_hf_loss():
     """Profile the allocations of transformers' ForCausalLMLoss forward + backward on the CPU."""
-    torch = pytest.importorskip("torch")
-    loss_utils = pytest.importorskip("transformers.loss.loss_utils")
-    timeline_module = pytest.importorskip("torch.profiler._memory_profiler")
+    import torch
+    from transformers.loss import loss_utils
+    from torch.profiler import _memory_profiler as timeline_module
     from torch.profiler import ProfilerActivity, profile
 
     tokens, vocab = 512, 32000
@@ -215,10 +215,10 @@ def test_a_whole_training_step_allocates_what_the_estimate_says(method, grad_ckp
     the CPU; hold the estimate's static bytes and its peak on top of them against the allocations.
     "qlora" keeps 16-bit projections (no CPU 4-bit kernels needed) but upcasts embeddings, norms and
     lm_head to fp32 as prepare_model_for_kbit_training does, so its activations are QLoRA's."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    peft = pytest.importorskip("peft")
-    timeline_module = pytest.importorskip("torch.profiler._memory_profiler")
+    import torch
+    import transformers
+    import peft
+    from torch.profiler import _memory_profiler as timeline_module
     from torch.profiler import ProfilerActivity, profile
 
     spec = ModelSpec("small", "llama", 256, 704, 2, 8, 4, 32000, 2048)
