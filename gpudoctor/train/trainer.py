@@ -8,20 +8,17 @@ from typing import Any
 
 from gpudoctor.settings import Settings, TrainingOptions
 
-# Our optimizer names → transformers' `optim` values. bitsandbytes' 8-bit and paged optimizers
-# need a GPU; on the CPU they become plain AdamW (which the planner picks there anyway).
+# gpudoctor.settings.OPTIMIZERS (aliases are resolved when settings are read) → transformers' `optim`
+# values. bitsandbytes' 8-bit and paged optimizers need a GPU; on the CPU they become plain AdamW
+# (which the planner picks there anyway).
 OPTIMIZERS = {
-    "paged_adamw_8bit": "paged_adamw_8bit",
-    "paged_adamw_32bit": "paged_adamw_32bit",
-    "adamw_8bit": "adamw_bnb_8bit",
-    "adamw_bnb_8bit": "adamw_bnb_8bit",
     "adamw_torch": "adamw_torch",
     "adamw_torch_fused": "adamw_torch_fused",
-    "adamw": "adamw_torch",
-    "adafactor": "adafactor",
-    "sgd": "sgd",
+    "adamw_8bit": "adamw_bnb_8bit",
+    "paged_adamw_8bit": "paged_adamw_8bit",
+    "paged_adamw_32bit": "paged_adamw_32bit",
 }
-GPU_ONLY_OPTIMIZERS = {"paged_adamw_8bit", "paged_adamw_32bit", "adamw_bnb_8bit"}
+GPU_ONLY_OPTIMIZERS = {"adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"}
 
 
 @dataclass
@@ -33,10 +30,10 @@ class Batching:
 
 
 def optimizer_name(name: str, on_gpu: bool) -> str:
-    optim = OPTIMIZERS.get(name, name)
-    if not on_gpu and optim in GPU_ONLY_OPTIMIZERS:
+    """transformers' `optim` for one of gpudoctor.settings.OPTIMIZERS, on a GPU or on the CPU."""
+    if not on_gpu and name in GPU_ONLY_OPTIMIZERS:
         return "adamw_torch"
-    return optim
+    return OPTIMIZERS[name]
 
 
 def training_arguments(
