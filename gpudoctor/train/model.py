@@ -38,8 +38,11 @@ def resolve_model_dir(name_or_path: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    try:
-        return Path(snapshot_download(hub_id, local_files_only=True, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    from gpudoctor.resources import hf_hub_cache
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+    try:  # the cache folder gpudoctor.resources names, like every other part of gpudoctor
+        return Path(snapshot_download(hub_id, cache_dir=hf_hub_cache(), local_files_only=True, allow_patterns=patterns))
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
         raise ProblemFound(
             f"--model {name_or_path}: {hub_id} is not in the Hugging Face cache; download it first with `hf download {hub_id}`"
