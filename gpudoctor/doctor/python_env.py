@@ -79,7 +79,7 @@ def torch_build_vs_gpu(facts: SystemFacts) -> Verdict | None:
 
 @check("torch.sees_gpu", category="PyTorch")
 def torch_sees_gpu(facts: SystemFacts) -> Verdict | None:
-    """torch can use the GPU: a live `import torch` sees it (skipped with --fast), and no driver-less card is "fine"."""
+    """torch can use the GPU: a live `import torch` sees it (skipped with --fast), never while its card has no driver."""
     build = torch_build(facts)
     vendor = training_vendor(facts)
     if build is None or vendor is None or build.kind != VENDOR_BUILD[vendor]:
