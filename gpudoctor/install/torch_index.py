@@ -60,8 +60,12 @@ def choice_for_tag(tag: str, reason: str | None = None, notes: list[str] | None 
 
 
 def choose_index(facts: SystemFacts) -> WheelChoice:
-    """The wheel index for the first GPU the probe found: CUDA by driver, ROCm by release, else CPU."""
-    gpu = facts.gpus[0] if facts.gpus else None
+    """The wheel index for the GPU training uses (doctor.selection.training_gpus, the card `check`
+    judges and `plan` plans for): CUDA by driver, ROCm by release, else CPU."""
+    from gpudoctor.doctor.selection import training_gpus
+
+    gpus = training_gpus(facts)
+    gpu = gpus[0] if gpus else None
     if gpu is None:
         return choice_for_tag("cpu", "no NVIDIA or AMD GPU was found")
     if gpu.vendor == "nvidia":

@@ -28,7 +28,9 @@ def run_preflight(output_dir: str | None = None, facts: Any = None) -> Preflight
         from gpudoctor.probe import probe_system
 
         facts = probe_system(live=False, output_dir=output_dir)
-    on_gpu = bool(facts.gpus)
+    from gpudoctor.doctor.selection import training_gpus
+
+    on_gpu = bool(training_gpus(facts))
     result = Preflight(on_gpu)
     for finding in run_checks(facts):
         if finding.status != "error":

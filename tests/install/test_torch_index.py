@@ -103,3 +103,11 @@ def test_a_named_index_and_an_unknown_one():
 def test_every_known_tag_builds_a_choice():
     for tag in known_tags():
         assert choice_for_tag(tag).index_url.endswith(f"/whl/{tag}")
+
+
+def test_an_apu_listed_first_does_not_choose_the_wheels():
+    """The index follows the card training uses (doctor.selection.training_gpus), not facts.gpus[0]."""
+    facts = nvidia("570.133.07", "12.8")
+    apu = GpuFacts(index=0, vendor="amd", name="AMD Radeon Graphics", source="sysfs", gfx_target="gfx1036", total_bytes=512 * 1024**2)
+    facts.gpus = [apu, *facts.gpus]
+    assert choose_index(facts).tag == "cu128"
