@@ -1,4 +1,5 @@
-"""Small functions: none in gpudoctor/ is longer than LIMIT lines unless its docstring says why.
+"""Readable code: every module in gpudoctor/ opens with a docstring saying what it is for, and no
+function is longer than LIMIT lines unless its docstring says why.
 
 A function's length counts from its `def` to its last line, docstring included. A long one passes
 only when its docstring holds the words "long because", with the reason.
@@ -32,6 +33,11 @@ def test_no_function_is_too_long():
         for name, line, length in long_functions(path.read_text(encoding="utf-8"))
     ]
     assert not found, "\n".join(found)
+
+
+def test_every_module_says_what_it_is_for():
+    missing = [str(path.relative_to(PACKAGE.parent)) for path in sorted(PACKAGE.rglob("*.py")) if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not missing, missing
 
 
 def test_the_measure_counts_lines_and_honours_a_reason():
