@@ -87,11 +87,24 @@ class HostFacts:
     secure_boot: bool | None = None  # None: unknown (no mokutil / no EFI vars)
     loaded_modules: list[str] = field(default_factory=list)
     nvidia_module_signed: bool | None = None
+    # `modinfo -F signer nvidia`: who signed the module on disk ("DKMS module signing key",
+    # "Canonical Ltd. Kernel Module Signing"); None: unsigned, or modinfo could not tell
+    nvidia_module_signer: str | None = None
+    # MOK keys (`mokutil --list-enrolled` / `--list-new`, subject CNs): a DKMS key waiting in
+    # `pending` is enrolled only at the next boot's blue MOK Manager screen
+    mok_enrolled: list[str] = field(default_factory=list)
+    mok_pending: list[str] = field(default_factory=list)
+    # `dkms status` lines ("nvidia/570.133.07, 6.8.0-60-generic, x86_64: installed"): which kernels
+    # a driver module was built for
+    dkms_status: list[str] = field(default_factory=list)
+    device_nodes: list[str] = field(default_factory=list)  # /dev/nvidia* present: nvidia0, nvidiactl, nvidia-uvm, …
     nvidia_module_version: str | None = None  # /sys/module/nvidia/version: the driver the kernel runs
     amdgpu_version: str | None = None  # /sys/module/amdgpu/version
     rocm_version: str | None = None  # /opt/rocm/.info/version
     kernel_headers: bool | None = None  # /lib/modules/<kernel>/build exists: DKMS can build driver modules
     cuda_toolkit_version: str | None = None  # nvcc / /usr/local/cuda/version.json
+    cuda_toolkit_path: str | None = None  # the toolkit that version came from (CUDA_HOME, nvcc on PATH, /usr/local/cuda)
+    c_compiler: str | None = None  # the C compiler Triton and source builds would use (CC, cc, gcc); None: none found
     user: str | None = None
     user_groups: list[str] = field(default_factory=list)
     # Groups /etc/group gives the user that this login session does not have yet (log out and in).
@@ -141,6 +154,13 @@ class LiveFacts:
     bnb_4bit_error: str | None = None
     cached_at: str | None = None  # set when this pass was remembered from an earlier check (local time)
     gpu_error: str | None = None  # why torch.cuda could not use the GPU (its warning or exception)
+    arch_list: list[str] | None = None  # torch.cuda.get_arch_list(): the kernels the build carries ("sm_86", "gfx1100")
+    device_arch: str | None = None  # the device's own: "sm_86" from its capability, or ROCm's gcnArchName base "gfx1100"
+    # transformers, peft, accelerate, trl, flash_attn imported in the child: name -> first line of
+    # the error, only for those that failed (installed but broken: undefined symbol, too old a pin)
+    import_errors: dict[str, str] = field(default_factory=dict)
+    signal: str | None = None  # the child was killed by this signal ("SIGABRT", "SIGSEGV")
+    stderr_tail: str | None = None  # the child's last stderr lines when it died (HSA_STATUS_ERROR_INVALID_ISA …)
     error: str | None = None  # the check itself failed: crashed, printed no result, could not start
 
 
@@ -151,6 +171,7 @@ class PythonFacts:
     in_venv: bool = False
     env_kind: str | None = None  # "venv" | "conda" | "system"
     externally_managed: bool | None = None  # PEP 668: pip refuses to install here (Ubuntu's system Python)
+    python_headers: bool | None = None  # Python.h where sysconfig says (Triton and source builds compile against it)
     packages: dict[str, PackageFacts] = field(default_factory=dict)
     live: LiveFacts | None = None
 
