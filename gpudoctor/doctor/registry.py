@@ -30,6 +30,8 @@ CHECK_MODULES = (
     "gpudoctor.doctor.nvidia",
     "gpudoctor.doctor.amd",
     "gpudoctor.doctor.python_env",
+    "gpudoctor.doctor.live",
+    "gpudoctor.doctor.environment",
     "gpudoctor.doctor.host",
 )
 
