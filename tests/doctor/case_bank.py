@@ -5,9 +5,10 @@ Facts: a case's `facts` (a partial SystemFacts in its `to_dict` form) are deep-m
 box of the same vendor (doctor_facts.nvidia_box / amd_box, plus healthy values for the fields that
 box predates: a C compiler, Python and kernel headers, a venv). Dicts merge key by key; a list or a
 scalar in the case replaces the baseline's (`gpus: []` means no GPU), and so does each package
-record under `python.packages`. Two consistency rules keep the
+record under `python.packages`. Consistency rules keep the
 baseline from contradicting a case: the /dev/nvidia* nodes follow the loaded modules unless the case
-lists `host.device_nodes`, and `python.in_venv` follows a case's `python.env_kind`.
+lists `host.device_nodes`, and `python.in_venv` follows a case's `python.env_kind`; a case that names
+its OS drops the baseline's `os_pretty` (and, for another distribution, its `os_version`).
 
 Grade (one case, the doctor's findings): only problem findings count (error, warning, crash).
 - fix given: every `fix_keywords` entry occurs (case-insensitively) in some problem finding's fix,
@@ -151,8 +152,13 @@ def facts_dict(case: Case) -> dict[str, Any]:
     host, python = merged["host"], merged["python"]
     for name, package in case.facts.get("python", {}).get("packages", {}).items():
         python["packages"][name] = copy.deepcopy(package)  # a package is one record: the case's replaces the baseline's
-    if "device_nodes" not in case.facts.get("host", {}):
+    case_host = case.facts.get("host", {})
+    if "device_nodes" not in case_host:
         host["device_nodes"] = nvidia_nodes(host["loaded_modules"], merged["gpus"])
+    if ("os_id" in case_host or "os_version" in case_host) and "os_pretty" not in case_host:
+        host["os_pretty"] = None  # the baseline's "Ubuntu 24.04.2 LTS" would name another system
+    if case_host.get("os_id", "ubuntu") != "ubuntu" and "os_version" not in case_host:
+        host["os_version"] = None  # nor is another distribution at release 24.04
     if "env_kind" in case.facts.get("python", {}) and "in_venv" not in case.facts["python"]:
         python["in_venv"] = python["env_kind"] == "venv"
     return merged

@@ -18,7 +18,7 @@ import dataclasses
 import os
 
 import pytest
-from case_bank import OPTIONAL_KEYS, REQUIRED_KEYS, SPLITS, Case, grade, load_cases, system_facts
+from case_bank import OPTIONAL_KEYS, REQUIRED_KEYS, SPLITS, Case, baseline, grade, load_cases, system_facts
 
 from gpudoctor.doctor import run_checks
 from gpudoctor.probe.facts import HostFacts, LiveFacts, PythonFacts, SystemFacts
@@ -43,6 +43,13 @@ def test_the_doctor_names_the_accepted_fix(case: Case):
     assert not result.wrong_fixes_given, f"the doctor gave a fix the thread showed did not help: {result.wrong_fixes_given}"
     if case.blocks_training:
         assert not result.ready, f"the doctor calls the machine ready to train; it said:\n{said or '  nothing'}"
+
+
+@pytest.mark.parametrize("vendor", ["nvidia", "amd"])
+def test_the_baseline_is_a_healthy_box(vendor):
+    """What a case is laid over has nothing wrong with it, so each finding comes from the case."""
+    facts = SystemFacts.from_dict(baseline(vendor))
+    assert [f"{f.id}: {f.title}" for f in run_checks(facts) if f.is_problem] == []
 
 
 # --- the bank itself ----------------------------------------------------------------------------
