@@ -9,7 +9,8 @@ tests/doctor/case_bank.py). A case is diagnosed when the cause is named (one err
 finding's title or detail holds the case's cause_keywords) and the fix is given (every fix keyword
 in some problem finding's fix, no fix the thread showed did not help). Cases marked `visible: false`
 (their evidence is in no fact the probe reads) are listed apart and never counted. For each case not
-diagnosed it prints what went wrong and the doctor's top finding.
+diagnosed, or called ready to train though its failure blocks training (what test_cases.py also
+asserts), it prints what went wrong and the doctor's top finding.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def report(split: str) -> None:
           f"(cause named {sum(g.cause_named for g in grades)}, fix given {sum(g.fix_given for g in grades)}, "
           f"not ready where it blocks {sum(not g.ready for g in grades if g.case.blocks_training)}"
           f"/{sum(g.case.blocks_training for g in grades)}); "
-          f"{len(hidden)} not visible to the probe, not counted")
+          f"{len(hidden)} not visible to the probe, not counted; test_cases.py passes {sum(g.passes for g in grades)}")
     by_mode: dict[str, list[Grade]] = defaultdict(list)
     for g in grades:
         by_mode[g.case.mode].append(g)
@@ -57,9 +58,9 @@ def report(split: str) -> None:
         group = by_mode[mode]
         print(f"  {mode:<{width}}  {sum(g.diagnosed for g in group):>4}/{len(group):<4}  "
               f"{sum(g.cause_named for g in group):>5}  {sum(g.fix_given for g in group):>3}")
-    failing = [g for g in grades if not g.diagnosed]
+    failing = [g for g in grades if not (g.diagnosed and g.passes)]
     if failing:
-        print("  not diagnosed:")
+        print("  not diagnosed (or called ready though it blocks training):")
         for g in failing:
             print(f"    {g.case.id}: {why(g)}")
             print(f"      top finding: {top_line(g)}")
@@ -71,7 +72,7 @@ def report(split: str) -> None:
 
 
 def why(g: Grade) -> str:
-    parts = []
+    parts = ["ready to train, though it blocks training"] if g.case.blocks_training and g.ready else []
     if not g.cause_named:
         parts.append(f"cause not named {g.case.cause_keywords}")
     if g.missing_keywords:

@@ -88,6 +88,11 @@ class Grade:
         return self.cause_named and self.fix_given
 
     @property
+    def passes(self) -> bool:
+        """What test_cases.py asserts: the fix given, and not "ready to train" where the failure blocks training."""
+        return self.fix_given and not (self.case.blocks_training and self.ready)
+
+    @property
     def ready(self) -> bool:
         return not any(f.status == "error" for f in self.findings)
 
