@@ -119,19 +119,31 @@ def load_base(model_dir: Path, settings: Settings, *, trust_remote_code: bool = 
     return model
 
 
-def add_lora(model: Any, settings: Settings) -> Any:
-    """prepare_model_for_kbit_training (freeze, upcast norms, checkpointing) then a peft LoRA adapter."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def prepare_for_training(model: Any, *, grad_ckpt: bool) -> Any:
+    """Freeze the base and turn on gradient checkpointing, keeping every parameter in its loaded dtype.
 
-    if getattr(model, "is_loaded_in_4bit", False):
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=settings.grad_ckpt,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
-    elif settings.grad_ckpt:
+    peft's prepare_model_for_kbit_training also casts every parameter that is not 4-bit (embeddings,
+    norms, lm_head) to fp32; the embeddings' fp32 output then makes the whole residual stream fp32
+    (bitsandbytes' Linear4bit and peft's LoRA layers return their input's dtype), so every gradient
+    checkpoint and saved activation costs twice its 16-bit size. Here they stay in the compute dtype
+    from_pretrained loaded them in; RMSNorm still does its math in fp32 inside (LlamaRMSNorm and
+    MistralRMSNorm upcast, normalise, cast back), and the LoRA adapters are fp32 (peft's
+    autocast_adapter_dtype). Modules a model keeps in fp32 (_keep_in_fp32_modules) stay fp32.
+    """
+    model.requires_grad_(False)
+    if grad_ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        model.enable_input_require_grads()  # not needed with use_reentrant=False, harmless, and safe if that changes
+    return model
+
+
+def add_lora(model: Any, settings: Settings) -> Any:
+    """prepare_for_training (freeze, checkpointing, no fp32 upcast), a peft LoRA adapter, and the chunked loss."""
+    from peft import LoraConfig, get_peft_model
+
+    from gpudoctor.train import loss
+
+    model = prepare_for_training(model, grad_ckpt=settings.grad_ckpt)
     targets = settings.lora_targets
     config = LoraConfig(
         r=settings.lora_r,
@@ -141,6 +153,8 @@ def add_lora(model: Any, settings: Settings) -> Any:
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, config)
+        model = get_peft_model(model, config)  # autocast_adapter_dtype=True: the adapters are fp32
     except ValueError as err:
         raise BadInput(f"--lora-targets {','.join(targets)}: {str(err).splitlines()[0]}") from None
+    loss.install(model)  # labelled forwards: chunked cross-entropy (or Liger's fused one), no full logits
+    return model

@@ -46,7 +46,7 @@ def training_arguments(
         per_device_train_batch_size=batching.micro_batch,
         per_device_eval_batch_size=batching.micro_batch,
         gradient_accumulation_steps=batching.grad_accum,
-        # prepare_model_for_kbit_training already turned checkpointing on when asked; the Trainer must not redo it
+        # model.prepare_for_training already turned checkpointing on when asked; the Trainer must not redo it
         gradient_checkpointing=False,
         num_train_epochs=training.epochs,
         max_steps=training.max_steps if training.max_steps else -1,
