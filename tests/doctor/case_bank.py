@@ -5,10 +5,10 @@ Facts: a case's `facts` (a partial SystemFacts in its `to_dict` form) are deep-m
 box of the same vendor (doctor_facts.nvidia_box / amd_box, plus healthy values for the fields that
 box predates: a C compiler, Python and kernel headers, a venv). Dicts merge key by key; a list or a
 scalar in the case replaces the baseline's (`gpus: []` means no GPU), and so does each package
-record under `python.packages`. Consistency rules keep the
-baseline from contradicting a case: the /dev/nvidia* nodes follow the loaded modules unless the case
-lists `host.device_nodes`, and `python.in_venv` follows a case's `python.env_kind`; a case that names
-its OS drops the baseline's `os_pretty` (and, for another distribution, its `os_version`).
+record under `python.packages`. Consistency rules keep the baseline from contradicting a case: the
+/dev/nvidia* nodes follow the loaded modules unless the case lists `host.device_nodes`,
+`python.in_venv` follows a case's `python.env_kind`, and a case that names its OS drops the
+baseline's `os_pretty` (and, for another distribution, its `os_version`).
 
 Grade (one case, the doctor's findings): only problem findings count (error, warning, crash).
 - fix given: every `fix_keywords` entry occurs (case-insensitively) in some problem finding's fix,
