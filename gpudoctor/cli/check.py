@@ -305,8 +305,24 @@ def _python_lines(facts: SystemFacts) -> list[str]:
         f"python: {python.version or '?'} {'(venv) ' if python.in_venv else ''}{python.executable or '?'}",
         f"packages: {', '.join(packages) or 'none of ' + ', '.join(REPORT_PACKAGES[:3])}",
         _live_line(facts),
+        *_live_failure_lines(facts),
         *(f"probe error: {problem}" for problem in [*facts.errors, *facts.host.errors]),
     ]
+
+
+def _live_failure_lines(facts: SystemFacts) -> list[str]:
+    """The signal that killed the live check and the end of its stderr, and the libraries that failed to import."""
+    live = facts.python.live
+    if live is None or not live.ran:
+        return []
+    lines = [f"import {name} failed: {message.strip().splitlines()[0] if message.strip() else '?'}"
+             for name, message in sorted(live.import_errors.items())]
+    tail = [line.rstrip() for line in (live.stderr_tail or "").splitlines() if line.strip()]
+    if live.signal:
+        lines.append(f"live check killed by {live.signal}" + ("; its stderr ended:" if tail else " (no stderr)"))
+    elif tail:
+        lines.append("live check stderr ended:")
+    return lines + [f"  | {line}" for line in tail]
 
 
 def _finding_lines(diagnosis: Diagnosis) -> list[str]:
