@@ -29,3 +29,27 @@ def pip_install(python: str | None, requirement: str, *, reinstall: bool = False
     """`<python> -m pip install -U '<requirement>'` for the interpreter gpudoctor inspected."""
     flags = "-U --force-reinstall" if reinstall else "-U"
     return f"{shlex.quote(python or 'python3')} -m pip install {flags} {shlex.quote(requirement)}"
+
+# --- added for the NVIDIA driver and environment checks (nvidia.py, environment.py) ---------------
+
+# Ubuntu's prebuilt nvidia modules (linux-modules-nvidia-*) are signed by Canonical; Secure Boot loads them.
+UBUNTU_SIGNED_DRIVER = "sudo ubuntu-drivers install   # Ubuntu's driver: prebuilt modules signed by Canonical, which Secure Boot trusts"
+SECURE_BOOT_OFF = "# or turn Secure Boot off in the firmware setup (on a cloud VM: its Secure Boot / Trusted Launch setting)"
+# Without a console (a cloud VM) the MOK Manager screen cannot be reached: turning Secure Boot off is the way.
+FINISH_MOK_ENROLMENT = (
+    "sudo reboot   # then pick 'Enroll MOK' → Continue → Yes in the blue MOK manager screen and type the one-time password\n"
+    "# password forgotten? sudo mokutil --revoke-import && sudo mokutil --import /var/lib/shim-signed/mok/MOK.der, then reboot"
+)
+# DKMS outside Ubuntu's shim-signed set-up keeps its key in /var/lib/dkms.
+OTHER_DKMS_KEY = "# no /var/lib/shim-signed/mok/MOK.der? DKMS's own key is /var/lib/dkms/mok.pub: import that one"
+# The NVIDIA module for the running kernel is built by DKMS against that kernel's headers.
+KERNEL_HEADERS = "sudo apt install linux-headers-$(uname -r)   # installing them makes DKMS build the NVIDIA module"
+DKMS_BUILD = "sudo dkms autoinstall   # builds every DKMS module (nvidia too) for the running kernel"
+# Keeps the headers coming with every future kernel (linux-headers-generic-hwe-24.04 on the HWE kernel).
+HEADERS_META = "# so the next kernel gets its headers too: sudo apt install linux-headers-generic (or linux-headers-generic-hwe-24.04)"
+LOAD_UVM = "sudo modprobe nvidia_uvm"
+# What NixOS merged for nvidia_uvm loaded too early at boot: load it after nvidia, every boot.
+UVM_EVERY_BOOT = "echo 'softdep nvidia post: nvidia-uvm' | sudo tee /etc/modprobe.d/nvidia-uvm.conf   # and at every boot"
+RELOAD_UVM = "sudo rmmod nvidia_uvm && sudo modprobe nvidia_uvm   # close every CUDA program first; or: sudo reboot"
+# Finishes a half-done driver upgrade, so the kernel module DKMS builds and the libraries are one version.
+FINISH_DRIVER_UPGRADE = "sudo apt update && sudo apt install --fix-broken && sudo reboot"

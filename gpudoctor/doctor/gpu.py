@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Verdict, error, ok, warning
-from gpudoctor.doctor.nvidia import nouveau_holds_card, nvidia_probe_error, nvml_version_mismatch, secure_boot_refuses_module
+from gpudoctor.doctor.nvidia import (
+    module_not_built_for_kernel,
+    nouveau_holds_card,
+    nvidia_probe_error,
+    nvml_version_mismatch,
+    secure_boot_refuses_module,
+    signing_key_not_enrolled,
+)
 from gpudoctor.doctor.registry import check
 from gpudoctor.doctor.selection import integrated_beside_discrete, pci_cards, training_gpus
 from gpudoctor.doctor.units import GIB, gib
@@ -21,6 +28,14 @@ BUSY_VRAM_SHARE = 0.10
 DISPLAY_PROCESSES = ("xorg", "xwayland", "gnome-shell", "kwin_wayland", "kwin_x11", "plasmashell", "sway", "mutter")
 # When another row names the cause and its fix, gpu.present points there instead of repeating it.
 SEE_DRIVER_ROW = " The Driver row has the fix."
+# The driver's libraries answer but its kernel module is not loaded, for no cause the checks recognise:
+# loading it by hand either works or prints the reason.
+LOAD_NVIDIA_MODULE = (
+    "sudo modprobe nvidia   # loads it, or says why not: 'Key was rejected by service' is Secure Boot, "
+    "'not found' means no module for this kernel\n"
+    "sudo dmesg | grep -iE 'nvidia|nvrm' | tail -n 20   # the kernel's own reason\n"
+    "sudo reboot   # if the driver was installed since the last boot"
+)
 
 
 @check("gpu.present", category="GPU")
@@ -57,10 +72,14 @@ def _why_no_usable_gpu(facts: SystemFacts) -> tuple[str, str, str | None]:
         return "No usable GPU: NVIDIA driver/library version mismatch", SEE_DRIVER_ROW, None
     if nouveau_holds_card(facts):
         return "No usable GPU: the open-source nouveau driver holds the NVIDIA card", SEE_DRIVER_ROW, None
+    if module_not_built_for_kernel(facts):
+        return "No usable GPU: the NVIDIA kernel module is not built for the running kernel", SEE_DRIVER_ROW, None
+    if signing_key_not_enrolled(facts):
+        return "No usable GPU: Secure Boot refuses the NVIDIA kernel module (its signing key is not enrolled)", SEE_DRIVER_ROW, None
     if secure_boot_refuses_module(facts):
         return "No usable GPU: Secure Boot refuses the unsigned NVIDIA kernel module", SEE_DRIVER_ROW, None
-    if nvidia_error is not None:
-        return f"No usable GPU: the NVIDIA driver answered '{nvidia_error.error or 'error'}'", "", fixes.INSTALL_NVIDIA_DRIVER
+    if nvidia_error is not None:  # the libraries are installed: reinstalling them is not the fix, the module's load error is
+        return f"No usable GPU: the NVIDIA driver answered '{nvidia_error.error or 'error'}'", "", LOAD_NVIDIA_MODULE
     if "nvidia" in vendors:
         return "No usable GPU: an NVIDIA card is on the PCI bus but the NVIDIA driver is not working", "", fixes.INSTALL_NVIDIA_DRIVER
     if "amd" in vendors:
