@@ -1,4 +1,4 @@
-"""The pip commands that put the right torch, bitsandbytes and gpudoctor[train] into a virtualenv.
+"""The pip commands that put the right torch, bitsandbytes and gpudoctor[train] into a virtualenv or a conda environment.
 
 Order matters: torch comes first from its PyTorch index (the only index that step uses, so no
 other index can offer a look-alike torch); then bitsandbytes and gpudoctor[train] come from PyPI
@@ -51,7 +51,22 @@ class TorchInstallPlan:
 
 
 def in_virtualenv() -> bool:
-    return sys.prefix != sys.base_prefix
+    """A venv, or a conda environment: both are environments of their own, and pip installs into them."""
+    return sys.prefix != sys.base_prefix or in_conda_env()
+
+
+def in_conda_env(prefix: str | None = None) -> bool:
+    """conda keeps its package records in <prefix>/conda-meta (the base environment and every `conda create`)."""
+    return (Path(prefix or sys.prefix) / "conda-meta").is_dir()
+
+
+def installed_by(name: str) -> str | None:
+    """Who installed distribution `name`: its dist-info INSTALLER ("pip", "conda", "uv"), None when unknown."""
+    try:
+        text = metadata.distribution(name).read_text("INSTALLER")
+    except metadata.PackageNotFoundError:
+        return None
+    return text.strip() if text else None
 
 
 def self_requirement() -> list[str]:
@@ -72,8 +87,13 @@ def self_requirement() -> list[str]:
 
 
 def plan_install(choice: WheelChoice, python: PythonFacts, *, executable: str | None = None,
-                 gpudoctor_requirement: list[str] | None = None) -> TorchInstallPlan:
-    """The pip steps for `choice`, skipping a torch that already has the chosen build."""
+                 gpudoctor_requirement: list[str] | None = None,
+                 installer: Callable[[str], str | None] | None = None) -> TorchInstallPlan:
+    """The pip steps for `choice`, skipping a torch that already has the chosen build.
+
+    In a conda environment pip installs into the environment too; only a torch that conda itself
+    installed cannot be swapped by pip (conda's records would still list it), so that one stops here
+    with the conda command that removes it."""
     exe = executable or python.executable or sys.executable
     plan = TorchInstallPlan(choice=choice, python=exe)
     pip = [exe, "-m", "pip", "install"]
@@ -81,6 +101,11 @@ def plan_install(choice: WheelChoice, python: PythonFacts, *, executable: str | 
     if torch and torch.version and torch.flavour == choice.tag:
         plan.skipped.append(f"already installed: torch {torch.version} ({choice.tag})")
     else:
+        if torch and torch.version and (installer or installed_by)("torch") == "conda":
+            raise ProblemFound(
+                f"torch {torch.version} was installed by conda, which pip cannot replace cleanly; remove it with "
+                "'conda remove --force pytorch' (torchvision and torchaudio too, if installed), then run 'gpudoctor install-torch' again"
+            )
         if torch and torch.version:
             plan.steps.append(PipStep(
                 f"remove torch {torch.version} ({torch.flavour or 'unknown build'}); pip would keep it otherwise",

@@ -472,3 +472,34 @@ def test_import_torch_broken_by_ld_library_path_is_not_a_reinstall():
     facts = nvidia_box(gpu_env={"LD_LIBRARY_PATH": "/usr/local/cuda-12.4/lib64"})
     facts.python.live = LiveFacts(ran=True, torch_error="ImportError: libcusparse.so.12: undefined symbol: __nvJitLinkCreate_12_8")
     assert one(facts, "torch.installed").fix.startswith("unset LD_LIBRARY_PATH")
+
+
+# --- install-torch in a conda environment ------------------------------------------------------------
+
+
+def test_a_conda_environment_is_an_environment_install_torch_installs_into(tmp_path, monkeypatch):
+    import sys
+
+    from gpudoctor.install import torch_install
+
+    (tmp_path / "conda-meta").mkdir()
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(sys, "base_prefix", str(tmp_path))  # conda: an environment is its own base
+    assert torch_install.in_conda_env() and torch_install.in_virtualenv()
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(sys, "base_prefix", str(tmp_path / "elsewhere"))
+    assert not torch_install.in_virtualenv()
+
+
+def test_a_torch_conda_installed_is_removed_with_conda_first():
+    from gpudoctor.errors import ProblemFound
+    from gpudoctor.install import torch_install
+    from gpudoctor.install.torch_index import choice_for_tag
+
+    python = nvidia_box().python
+    python.packages["torch"] = PackageFacts("torch", "2.5.1", None)
+    choice = choice_for_tag("cu128")
+    with pytest.raises(ProblemFound, match=r"installed by conda.*'conda remove --force pytorch'"):
+        torch_install.plan_install(choice, python, gpudoctor_requirement=["gpudoctor[train]"], installer=lambda name: "conda")
+    plan = torch_install.plan_install(choice, python, gpudoctor_requirement=["gpudoctor[train]"], installer=lambda name: "pip")
+    assert plan.steps[0].argv[-3:] == ["uninstall", "-y", "torch"]  # pip installed it: pip replaces it
