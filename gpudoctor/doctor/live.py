@@ -82,7 +82,9 @@ def torch_kernels(facts: SystemFacts) -> list[Verdict] | None:
         if device is None:
             continue
         if arch and any(serves(entry, device) for entry in arch):
-            verdicts.append(ok(f"torch {build.version} has kernels for GPU {gpu.index} ({device})"))
+            ptx_only = not any(serves(entry, device) for entry in arch if entry.startswith("sm_"))
+            how = " (as PTX: the driver compiles it at the first run)" if ptx_only else ""
+            verdicts.append(ok(f"torch {build.version} has kernels for GPU {gpu.index} ({device}){how}"))
         elif arch or _said_incompatible(live, device):
             verdicts.append(_no_kernels(facts, build, gpu, device, arch))
     return verdicts or None

@@ -259,6 +259,8 @@ def test_a_card_the_build_serves_is_ok():
     facts = nvidia_box()
     facts.python.live = cuda_live(["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"])
     assert one(facts, "torch.kernels").title == "torch 2.7.1+cu128 has kernels for GPU 0 (sm_89)"  # sm_86 SASS runs on 8.9
+    facts.python.live.arch_list = ["sm_70", "sm_75", "compute_75"]
+    assert one(facts, "torch.kernels").title.endswith("(sm_89) (as PTX: the driver compiles it at the first run)")
 
 
 # --- a live check that died --------------------------------------------------------------------------
