@@ -1,4 +1,5 @@
-"""Checks on the Python side: Python itself, the torch build against the GPU, and bitsandbytes.
+"""Checks on the Python side: Python itself and where it installs (PEP 668), the torch build against the
+GPU, bitsandbytes, the training libraries' versions against each other, and Triton's build tools.
 
 The GPU these checks hold torch to is `selection.training_vendor`: the card training uses, or, when
 no driver offers one, the card on the PCI bus. So a CUDA torch on a box whose NVIDIA card has no
