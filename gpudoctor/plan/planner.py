@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 from gpudoctor.data.stats import DataStats
@@ -54,8 +55,10 @@ def make_plan(
     data: DataStats | None = None,
     effective_batch: int = 16,
     tokens_total: int | None = None,
+    correct: Callable[[Settings, MemoryEstimate], MemoryEstimate] | None = None,
 ) -> Plan:
-    """The best settings for `model` on `hardware`; `fixed` maps Settings fields to values the user set."""
+    """The best settings for `model` on `hardware`; `fixed` maps Settings fields to values the user set.
+    `correct` (gpudoctor.plan.corrections) turns each candidate's estimate into what was measured on this card."""
     fixed = _checked_fixed(fixed or {}, hardware)
     if effective_batch < 1:
         raise BadInput(f"--effective-batch: must be at least 1 (got {effective_batch})")
@@ -63,10 +66,10 @@ def make_plan(
     base = _base_settings(model, hardware, fixed, notes)
     coverage, seq_choices, seq_mode = _seq_choices(model, fixed, data, hardware)
     usable = int(hardware.budget_bytes * HEADROOM_FRACTION)
-    best = _search(model, hardware, base, fixed, seq_choices, seq_mode == "free", effective_batch, usable)
+    best = _search(model, hardware, base, fixed, seq_choices, seq_mode == "free", effective_batch, usable, correct)
     if best is None:
         settings = _frugal(base, fixed, seq_choices[-1] if seq_mode == "free" else seq_choices[0], effective_batch)
-        plan = Plan(model, hardware, settings, memory.estimate(model, settings, hardware), fits=False, notes=notes, effective_batch=effective_batch)
+        plan = Plan(model, hardware, settings, _estimate(model, settings, hardware, correct), fits=False, notes=notes, effective_batch=effective_batch)
         plan.suggestions = _suggestions(model, hardware, settings, fixed, usable)
     else:
         settings, estimate = best
@@ -78,12 +81,17 @@ def make_plan(
     return plan
 
 
-def _search(model, hardware, base, fixed, seq_choices, seq_free, effective_batch, usable) -> tuple[Settings, MemoryEstimate] | None:
+def _estimate(model: ModelSpec, settings: Settings, hardware: Hardware, correct=None) -> MemoryEstimate:
+    found = memory.estimate(model, settings, hardware)
+    return correct(settings, found) if correct is not None else found
+
+
+def _search(model, hardware, base, fixed, seq_choices, seq_free, effective_batch, usable, correct=None) -> tuple[Settings, MemoryEstimate] | None:
     """The preferred candidate that fits in `usable` bytes, trying each strategy in turn."""
     best: tuple[tuple, Settings, MemoryEstimate] | None = None
     for strategy in _strategies(base, fixed):
         for settings in _candidates(base, fixed, seq_choices, effective_batch, strategy):
-            estimate = memory.estimate(model, settings, hardware)
+            estimate = _estimate(model, settings, hardware, correct)
             if estimate.peak_reserved_bytes > usable:
                 continue
             key = _preference(model, settings, hardware, seq_free, seq_choices)
