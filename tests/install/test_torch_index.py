@@ -29,7 +29,7 @@ def amd(rocm, name="AMD Radeon RX 7900 XTX"):
         (nvidia("565.57.01", "12.7"), "cu126"),
         (nvidia("570.26"), "cu128"),  # no NVML CUDA version: the driver table decides
         (nvidia("560.28.02"), "cu126"),  # just below 560.28.03, minor-version compatibility
-        (nvidia("580.82.07", "13.0", "6.1", "NVIDIA GeForce GTX 1080"), "cu128"),  # CUDA 13 dropped Pascal
+        (nvidia("580.82.07", "13.0", "6.1", "NVIDIA GeForce GTX 1080"), "cu126"),  # CUDA 13 and torch 2.8+ cu128 dropped Pascal
         (nvidia("560.35.03", "12.6", "9.0", "NVIDIA H100"), "cu126"),
         (nvidia("570.133.07", "12.8", "12.0", "NVIDIA GeForce RTX 5090"), "cu128"),
         (amd("6.4.3"), "rocm6.4"),
