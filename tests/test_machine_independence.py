@@ -1,6 +1,7 @@
 """Nothing in the suite depends on the machine it runs on: run as if on a healthy Ubuntu 24.04 + RTX 4090
 box (GPUDOCTOR_TEST_HOST=rtx-4090-ubuntu, tests/conftest.py), every test has the outcome it has on the
-default host (no-gpu, like CI): the same tests pass, none fails, the same few skip.
+default host (no-gpu, like CI): the same tests pass, the same few skip. (A test failing on both hosts
+fails in its own right, not here: this test compares the two runs.)
 
 Both runs are the whole suite but this file and most tests marked slow, side by side in two child pytest
 sessions (about 45 s on 2 cores). The slow tests kept are the ones that train through the CLI
@@ -36,8 +37,8 @@ def start(host: str | None, folder: Path) -> tuple[subprocess.Popen, Path]:
         "-k", SELECTION, "--ignore", str(Path(__file__).relative_to(REPO)),
         f"--basetemp={folder / 'tmp'}", f"--junitxml={report}",
     ]  # fmt: skip
-    log = (folder / "output.txt").open("w")
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), report
+    with (folder / "output.txt").open("w") as log:
+        return subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), report
 
 
 def outcomes(report: Path) -> dict[str, str]:
@@ -52,20 +53,20 @@ def outcomes(report: Path) -> dict[str, str]:
 def test_the_suite_has_the_same_outcome_on_a_gpu_host_as_on_the_default_one(tmp_path):
     runs = {name: start(host, tmp_path / name) for name, host in (("default", None), (GPU_HOST, GPU_HOST))}
     results = {}
-    for name, (process, report) in runs.items():
-        try:
-            code = process.wait(timeout=300)
-        finally:
+    try:
+        for name, (process, report) in runs.items():
+            code = process.wait(timeout=600)
+            output = (tmp_path / name / "output.txt").read_text(errors="replace")
+            assert code in (0, 1) and report.is_file(), f"pytest did not finish on the {name} host (exit {code}):\n{output[-4000:]}"
+            results[name] = outcomes(report)
+    finally:
+        for process, _ in runs.values():
             process.kill()
-        output = (tmp_path / name / "output.txt").read_text(errors="replace")
-        assert code == 0, f"the suite failed on the {name} host:\n{output[-4000:]}"
-        results[name] = outcomes(report)
 
     default, gpu = results["default"], results[GPU_HOST]
     assert len(default) > 500  # the whole suite ran, not a stray subset
     assert sorted(gpu) == sorted(default)
-    changed = {test: (default[test], gpu[test]) for test in default if gpu[test] != default[test]}
+    changed = {test: f"{default[test]} on the default host, {gpu[test]} on {GPU_HOST}" for test in default if gpu[test] != default[test]}
     assert changed == {}
-    assert {outcome for outcome in gpu.values()} <= {"passed", "skipped"}
     skipped = [test for test, outcome in gpu.items() if outcome == "skipped"]
     assert all("test_shellcheck" in test for test in skipped), skipped  # only where shellcheck is not installed
