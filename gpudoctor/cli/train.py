@@ -64,12 +64,14 @@ def train(
     from gpudoctor.train.quiet import quiet_libraries
 
     quiet_libraries()
+    from gpudoctor.plan.corrections import default_file
     from gpudoctor.train.callbacks import Faults
     from gpudoctor.train.run import train as run_training
 
     report = run_training(
         config, resume=resume, force=force, console=console, trust_remote_code=trust_remote_code,
         truncate=truncate, faults=Faults.from_env(), planned_peak_bytes=plan.memory.peak_reserved_bytes if plan else None,
+        hardware=plan.hardware if plan else None, corrections_file=default_file(),
     )  # fmt: skip
     _print_report(report, out_console())
 
@@ -119,6 +121,6 @@ def _print_report(report: Any, out: Any) -> None:
     if measured:
         out.print(f"peak memory: {planned}measured {measured / gib:.2f} GiB ({what})")
     for note in report.notes:
-        out.print(f"note: {note}")
+        out.print(f"{'measured' if note.startswith('step 1 ') else 'note'}: {note}")
     out.print(f"adapter: {report.output} (report.json, loss.png, tb/)")
     out.print(f"try it: gpudoctor chat --adapter {report.output} --prompt \"...\"")

@@ -1,4 +1,4 @@
-"""Trainer callbacks: progress bar, losses, peak memory, signals, NaN guard and injected faults.
+"""Trainer callbacks: progress bar, losses, peak memory, the first-step check, signals, NaN guard and injected faults.
 
 Faults (OOM, NaN, interrupt) can be injected at a step so the recovery paths are tested on CPU;
 the CLI reads them from GPUDOCTOR_INJECT_OOM_AT_STEP / _NAN_AT_STEP / _INTERRUPT_AT_STEP.
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import TrainerCallback
 
+from gpudoctor.train import measure
 from gpudoctor.train.packing import TokenCounter
 
 GIB = 1024**3
@@ -67,8 +68,7 @@ def measure_memory(log: RunLog) -> None:
     if torch.cuda.is_available():
         log.peak_allocated = max(log.peak_allocated or 0, torch.cuda.max_memory_allocated())
         log.peak_reserved = max(log.peak_reserved or 0, torch.cuda.max_memory_reserved())
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    log.peak_rss = max(log.peak_rss or 0, rss)
+    log.peak_rss = max(log.peak_rss or 0, measure.rss_peak())  # since training began (FirstStep resets it)
 
 
 class Measure(TrainerCallback):
@@ -95,6 +95,39 @@ class Measure(TrainerCallback):
             self.log.losses.append((state.global_step, float(logs["loss"])))
         if "eval_loss" in logs:
             self.log.eval_losses.append((state.global_step, float(logs["eval_loss"])))
+
+
+class FirstStep(TrainerCallback):
+    """Peaks counted from the start of training; after the first optimizer step, `check` (run.py's
+    comparison with the plan, which raises measure's OverBudget to re-plan before step 2).
+
+    The first step is the worst case: its micro batches hold the longest rows, full
+    (gpudoctor.train.packing.HeaviestFirst), so an out-of-memory comes at step 1 rather than later."""
+
+    def __init__(self, device: str, check: Callable[[], None] | None = None) -> None:
+        self.device, self.check = device, check
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        measure.reset_peaks(self.device)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 1 and self.check is not None:
+            self.check()
+
+
+class PeakWatch(TrainerCallback):
+    """The peak of every figure measure reads, over all steps since training began (plan --verify)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.peaks: dict[str, int] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        measure.reset_peaks(self.device)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        for name, value in measure.read_peaks(self.device).items():
+            self.peaks[name] = max(self.peaks.get(name, 0), value)
 
 
 class Progress(TrainerCallback):

@@ -7,6 +7,10 @@ the same boundaries as variable-length sequences: no token attends across sample
 is skipped when a KV cache exists, so every batch says use_cache=False (tests/train/test_packing.py
 shows the leak with a cache and none without).
 Padding goes at the end of a row; with a causal mask no real token ever attends to it.
+
+HeaviestFirst is the Trainer's training order with one change: the first epoch opens with its
+heaviest rows, so the first optimizer step is the worst case for memory and an out-of-memory comes
+at step 1 rather than at step 500 (gpudoctor.train.callbacks.FirstStep measures it).
 """
 
 from __future__ import annotations
@@ -63,6 +67,46 @@ def pack(samples: list[Sample], seq_len: int) -> list[Row]:
 
 def unpacked(samples: list[Sample]) -> list[Row]:
     return [_row([s]) for s in samples]
+
+
+def heaviest_first(order: list[int], lengths: list[int], front: int) -> list[int]:
+    """`order` with its `front` longest rows moved to the start, longest first (ties: as in `order`);
+    the other rows keep their relative order."""
+    rank = {index: at for at, index in enumerate(order)}
+    heavy = sorted(order, key=lambda index: (-lengths[index], rank[index]))[: max(0, min(front, len(order)))]
+    moved = set(heavy)
+    return heavy + [index for index in order if index not in moved]
+
+
+class HeaviestFirst:
+    """The Trainer's seeded shuffle (accelerate's SeedableRandomSampler: torch.randperm seeded with
+    data_seed + epoch), except that epoch 0 starts with its `front` longest rows, longest first.
+
+    `front` is the rows of one optimizer step (micro batch x accumulation x processes), which the
+    out-of-memory back-off keeps, so a run continued with half micro batches sees the same rows
+    in the same steps; resuming skips batches of this same order, so it is exact too."""
+
+    def __init__(self, lengths: list[int], front: int, seed: int) -> None:
+        self.lengths, self.front, self.seed = lengths, front, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self, epoch: int) -> list[int]:
+        import torch
+
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        return heaviest_first(order, self.lengths, self.front) if epoch == 0 else order
+
+    def __iter__(self):
+        yield from self.order(self.epoch)
+        self.epoch += 1  # as SeedableRandomSampler: a next pass without set_epoch is the next epoch
 
 
 class RowDataset:

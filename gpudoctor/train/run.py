@@ -5,6 +5,14 @@ writes nothing; build_model loads the NF4 base and adds LoRA (a model that canno
 there, still before anything is written); start_run_folder writes run.yaml and the token cache;
 fit runs the Trainer, halving the micro batch on out-of-memory; finish saves the adapter and
 tokenizer, writes report.json and loss.png, and turns an interrupt or a NaN loss into its exit.
+
+The first optimizer step is the worst case (its micro batches hold the longest rows, full:
+packing.HeaviestFirst). After it fit reads the peak (measure.py), compares it with the memory
+model's figures for the batching that ran, records the correction later plans use
+(plan.corrections), and when the footprint passes the share of the budget a plan may use it
+re-plans before step 2: a smaller micro batch, more accumulation, the same effective batch, from
+the start (the out-of-memory back-off's path).
+
 The steps hand each other plain values (Prepared, Fitted), so each can be run and tested alone.
 """
 
@@ -14,23 +22,29 @@ import gc
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.plan.runconfig import write_run_config
 from gpudoctor.settings import RunConfig, Settings, TrainingOptions
+from gpudoctor.train import measure
 from gpudoctor.train.outputdir import check_output, newest_checkpoint, place_saved
-from gpudoctor.train.packing import Row, RowCollator, RowDataset, TokenCounter, pack, unpacked
+from gpudoctor.train.packing import HeaviestFirst, Row, RowCollator, RowDataset, TokenCounter, pack, unpacked
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
 from gpudoctor.train.request import refuse_big_model_on_cpu
 from gpudoctor.train.tokenize import Sample, Tokenized
 from gpudoctor.train.trainer import Batching, optimizer_name
+from gpudoctor.types import GIB
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gpudoctor.data.records import Dataset
+    from gpudoctor.plan.types import Hardware
     from gpudoctor.train.callbacks import Faults, RunLog
+    from gpudoctor.types import ModelSpec
 
 
 @dataclass
@@ -48,6 +62,8 @@ class Prepared:
     train_rows: list[Row]
     eval_rows: list[Row]
     notes: list[str]  # for report.json, in the order they arose
+    spec: ModelSpec | None = None  # the model's architecture numbers, for the memory model
+    hardware: Hardware | None = None  # what the first step is judged against (its budget)
 
 
 @dataclass
@@ -60,6 +76,8 @@ class Fitted:
     batching: Batching
     backoffs: list[dict[str, int]]  # one {step, micro_batch, grad_accum} per out-of-memory
     final_eval_loss: float | None = None
+    replans: list[dict[str, int]] = field(default_factory=list)  # one {step, micro_batch, grad_accum} per first step over the budget
+    measured: list[str] = field(default_factory=list)  # what each first step measured against the plan
 
     @property
     def status(self) -> str:
@@ -77,29 +95,35 @@ def train(
     truncate: bool = False,
     faults: Faults | None = None,
     planned_peak_bytes: int | None = None,
+    hardware: Hardware | None = None,
+    corrections_file: Path | None = None,
 ) -> TrainReport:
     """Train `config`; return the report (also written to <output>/report.json).
 
     Raises BadInput (exit 2) for bad data/model/output before writing anything, ProblemFound
     (exit 1) when the machine cannot run it or the loss turns NaN, and a GpudoctorError with
     exit code 130 after saving a checkpoint when SIGINT/SIGTERM arrived. `console` (a rich
-    Console) shows the progress bar and the out-of-memory messages.
+    Console) shows the progress bar, the first step's measurement and the out-of-memory messages.
+    `hardware` is the plan's (its budget judges the first step; default: this machine);
+    `corrections_file` is where the first step's measurement is recorded (None: nowhere).
     """
     from gpudoctor.train.quiet import quiet_libraries
 
     started = time.perf_counter()
     quiet_libraries()
-    prepared = prepare(config, resume=resume, force=force, trust_remote_code=trust_remote_code, truncate=truncate)
+    prepared = prepare(config, resume=resume, force=force, trust_remote_code=trust_remote_code, truncate=truncate, hardware=hardware)
     model = build_model(prepared, trust_remote_code=trust_remote_code)
     start_run_folder(prepared, resume=resume)
-    fitted = fit(prepared, model, console, faults)
+    fitted = fit(prepared, model, console, faults, corrections_file=corrections_file)
     return finish(prepared, fitted, started=started, planned_peak_bytes=planned_peak_bytes)
 
 
 # 1. Prepare: everything that can be wrong with the inputs, before anything is written.
 
 
-def prepare(config: RunConfig, *, resume: bool = False, force: bool = False, trust_remote_code: bool = False, truncate: bool = False) -> Prepared:
+def prepare(
+    config: RunConfig, *, resume: bool = False, force: bool = False, trust_remote_code: bool = False, truncate: bool = False, hardware: Hardware | None = None
+) -> Prepared:
     """Check the config, the model folder, the output folder and the data; tokenize and build rows.
 
     Raises BadInput/ProblemFound naming what is wrong; writes nothing (the token cache is saved later).
@@ -123,7 +147,36 @@ def prepare(config: RunConfig, *, resume: bool = False, force: bool = False, tru
     samples, held_out = split_eval(tokenized.samples, training.val_size, training.seed, str(config.data))
     train_rows, eval_rows = arrange(samples, settings), arrange(held_out, settings)
     notes = input_notes(settings, tokenized, len(samples), len(train_rows), device)
-    return Prepared(config, model_dir, output, checkpoint, device, dataset, tokenizer, tokenized, train_rows, eval_rows, notes)
+    spec, hardware = judged_against(config, model_dir, device, hardware)
+    return Prepared(config, model_dir, output, checkpoint, device, dataset, tokenizer, tokenized, train_rows, eval_rows, notes, spec, hardware)
+
+
+def judged_against(config: RunConfig, model_dir: Path, device: str, hardware: Hardware | None) -> tuple[ModelSpec | None, Hardware | None]:
+    """The model's architecture numbers (read as `plan` reads --model, else from the folder) and the
+    hardware the first step is judged against: the plan's when the caller has one, else this machine's
+    (on the CPU the budget counts what this process already holds). None where it cannot be told."""
+    from gpudoctor.plan import hardware as hardware_module
+    from gpudoctor.profiles import load_model
+
+    spec = None
+    for name in dict.fromkeys((str(config.model), str(model_dir))):
+        try:
+            spec = load_model(name)
+            break
+        except GpudoctorError:
+            continue
+    if hardware is None:
+        try:
+            if device == "cpu":
+                hardware = hardware_module.cpu_hardware()
+                hardware.budget_bytes += measure.rss_now()
+            else:
+                from gpudoctor.probe import probe_system
+
+                hardware = hardware_module.hardware_from_facts(probe_system(live=False))
+        except Exception:  # the check is a guard, never a reason not to train
+            hardware = None
+    return spec, hardware
 
 
 def check_config(config: RunConfig) -> None:
@@ -205,12 +258,13 @@ def start_run_folder(prepared: Prepared, *, resume: bool = False) -> None:
         save_cache(tokenized, Path(tokenized.cache_file))
 
 
-# 3. Fit: the Trainer loop; on out-of-memory halve the micro batch, double accumulation, go on.
+# 3. Fit: the Trainer loop; the first step checked against the plan; on out-of-memory halve the micro batch.
 
 
-def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = None) -> Fitted:
+def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = None, *, corrections_file: Path | None = None) -> Fitted:
     """Train to the end (or to a signal or NaN); after an out-of-memory error continue from the newest
-    checkpoint (or from the start, with the initial LoRA weights) with the same effective batch."""
+    checkpoint (or from the start, with the initial LoRA weights) with the same effective batch; after
+    a first step over the budget start again with the micro batch that fits what it measured."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     from gpudoctor.train.callbacks import Faults, RunLog
@@ -218,39 +272,86 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
     settings = prepared.config.settings
     faults = faults or Faults()
     initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-    batching, backoffs = Batching(settings.micro_batch, settings.grad_accum), []
+    batching, backoffs, replans, measured = Batching(settings.micro_batch, settings.grad_accum), [], [], []
     log, counter, checkpoint = RunLog(), TokenCounter(), prepared.checkpoint
     while True:
-        trainer, callbacks = make_trainer(prepared, model, batching, log, counter, console, faults)
+        check = first_step_check(prepared, batching, console, measured, corrections_file)
+        trainer, callbacks = make_trainer(prepared, model, batching, log, counter, console, faults, check)
         try:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             break
         except Exception as err:
-            if not is_out_of_memory(err):
+            if isinstance(err, measure.OverBudget):
+                batching, checkpoint = back_off(trainer, callbacks, batching, replans, prepared, console, to=Batching(*err.target), why=err.why)
+            elif is_out_of_memory(err):
+                batching, checkpoint = back_off(trainer, callbacks, batching, backoffs, prepared, console)
+            else:
                 raise
-            batching, checkpoint = back_off(trainer, callbacks, batching, backoffs, prepared, console)
             if checkpoint is None:
                 set_peft_model_state_dict(model, initial_lora)
             model.zero_grad(set_to_none=True)
             del trainer
             release_memory()
-    fitted = Fitted(model, log, trainer.state.global_step, batching, backoffs)
+    fitted = Fitted(model, log, trainer.state.global_step, batching, backoffs, replans=replans, measured=measured)
     fitted.final_eval_loss = final_eval_loss(trainer, fitted, has_eval=bool(prepared.eval_rows))
     return fitted
 
 
-def make_trainer(prepared: Prepared, model: Any, batching: Batching, log: RunLog, counter: TokenCounter, console: Any, faults: Faults) -> tuple[Any, list[Any]]:
-    """A Trainer for `batching` and its callbacks: measure, progress bar, signals, NaN guard, injected faults."""
-    from gpudoctor.train.callbacks import InjectFaults, Measure, NanGuard, Progress, StopOnSignal
+def first_step_check(prepared: Prepared, batching: Batching, console: Any, measured: list[str], corrections_file: Path | None) -> Callable[[], None] | None:
+    """What FirstStep calls after step 1: read the peak, compare it with the memory model's figures for
+    `batching`, record the correction, say it, and raise measure.OverBudget when a smaller micro batch
+    is needed. None when the model or the hardware is unknown (nothing to compare with), and under
+    `accelerate launch` (several processes would have to agree on a re-plan)."""
+    if prepared.spec is None or prepared.hardware is None or prepared.config.settings.gpus > 1:
+        return None
+    check = measure.StepCheck(prepared.spec, prepared.hardware, corrections_file)
+    budget = prepared.hardware.budget_bytes
+
+    def run_check() -> None:
+        settings = replace(prepared.config.settings, micro_batch=batching.micro_batch, grad_accum=batching.grad_accum)
+        judged = measure.judge(check, settings, measure.read_peaks(prepared.device))
+        if not judged.measurement.figures:
+            return
+        said = [f"step 1 (the longest rows, micro batch {batching.micro_batch}, seq_len {settings.seq_len}): {measure.figures_text(judged.measurement)}"]
+        target = measure.smaller_batching(check, judged) if judged.over else None
+        if judged.over and target is None:
+            footprint = (judged.footprint or 0) / GIB
+            said.append(
+                f"step 1 peaked at {footprint:.2f} GiB, over the {judged.usable / GIB:.2f} GiB a run may use, at micro batch 1: "
+                f"going on; if it runs out of memory lower --seq-len (now {settings.seq_len}) or turn on --grad-ckpt"
+            )
+        for line in said:
+            console.print(line)
+        measured.extend(said)
+        if target is not None:
+            raise measure.OverBudget(judged, target, budget)
+
+    return run_check
+
+
+def make_trainer(
+    prepared: Prepared, model: Any, batching: Batching, log: RunLog, counter: TokenCounter, console: Any, faults: Faults, check: Callable[[], None] | None = None
+) -> tuple[Any, list[Any]]:
+    """A Trainer for `batching` and its callbacks (measure, first-step check, progress bar, signals, NaN guard,
+    injected faults), drawing its rows in the Trainer's seeded order with the heaviest first (HeaviestFirst)."""
+    from gpudoctor.train.callbacks import FirstStep, InjectFaults, Measure, NanGuard, Progress, StopOnSignal
     from gpudoctor.train.trainer import build_trainer, training_arguments
 
     config, output, on_gpu = prepared.config, prepared.output, prepared.device != "cpu"
     args = training_arguments(config.settings, config.training, batching, output / "checkpoints", on_gpu=on_gpu, has_eval=bool(prepared.eval_rows))
-    callbacks = [Measure(log, counter), Progress(console, log), StopOnSignal(log), NanGuard(log, model, str(output)), InjectFaults(faults, model)]
+    callbacks = [
+        Measure(log, counter), FirstStep(prepared.device, check), Progress(console, log), StopOnSignal(log),
+        NanGuard(log, model, str(output)), InjectFaults(faults, model),
+    ]  # fmt: skip
     train_rows = RowDataset(prepared.train_rows, count_tokens=True)
     eval_rows = RowDataset(prepared.eval_rows, count_tokens=False) if prepared.eval_rows else None
     collator = RowCollator(prepared.tokenizer.pad_token_id, counter)
-    return build_trainer(model, args, train_rows, eval_rows, collator, callbacks, output / "tb"), callbacks
+    trainer = build_trainer(model, args, train_rows, eval_rows, collator, callbacks, output / "tb")
+    lengths = [row.real_tokens for row in prepared.train_rows]
+    front = batching.micro_batch * batching.grad_accum * max(1, int(args.world_size))  # the rows of one optimizer step
+    seed = args.data_seed if args.data_seed is not None else args.seed
+    trainer._get_train_sampler = lambda dataset=None: HeaviestFirst(lengths, front, seed)  # the Trainer's own hook
+    return trainer, callbacks
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -259,29 +360,35 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
 
 
-def back_off(trainer: Any, callbacks: list[Any], batching: Batching, backoffs: list[dict[str, int]], prepared: Prepared, console: Any) -> tuple[Batching, Path | None]:
-    """After an out-of-memory error: close the progress bar and signal handlers, record the halved micro
-    batch in `backoffs` and say so; return it and the checkpoint to go on from. ProblemFound at micro batch 1."""
+def back_off(
+    trainer: Any, callbacks: list[Any], batching: Batching, backoffs: list[dict[str, int]], prepared: Prepared, console: Any,
+    *, to: Batching | None = None, why: str | None = None,
+) -> tuple[Batching, Path | None]:  # fmt: skip
+    """After an out-of-memory error, or (`to`, `why`) a first step over the budget: close the progress bar
+    and signal handlers, record the new batching in `backoffs` and say so; return it and the checkpoint to
+    go on from (a re-plan starts again, so its first step is measured again). ProblemFound for an
+    out-of-memory error at micro batch 1."""
     from gpudoctor.train.callbacks import Progress, StopOnSignal
 
-    step = trainer.state.global_step + 1
+    step = trainer.state.global_step + (0 if to else 1)
     for callback in callbacks:
         if isinstance(callback, (Progress, StopOnSignal)):
             callback.on_train_end(trainer.args, trainer.state, trainer.control)
-    if batching.micro_batch <= 1:
-        raise ProblemFound(
-            f"out of memory at step {step} with micro batch 1; lower --seq-len (now {prepared.config.settings.seq_len}) "
-            "or turn on --grad-ckpt, then pass --resume"
-        ) from None
-    batching = Batching(batching.micro_batch // 2, batching.grad_accum * 2)
-    backoffs.append({"step": step, "micro_batch": batching.micro_batch, "grad_accum": batching.grad_accum})
-    checkpoint = newest_checkpoint(prepared.output)
+    if to is None:
+        if batching.micro_batch <= 1:
+            raise ProblemFound(
+                f"out of memory at step {step} with micro batch 1; lower --seq-len (now {prepared.config.settings.seq_len}) "
+                "or turn on --grad-ckpt, then pass --resume"
+            ) from None
+        to = Batching(batching.micro_batch // 2, batching.grad_accum * 2)
+    backoffs.append({"step": step, "micro_batch": to.micro_batch, "grad_accum": to.grad_accum})
+    checkpoint = None if why else newest_checkpoint(prepared.output)
     where = f"from {checkpoint.name}" if checkpoint else "from the start"
     console.print(
-        f"out of memory at step {step}: micro batch → {batching.micro_batch}, gradient accumulation → "
-        f"{batching.grad_accum} (effective batch unchanged); continuing {where}"
+        f"{why or f'out of memory at step {step}'}: micro batch → {to.micro_batch}, gradient accumulation → "
+        f"{to.grad_accum} (effective batch unchanged); continuing {where}"
     )
-    return batching, checkpoint
+    return to, checkpoint
 
 
 def release_memory() -> None:
@@ -329,38 +436,32 @@ def build_report(prepared: Prepared, fitted: Fitted, *, duration_s: float, plann
         start_step=log.start_step, records=len(prepared.dataset.records), train_rows=len(prepared.train_rows),
         eval_rows=len(prepared.eval_rows), packed=config.settings.packing, truncated=prepared.tokenized.truncated,
         duration_s=duration_s, tokens=log.tokens, tokens_per_s=round(log.tokens_per_s, 1) if log.tokens_per_s else None,
-        planned_peak_bytes=planned_peak_bytes if planned_peak_bytes is not None else planned_peak(config, prepared.device),
+        planned_peak_bytes=planned_peak_bytes if planned_peak_bytes is not None else planned_peak(prepared),
         measured_peak_allocated_bytes=log.peak_allocated, measured_peak_reserved_bytes=log.peak_reserved,
         measured_peak_rss_bytes=log.peak_rss,
         losses=[[s, v] for s, v in log.losses], eval_losses=[[s, v] for s, v in log.eval_losses],
-        final_eval_loss=fitted.final_eval_loss, oom_backoffs=fitted.backoffs, notes=[*prepared.notes, *backoff_notes(fitted)],
+        final_eval_loss=fitted.final_eval_loss, oom_backoffs=fitted.backoffs, notes=[*prepared.notes, *fitted.measured, *backoff_notes(fitted)],
         checkpoint=str(newest) if newest else None, versions=versions(),
     )  # fmt: skip
 
 
 def backoff_notes(fitted: Fitted) -> list[str]:
-    if not fitted.backoffs:
-        return []
-    b = fitted.batching
-    return [f"out of memory {len(fitted.backoffs)}×: finished with micro batch {b.micro_batch}, gradient accumulation {b.grad_accum}"]
+    b, notes = fitted.batching, []
+    if fitted.replans:
+        notes.append(f"step 1 measured over the budget {len(fitted.replans)}×: re-planned before step 2, finished with micro batch {b.micro_batch}, gradient accumulation {b.grad_accum}")
+    if fitted.backoffs:
+        notes.append(f"out of memory {len(fitted.backoffs)}×: finished with micro batch {b.micro_batch}, gradient accumulation {b.grad_accum}")
+    return notes
 
 
-def planned_peak(config: RunConfig, device: str) -> int | None:
-    """The planner's peak for exactly these settings, when the planner is installed and knows the model."""
-    try:
-        from gpudoctor.plan import hardware as hardware_module
-        from gpudoctor.plan.memory import estimate
-        from gpudoctor.profiles import load_model
-    except ImportError:
+def planned_peak(prepared: Prepared) -> int | None:
+    """The memory model's peak for exactly these settings on the hardware the run was judged against."""
+    if prepared.spec is None or prepared.hardware is None:
         return None
-    try:
-        model = load_model(config.model)
-        hardware = hardware_module.cpu_hardware() if device == "cpu" else None
-        if hardware is None:
-            from gpudoctor.probe import probe_system
+    from gpudoctor.plan.memory import estimate
 
-            hardware = hardware_module.hardware_from_facts(probe_system(live=False))
-        return int(estimate(model, config.settings, hardware).peak_reserved_bytes)
+    try:
+        return int(estimate(prepared.spec, prepared.config.settings, prepared.hardware).peak_reserved_bytes)
     except Exception:  # the planner's view is informative here, never a reason to stop
         return None
 
