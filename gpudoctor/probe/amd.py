@@ -2,6 +2,8 @@
 
 sysfs works without ROCm installed, so a fresh box still shows its card, VRAM and gfx target;
 rocminfo tells whether the ROCm runtime can open the card (it fails without /dev/kfd access).
+amdsmi is imported and called inside `quiet_stdout()`: its wheel prints "Unable to find libamd_smi.so"
+on a box without ROCm, and that text must not land in `check --json`; it becomes the probe's reason.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from gpudoctor.probe.facts import GpuFacts, GpuProcess, VendorProbe
 from gpudoctor.probe.pci import parse_uevent, read_text
+from gpudoctor.probe.quiet import quiet_stdout
 from gpudoctor.probe.sources import Sources
 
 AMD_VENDOR_ID = "0x1002"
@@ -131,12 +134,29 @@ def _amd_on_pci(sources: Sources) -> bool:
 # --- amdsmi -------------------------------------------------------------------------------
 
 
+# amdsmi's Python wheel loads this library from $ROCM_PATH/lib, the loader path or /opt/rocm/lib.
+_SMI_LIBRARY = "libamd_smi.so"
+
+
 def _probe_amdsmi(sources: Sources) -> tuple[VendorProbe, list[GpuFacts]]:
+    with quiet_stdout() as caught:
+        probe, gpus = _read_amdsmi(sources)
+    said = caught.last_line()  # a failing library's own words, kept as part of the reason
+    if probe.status == "error" and said and said not in (probe.error or ""):
+        probe.error = f"{probe.error} ({said})" if probe.error else said
+    return probe, gpus
+
+
+def _read_amdsmi(sources: Sources) -> tuple[VendorProbe, list[GpuFacts]]:
     try:
         smi = sources.amdsmi()
     except ImportError as err:
         return VendorProbe("amd", "amdsmi", "absent", error=f"amdsmi cannot be imported: {err}"), []
-    except Exception as err:  # a broken install: missing libamd_smi.so, bad ROCm path
+    except KeyError as err:  # the wheel without ROCm: its library table has no libamd_smi.so
+        if _SMI_LIBRARY in str(err):
+            return VendorProbe("amd", "amdsmi", "absent", error=f"amdsmi is installed but {_SMI_LIBRARY} (ROCm's amd-smi-lib) is not"), []
+        return VendorProbe("amd", "amdsmi", "error", error=f"importing amdsmi failed: {_oneline(err)}"), []
+    except Exception as err:  # a broken install: bad ROCm path, a library that does not load
         return VendorProbe("amd", "amdsmi", "error", error=f"importing amdsmi failed: {_oneline(err)}"), []
     try:
         smi.amdsmi_init()

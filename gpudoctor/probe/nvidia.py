@@ -1,7 +1,8 @@
 """NVIDIA GPUs through NVML (the library nvidia-smi uses): what each card is, holds and runs.
 
 Every NVML failure becomes a fact: a missing library is status "absent", a driver that is not
-loaded or does not match the library is status "error" with a readable reason.
+loaded or does not match the library is status "error" with a readable reason. The import and every
+NVML call run inside `quiet_stdout()`: nothing the native library prints reaches standard output.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpudoctor.probe.facts import GpuFacts, GpuProcess, VendorProbe
+from gpudoctor.probe.quiet import quiet_stdout
 from gpudoctor.probe.sources import Sources
 
 # NVML return codes (nvml.h, NVML_ERROR_*) and the words nvidia-smi uses for them.
@@ -44,7 +46,12 @@ def cuda_version_string(value: int) -> str:
 
 
 def probe_nvidia(sources: Sources) -> tuple[VendorProbe, list[GpuFacts]]:
-    """Ask NVML for every NVIDIA device; never raises for NVML's own errors."""
+    """Ask NVML for every NVIDIA device; never raises for NVML's own errors, never prints."""
+    with quiet_stdout():
+        return _probe_nvml(sources)
+
+
+def _probe_nvml(sources: Sources) -> tuple[VendorProbe, list[GpuFacts]]:
     try:
         nvml = sources.nvml()
     except (ImportError, OSError) as err:
