@@ -1,17 +1,20 @@
 """The host around the GPU: OS, kernel, Secure Boot, kernel modules, device access, memory, disks.
 
 Files are read under `Sources.root` (os-release, /proc, /sys, /dev, /opt/rocm), so a fixture
-folder stands in for a whole machine. A fact that cannot be read stays None and the reason is
-added to `HostFacts.errors`; nothing here raises for a missing or unreadable file.
+folder stands in for a whole machine; programs are looked up on $PATH under that root too (`which`).
+A fact that cannot be read stays None and the reason is added to `HostFacts.errors`; nothing here
+raises for a missing or unreadable file. The commands (modinfo, mokutil, dkms, nvcc) run side by
+side in threads while the files are read, each under `Sources.command_timeout`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 from collections.abc import Callable
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gpudoctor.probe.facts import DiskFacts, HostFacts
@@ -24,25 +27,57 @@ SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-
 GPU_MODULES = ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset", "nouveau", "amdgpu", "amdkfd")
 
 
+Step = Callable[["Sources", HostFacts], None]
+
+
 def probe_host(sources: Sources, output_dir: str | None = None) -> HostFacts:
     host = HostFacts()
-    steps: list[Callable[[Sources, HostFacts], None]] = [
-        _os_release, _kernel, _modules, _secure_boot, _nvidia_signer, _versions,
-        _user, _devices, _memory, _cpu, _gpu_env,
-    ]
-    for step in steps:
-        _guarded(step.__name__.strip("_"), lambda step=step: step(sources, host), host)
-    _guarded("disks", lambda: _disks(sources, host, output_dir), host)
+    # Steps that run a program, each in its own thread (they write disjoint fields of `host`).
+    commanded: list[Step] = [_secure_boot, _nvidia_signer, _mok, _dkms, _versions]
+    read: list[Step] = [_os_release, _kernel, _modules, _user, _devices, _memory, _cpu, _gpu_env, _c_compiler]
+    with ThreadPoolExecutor(max_workers=len(commanded), thread_name_prefix="gpudoctor-host") as pool:
+        started = [pool.submit(_guarded, step.__name__.strip("_"), lambda step=step: step(sources, host)) for step in commanded]
+        notes = [_guarded(step.__name__.strip("_"), lambda step=step: step(sources, host)) for step in read]
+        notes.append(_guarded("disks", lambda: _disks(sources, host, output_dir)))
+        notes = [job.result() for job in started] + notes
+    host.errors.extend(note for note in notes if note)
     return host
 
 
-def _guarded(what: str, step: Callable[[], None], host: HostFacts) -> None:
+def _guarded(what: str, step: Callable[[], None]) -> str | None:
+    """Run one step; the note to keep when it failed, else None."""
     try:
         step()
     except OSError as err:
-        host.errors.append(f"{what}: {err.strerror or err} ({err.filename or 'file'})")
+        return f"{what}: {err.strerror or err} ({err.filename or 'file'})"
     except Exception as err:  # a parser meeting a file shape we have not seen
-        host.errors.append(f"{what}: {type(err).__name__}: {err}")
+        return f"{what}: {type(err).__name__}: {err}"
+    return None
+
+
+def _run(sources: Sources, argv: list[str]) -> tuple[int, str, str] | None:
+    """A short command's (code, stdout, stderr); None when the tool is not installed or did not answer in time."""
+    try:
+        return sources.run(argv, sources.command_timeout)
+    except (FileNotFoundError, TimeoutError):
+        return None
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def which(sources: Sources, name: str) -> str | None:
+    """Where `name` would run from: a path containing '/' as given, else the first executable on $PATH (under the root)."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        folders = (sources.environ.get("PATH") or DEFAULT_PATH).split(os.pathsep)
+        candidates = [f"{folder.rstrip('/')}/{name}" for folder in folders if folder.startswith("/")]
+    for candidate in candidates:
+        path = sources.path(candidate)
+        if path.is_file() and sources.access(str(path), os.X_OK):
+            return candidate
+    return None
 
 
 def parse_os_release(text: str) -> dict[str, str]:
@@ -59,10 +94,17 @@ def parse_os_release(text: str) -> dict[str, str]:
     return values
 
 
-# Variables that change which GPU the stack sees or which kernels it uses.
+# Variables that change which GPU the stack sees, which libraries and kernels it loads, or how the runtime
+# moves memory: the facts `check` shows and the key under which a passing live check is remembered
+# (live_cache.cache_key). BNB_CUDA_VERSION / BNB_ROCM_VERSION pick bitsandbytes' native library;
+# CUDA_HOME / CUDA_PATH (torch.utils.cpp_extension, Triton, source builds) and ROCM_PATH / HIP_PATH
+# (amdsmi, hipcc, bitsandbytes on ROCm) pick the toolkit; HSA_ENABLE_SDMA=0 turns off the ROCm
+# runtime's DMA engines, the usual workaround for hangs and corrupt copies on some boards. Variables
+# for debugging only (CUDA_LAUNCH_BLOCKING, AMD_LOG_LEVEL) do not change the answer and are left out.
 GPU_ENV_VARIABLES = (
     "HSA_OVERRIDE_GFX_VERSION", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF",
-    "LD_LIBRARY_PATH",
+    "LD_LIBRARY_PATH", "BNB_CUDA_VERSION", "BNB_ROCM_VERSION", "CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "HIP_PATH",
+    "HSA_ENABLE_SDMA",
 )
 
 
@@ -106,11 +148,10 @@ def _secure_boot(sources: Sources, host: HostFacts) -> None:
             return
     except PermissionError:
         pass
-    try:
-        _, stdout, stderr = sources.run(["mokutil", "--sb-state"], sources.command_timeout)
-    except (FileNotFoundError, TimeoutError):
+    answer = _run(sources, ["mokutil", "--sb-state"])
+    if answer is None:
         return
-    answer = (stdout + stderr).lower()
+    answer = (answer[1] + answer[2]).lower()
     if "secureboot enabled" in answer:
         host.secure_boot = True
     elif "secureboot disabled" in answer:
@@ -119,31 +160,94 @@ def _secure_boot(sources: Sources, host: HostFacts) -> None:
 
 def _nvidia_signer(sources: Sources, host: HostFacts) -> None:
     """`modinfo -F signer nvidia` prints the signing key's owner; empty when the module is unsigned."""
-    try:
-        code, stdout, _ = sources.run(["modinfo", "-F", "signer", "nvidia"], sources.command_timeout)
-    except (FileNotFoundError, TimeoutError):
+    answer = _run(sources, ["modinfo", "-F", "signer", "nvidia"])
+    if answer is not None and answer[0] == 0:  # non-zero: no nvidia module installed for this kernel
+        host.nvidia_module_signer = answer[1].strip() or None
+        host.nvidia_module_signed = host.nvidia_module_signer is not None
+
+
+def parse_mok_subjects(text: str) -> list[str]:
+    """The subject CN of each key `mokutil --list-enrolled` / `--list-new` prints, in order.
+
+    mokutil prints each key as "[key N]", its SHA1 fingerprint and the openssl-style certificate, whose
+    "Subject: O=…, CN=…" line names it; a key whose subject has no CN is named by its whole subject.
+    "MokNew is empty" / "MokListRT is empty" (or nothing at all) means no keys.
+    """
+    names = []
+    for match in re.finditer(r"^\s*Subject:\s*(.+?)\s*$", text, re.MULTILINE):
+        subject = match.group(1)
+        common = re.search(r"(?:^|[,/]\s*)CN\s*=\s*([^,/]+)", subject)
+        names.append(common.group(1).strip() if common else subject)
+    return names
+
+
+def _mok(sources: Sources, host: HostFacts) -> None:
+    """Machine Owner Keys enrolled, and waiting to be enrolled at the next boot (only on an EFI machine)."""
+    if not sources.path("/sys/firmware/efi").exists():
+        return  # legacy BIOS: no MOK list; mokutil would only say "EFI variables are not supported"
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpudoctor-mok") as pool:
+        enrolled, pending = pool.map(lambda flag: _run(sources, ["mokutil", flag]), ["--list-enrolled", "--list-new"])
+    if enrolled is not None and enrolled[0] == 0:
+        host.mok_enrolled = parse_mok_subjects(enrolled[1])
+    if pending is not None:  # `--list-new` exits 1 with "MokNew is empty" when nothing waits
+        host.mok_pending = parse_mok_subjects(pending[1])
+
+
+def _dkms(sources: Sources, host: HostFacts) -> None:
+    """`dkms status` lines: which driver modules DKMS built, for which kernels (only where DKMS keeps a tree)."""
+    if not sources.path("/var/lib/dkms").is_dir():
         return
-    if code == 0:  # non-zero: no nvidia module installed for this kernel
-        host.nvidia_module_signed = bool(stdout.strip())
+    answer = _run(sources, ["dkms", "status"])
+    if answer is not None and answer[0] == 0:
+        host.dkms_status = [line.strip() for line in answer[1].splitlines() if line.strip()]
 
 
 def _versions(sources: Sources, host: HostFacts) -> None:
     host.amdgpu_version = read_text(sources, "/sys/module/amdgpu/version") or None
     host.nvidia_module_version = read_text(sources, "/sys/module/nvidia/version") or None
     host.rocm_version = read_text(sources, "/opt/rocm/.info/version") or None
-    host.cuda_toolkit_version = _cuda_toolkit(sources)
+    host.cuda_toolkit_path, host.cuda_toolkit_version = _cuda_toolkit(sources)
 
 
-def _cuda_toolkit(sources: Sources) -> str | None:
-    """The toolkit /usr/local/cuda points at (version.json since CUDA 11.1, version.txt before)."""
-    import json
+def _cuda_toolkit(sources: Sources) -> tuple[str | None, str | None]:
+    """(folder, version) of the CUDA toolkit a build would use, looked for as torch.utils.cpp_extension
+    looks (_find_cuda_home): $CUDA_HOME, $CUDA_PATH, the nvcc on $PATH (its folder's parent), /usr/local/cuda."""
+    candidates = [sources.environ.get("CUDA_HOME"), sources.environ.get("CUDA_PATH")]
+    nvcc = which(sources, "nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(nvcc)) or "/")
+    candidates.append("/usr/local/cuda")
+    for folder in (c.rstrip("/") or "/" for c in candidates if c):
+        if sources.path(folder).is_dir():
+            return folder, _toolkit_version(sources, folder)
+    return None, None
 
-    text = read_text(sources, "/usr/local/cuda/version.json")
+
+def _toolkit_version(sources: Sources, folder: str) -> str | None:
+    """version.json (CUDA >= 11.1), version.txt before it, else what that toolkit's nvcc says."""
+    text = read_text(sources, f"{folder}/version.json")
     if text:
         return json.loads(text).get("cuda", {}).get("version")
-    text = read_text(sources, "/usr/local/cuda/version.txt") or ""
-    match = re.search(r"CUDA Version (\S+)", text)
+    match = re.search(r"CUDA Version (\S+)", read_text(sources, f"{folder}/version.txt") or "")
+    if match:
+        return match.group(1)
+    nvcc = f"{folder}/bin/nvcc"
+    if not sources.path(nvcc).is_file():  # Ubuntu's nvidia-cuda-toolkit keeps no version file
+        return None
+    answer = _run(sources, [nvcc, "--version"])
+    # "Cuda compilation tools, release 12.0, V12.0.140"
+    match = re.search(r"release [\d.]+, V(\d[\w.]*)", answer[1]) if answer is not None else None
     return match.group(1) if match else None
+
+
+def _c_compiler(sources: Sources, host: HostFacts) -> None:
+    """The compiler Triton and source builds would call: $CC (its first word), else cc, gcc, clang on $PATH."""
+    wanted = (sources.environ.get("CC") or "").split()
+    for name in wanted[:1] + ["cc", "gcc", "clang"]:
+        found = which(sources, name)
+        if found:
+            host.c_compiler = found
+            return
 
 
 def _user(sources: Sources, host: HostFacts) -> None:
@@ -167,6 +271,14 @@ def _devices(sources: Sources, host: HostFacts) -> None:
     nodes = sorted(dri.glob("renderD*")) if dri.is_dir() else []
     host.render_nodes = [f"/dev/dri/{node.name}" for node in nodes]
     host.render_accessible = all(sources.access(str(node), read_write) for node in nodes) if nodes else None
+    dev = sources.path("/dev")
+    nvidia = [entry.name for entry in dev.glob("nvidia*")] if dev.is_dir() else []
+    host.device_nodes = sorted(nvidia, key=_natural)
+
+
+def _natural(name: str) -> list[Any]:
+    """nvidia2 before nvidia10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def parse_meminfo(text: str) -> dict[str, int]:

@@ -31,7 +31,7 @@ def probe_python(sources: Sources) -> PythonFacts:
     info = sources.python()
     facts = PythonFacts(
         executable=info.executable, version=info.version, in_venv=info.in_venv,
-        env_kind=info.env_kind, externally_managed=info.externally_managed,
+        env_kind=info.env_kind, externally_managed=info.externally_managed, python_headers=info.python_headers,
     )
     for name in PACKAGES:
         package = PackageFacts(name=name)

@@ -96,6 +96,7 @@ class PythonInfo:
     in_venv: bool
     env_kind: str | None = None  # "venv" | "conda" | "system"
     externally_managed: bool | None = None
+    python_headers: bool | None = None  # Python.h in sysconfig's include folder (python3-dev on Ubuntu)
 
 
 def python_info() -> PythonInfo:
@@ -107,7 +108,10 @@ def python_info() -> PythonInfo:
     kind = "venv" if in_venv else "conda" if conda else "system"
     # PEP 668: the marker file sits in the stdlib folder; a venv is never externally managed.
     marker = Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED"
-    return PythonInfo(sys.executable, version, in_venv, kind, marker.is_file() and not in_venv)
+    # A venv's include path is its base interpreter's: the headers Triton's launcher is compiled against.
+    include = sysconfig.get_path("include")
+    headers = (Path(include) / "Python.h").is_file() if include else None
+    return PythonInfo(sys.executable, version, in_venv, kind, marker.is_file() and not in_venv, headers)
 
 
 def _default_live(environ: Mapping[str, str], timeout: float) -> LiveFacts:

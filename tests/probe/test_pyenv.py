@@ -60,3 +60,23 @@ def test_this_environment_reads_its_real_metadata():
     facts = probe_python(Sources())
     assert facts.packages["torch"].version == importlib.metadata.version("torch")
     assert (facts.in_venv, facts.env_kind, facts.externally_managed) == (True, "venv", False)  # tests run in .venv
+
+
+def test_python_headers_come_from_the_python_source():
+    import dataclasses
+
+    from machines import fixture_sources
+
+    assert probe_python(fixture_sources("rtx-4090-ubuntu")).python_headers is True
+    no_dev = PythonInfo("/usr/bin/python3", "3.12.3", False, "system", True, python_headers=False)  # no python3-dev
+    assert probe_python(dataclasses.replace(fixture_sources("rtx-4090-ubuntu"), python=lambda: no_dev)).python_headers is False
+    assert probe_python(sources({})).python_headers is None  # a Python that could not tell
+
+
+def test_python_headers_of_this_interpreter_are_where_sysconfig_says():
+    import sysconfig
+    from pathlib import Path
+
+    from gpudoctor.probe.sources import python_info
+
+    assert python_info().python_headers == (Path(sysconfig.get_path("include")) / "Python.h").is_file()
