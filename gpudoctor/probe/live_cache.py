@@ -1,8 +1,8 @@
 """Remember a passing live check, so `gpudoctor check` on a healthy GPU box answers in well under a second.
 
 The live check imports torch in a child process (3–10 s on a GPU machine). Its answer only changes
-when the interpreter, torch, bitsandbytes, the GPUs or their driver, or the variables that steer
-them change, so a *passing* result is kept under a key made of exactly those, for a day. A failing
+when the interpreter, its packages (torch, bitsandbytes, the training libraries), the GPUs or their
+driver, or the variables that steer them (host.GPU_ENV_VARIABLES, the one list) change, so a *passing* result is kept under a key made of exactly those, for a day. A failing
 result is never kept: after a fix (a new group, a reboot) the next check looks again.
 """
 
@@ -37,9 +37,11 @@ def cache_key(python: PythonFacts, gpus: list[GpuFacts], environ: Mapping[str, s
 
 
 def passed(live: LiveFacts) -> bool:
-    """Only a clean pass is worth remembering."""
+    """Only a clean pass is worth remembering: a child killed by a signal, or a training library that
+    would not import, is looked at again next time."""
     return live.ran and not live.timed_out and live.gpu_available is True and live.bnb_4bit_ok is True and not (
         live.torch_error or live.bnb_error or live.bnb_4bit_error or live.gpu_error or live.error
+        or live.signal or live.import_errors
     )
 
 

@@ -105,3 +105,112 @@ def test_real_interpreter_and_torch_run_the_script_with_every_gpu_hidden():
     assert facts.error is None and facts.torch_error is None
     assert facts.torch_version and facts.gpu_available is False and facts.device_count == 0
     assert facts.bnb_4bit_ok is None
+
+
+# --- what the GPU build carries, the training libraries, a child that dies (issue 10) -------------------
+
+def fake_gpu_torch(*, hip: str | None = None, arch_name: str = "gfx1100", on_op: str = "pass") -> str:
+    """A torch whose GPU is available; `on_op` runs when the first tensor op touches the GPU."""
+    return f"""
+    import os, sys
+    __version__ = "2.8.0+rocm6.4" if {hip!r} else "2.7.1+cu128"
+    class version:
+        cuda = None if {hip!r} else "12.8"
+        hip = {hip!r}
+    class _Props:
+        gcnArchName = "{arch_name}:sramecc+:xnack-"
+    class cuda:
+        @staticmethod
+        def is_available(): return True
+        @staticmethod
+        def device_count(): return 1
+        @staticmethod
+        def get_device_name(i): return "Fake GPU"
+        @staticmethod
+        def is_bf16_supported(): return True
+        @staticmethod
+        def get_arch_list(): return ["gfx90a", "gfx942", "gfx1100"] if {hip!r} else ["sm_75", "sm_80", "sm_86"]
+        @staticmethod
+        def get_device_capability(i): return (8, 9)
+        @staticmethod
+        def get_device_properties(i): return _Props()
+    class _Tensor:
+        def add_(self, x):
+            {on_op}
+            return self
+        def item(self): return 2.0
+    def ones(*a, **k): return _Tensor()
+    """
+
+
+def test_arch_list_and_the_device_arch_on_cuda(tmp_path):
+    env = env_with(tmp_path, torch=fake_gpu_torch())
+    facts = run_live_check(environ=env, timeout=20)
+    assert facts.error is None and facts.gpu_available is True
+    assert (facts.arch_list, facts.device_arch) == (["sm_75", "sm_80", "sm_86"], "sm_89")
+
+
+def test_the_device_arch_on_rocm_is_the_gcn_name_without_features(tmp_path):
+    env = env_with(tmp_path, torch=fake_gpu_torch(hip="6.4.43484", arch_name="gfx90a"))
+    facts = run_live_check(environ=env, timeout=20)
+    assert (facts.arch_list, facts.device_arch) == (["gfx90a", "gfx942", "gfx1100"], "gfx90a")
+
+
+def test_an_abort_on_the_first_kernel_keeps_the_device_facts_and_stderr(tmp_path):
+    """ROCm without kernels for the card: the HSA runtime prints why and aborts the process."""
+    crash = ("sys.stderr.write('\\n'.join(['line %d' % n for n in range(8)] + "
+             "['HSA_STATUS_ERROR_INVALID_ISA: The instruction set architecture is invalid.']) + '\\n'); "
+             "sys.stderr.flush(); os.abort()")
+    env = env_with(tmp_path, torch=fake_gpu_torch(hip="6.4.43484", arch_name="gfx1031", on_op=crash))
+    facts = run_live_check(environ=env, timeout=20)
+    assert facts.signal == "SIGABRT" and not facts.timed_out
+    assert (facts.device_arch, facts.device_name, facts.gpu_available) == ("gfx1031", "Fake GPU", True)
+    assert facts.error.startswith("the live check crashed (killed by signal 6): HSA_STATUS_ERROR_INVALID_ISA")
+    tail = facts.stderr_tail.splitlines()
+    assert len(tail) == 5 and tail[-1].startswith("HSA_STATUS_ERROR_INVALID_ISA") and tail[0] == "line 4"
+
+
+def test_a_clean_run_keeps_no_stderr_and_no_signal(tmp_path):
+    env = env_with(tmp_path, torch=FAKE_CUDA_TORCH)
+    facts = run_live_check(environ=env, timeout=20)
+    assert (facts.signal, facts.stderr_tail, facts.error) == (None, None, None)
+
+
+TRAINING_FAKES = {
+    "transformers": 'raise ImportError("/venv/lib/flash_attn_2_cuda.so: undefined symbol: _ZN3c105ErrorC2E\\nmore")\n',
+    "peft": "",
+    "accelerate": "",
+    "trl": 'raise RuntimeError("trl needs transformers>=4.56.1")\n',
+    "flash_attn": "",
+}
+
+
+def test_training_libraries_that_fail_to_import_are_named_with_their_first_line(tmp_path):
+    env = env_with(tmp_path, torch=FAKE_CUDA_TORCH, bitsandbytes="__version__ = '0.46.0'\n", **TRAINING_FAKES)
+    facts = run_live_check(environ=env, timeout=30)
+    assert facts.error is None and facts.bnb_version == "0.46.0"
+    assert facts.import_errors == {
+        "transformers": "ImportError: /venv/lib/flash_attn_2_cuda.so: undefined symbol: _ZN3c105ErrorC2E",
+        "trl": "RuntimeError: trl needs transformers>=4.56.1",
+    }
+
+
+def test_past_the_import_budget_the_training_libraries_are_not_imported(tmp_path, monkeypatch):
+    from gpudoctor.probe import live
+
+    monkeypatch.setattr(live, "IMPORT_BUDGET", 0.0)
+    env = env_with(tmp_path, torch=FAKE_CUDA_TORCH, **TRAINING_FAKES)
+    facts = run_live_check(environ=env, timeout=30)
+    assert facts.import_errors == {} and facts.torch_version == "2.7.1+cu128"
+
+
+def test_a_timeout_keeps_the_stages_that_finished(tmp_path):
+    env = env_with(tmp_path, torch=FAKE_CUDA_TORCH, bitsandbytes="import sys, time\nsys.stderr.write('loading\\n')\nsys.stderr.flush()\ntime.sleep(60)\n")
+    facts = run_live_check(environ=env, timeout=3)
+    assert facts.timed_out and facts.signal is None
+    assert facts.torch_version == "2.7.1+cu128" and facts.gpu_available is False
+    assert facts.error == "the live check did not finish within 3 s" and facts.stderr_tail == "loading"
+
+
+def test_a_marker_after_native_noise_on_the_same_line_is_found():
+    assert parse_output(f"warning from a C library without a newline{MARKER}{{\"torch_version\": \"2\"}}\n") == {"torch_version": "2"}

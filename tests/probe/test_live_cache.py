@@ -29,6 +29,8 @@ def test_a_failure_is_never_remembered(tmp_path):
     store(path, "k", dataclasses.replace(PASS, gpu_available=False), now=1.0)
     store(path, "k", dataclasses.replace(PASS, bnb_4bit_ok=False, bnb_4bit_error="no kernel"), now=1.0)
     store(path, "k", dataclasses.replace(PASS, timed_out=True), now=1.0)
+    store(path, "k", dataclasses.replace(PASS, signal="SIGABRT", stderr_tail="HSA_STATUS_ERROR_INVALID_ISA"), now=1.0)
+    store(path, "k", dataclasses.replace(PASS, import_errors={"peft": "ImportError: cannot import name 'Cache'"}), now=1.0)
     assert not path.exists()
     assert passed(PASS) and not passed(LiveFacts(ran=False))
 
@@ -39,7 +41,10 @@ def test_any_change_to_the_set_up_or_age_is_a_miss(tmp_path):
     store(path, key, PASS, now=1000.0)
     newer_driver = dataclasses.replace(GPU, driver_version="575.51.03")
     other_torch = dataclasses.replace(PY, packages={"torch": PackageFacts("torch", "2.8.0+cu128", "cu128")})
-    for changed in (cache_key(PY, [newer_driver], {}), cache_key(other_torch, [GPU], {}), cache_key(PY, [GPU], {"CUDA_VISIBLE_DEVICES": "1"})):
+    steering = [{"CUDA_VISIBLE_DEVICES": "1"}, {"BNB_CUDA_VERSION": "124"}, {"ROCM_PATH": "/opt/rocm-7.0"}, {"HSA_ENABLE_SDMA": "0"}]
+    changed_keys = [cache_key(PY, [newer_driver], {}), cache_key(other_torch, [GPU], {})] + [cache_key(PY, [GPU], env) for env in steering]
+    assert cache_key(PY, [GPU], {"CUDA_LAUNCH_BLOCKING": "1", "HOME": "/x"}) == key  # debugging only: same answer
+    for changed in changed_keys:
         assert changed != key and load(path, changed, now=1001.0) is None
     assert load(path, key, now=1000.0 + TTL_SECONDS + 1) is None
 
