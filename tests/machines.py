@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +251,11 @@ def current_host() -> str:
 def default_host_sources() -> Sources:
     """What gpudoctor.probe.default_sources() returns under the test suite (GPUDOCTOR_PROBE_SOURCES)."""
     return fixture_sources(current_host())
+
+
+def host_sources_with_real_amdsmi() -> Sources:
+    """The test host, but amdsmi really imported (`import amdsmi`, whatever is on the path): for child
+    processes that check what an installed `gpudoctor[amd]` does to their output. NVML stays recorded."""
+    from gpudoctor.probe.sources import import_module
+
+    return replace(default_host_sources(), amdsmi=import_module("amdsmi"))
