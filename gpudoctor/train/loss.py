@@ -117,11 +117,13 @@ def _liger_sum(hidden: Any, lm_head: Any, targets: Any) -> Any:
     loss_class = _liger_loss_class()
     if loss_class is None:
         raise RuntimeError("fused=True needs liger_kernel (pip install liger-kernel) on a CUDA machine")
-    out = loss_class(ignore_index=IGNORE_INDEX, reduction="sum")(lm_head.weight, hidden, targets, lm_head.bias)
+    # The mean over the (already label-only) targets, times their count: every liger_kernel version has
+    # reduction="mean" (early ones ignore any other reduction), so the sum is read off it.
+    out = loss_class()(lm_head.weight, hidden, targets, lm_head.bias)
     if isinstance(out, tuple):  # versions that can also return a z-loss
         out = out[0]
     out = getattr(out, "loss", out)  # versions that return an output object
-    return out.float()
+    return out.float() * targets.numel()
 
 
 # Wiring: the causal LM's forward takes this path when it is given labels.

@@ -95,6 +95,28 @@ def test_liger_is_only_taken_where_it_can_run():
             lean.causal_lm_loss(hidden, lm_head, labels, fused=True)
 
 
+class _MeanOnlyLiger(__import__("torch").nn.Module):
+    """Stands in for liger_kernel's LigerFusedLinearCrossEntropyLoss as its first versions behave: mean only."""
+
+    def forward(self, lin_weight, _input, target, bias=None):
+        import torch.nn.functional as F
+
+        return F.cross_entropy(F.linear(_input, lin_weight, bias).float(), target, ignore_index=IGNORE)
+
+
+@pytest.mark.parametrize("num_items", [None, 50])
+def test_the_fused_path_turns_liger_mean_into_hf_loss(monkeypatch, num_items):
+    import torch
+
+    monkeypatch.setattr(lean, "_liger_loss_class", lambda: _MeanOnlyLiger)
+    hidden, lm_head, labels = _random_case(torch.float32)
+    kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
+    ours = _loss_and_grads(lambda: lean.causal_lm_loss(hidden, lm_head, labels, fused=True, **kwargs), hidden, lm_head)
+    theirs = _loss_and_grads(lambda: _hf_loss(hidden, lm_head, labels, **kwargs), hidden, lm_head)
+    for a, b in zip(ours, theirs):
+        assert_close(a, b, "fp32")
+
+
 def _qlora(tiny_model, tiny_settings, dtype: str, **changes):
     import torch
 
@@ -287,3 +309,27 @@ def test_models_off_the_list_keep_their_own_loss():
     config = AutoConfig.for_model("gemma2", **TINY_CONFIGS)  # logit soft-capping between lm_head and the loss
     model = AutoModelForCausalLM.from_config(config)
     assert lean.install(model) == "hf" and "forward" not in vars(model)
+
+
+@pytest.mark.slow
+def test_gpudoctor_train_uses_the_chunked_loss_with_the_trainers_token_count(tiny_model, tiny_config, support_data, tmp_path, monkeypatch):
+    """Through gpudoctor's own run (Trainer, packed rows, train and eval): every labelled forward takes the
+    chunked loss, and the Trainer's num_items_in_batch (gradient accumulation) reaches it."""
+    import io
+
+    from rich.console import Console
+
+    from gpudoctor.train.run import train
+
+    calls = []
+    real = lean.causal_lm_loss
+
+    def counted(*args, **kwargs):
+        calls.append((args[0].shape, kwargs.get("num_items_in_batch")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lean, "causal_lm_loss", counted)
+    config = tiny_config(tiny_model, support_data, tmp_path / "run", max_steps=2, val_size=4)
+    report = train(config, console=Console(file=io.StringIO(), width=100))
+    assert report.status == "finished" and report.final_eval_loss is not None
+    assert len(calls) >= 3 and all(items is not None for _, items in calls)  # 2 training steps + evaluation
