@@ -154,6 +154,7 @@ def test_verify_is_refused_in_one_line_before_torch_is_imported(tmp_path):
         "print(codes, [m for m in ('torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate') if m in sys.modules])\n"
     )
     env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "COLUMNS": "400"}
+    env["GPUDOCTOR_TEST_HOST"] = "no-gpu"  # the child probes "this machine": one without a GPU (tests/conftest.py)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.stdout.strip().splitlines()[-1] == "[1, 2, 2, 2] []", done.stderr
     errors = done.stderr.strip().splitlines()
