@@ -140,7 +140,8 @@ def _render_verify(verified: Any) -> None:
         table.add_row(LABELS[name], f"{measured / 1024**3:.2f}", f"{predicted / 1024**3:.2f}", ratio)
     out.print(table)
     stored = verified.judged.stored
-    out.print(f"recorded in {stored}: later plans for this card, model and recipe use it" if stored else "not recorded (the cache folder could not be written)", soft_wrap=True)
+    here = "this machine" if verified.device == "cpu" else "this card"
+    out.print(f"recorded in {stored}: later plans for {here}, model and recipe use it" if stored else "not recorded (the cache folder could not be written)", soft_wrap=True)
 
 
 def _emit(plan: Plan, emit: str, data: str | None, stats: DataStats | None, output: str | None, flags: RunFlags) -> None:
