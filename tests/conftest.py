@@ -6,6 +6,7 @@ every probe that is given no Sources — `gpudoctor check`, `plan --gpu auto`, t
 this process or in a gpudoctor process a test starts — reads recorded machine $GPUDOCTOR_TEST_HOST
 (tests/fixtures/machines/<name>, default "no-gpu"), through gpudoctor.probe.default_sources() and
 GPUDOCTOR_PROBE_SOURCES. A test that depends on the host asks for one: `host("rtx-4090-ubuntu")`.
+The user's ~/.cache is never read or written: XDG_CACHE_HOME points at a folder made for the session.
 Real accelerators are hidden from torch too (CUDA_VISIBLE_DEVICES and HIP_VISIBLE_DEVICES empty,
 set before anything imports torch), so training tests run on the CPU on a GPU box as on CI.
 
@@ -23,6 +24,13 @@ TESTS = Path(__file__).resolve().parent
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ["HIP_VISIBLE_DEVICES"] = ""
 os.environ["GPUDOCTOR_PROBE_SOURCES"] = "machines:default_host_sources"
+# gpudoctor's own cache (the remembered live check, memory corrections, the demo model) and the HF
+# cache live in a folder of this session, never the user's ~/.cache (child Pythons inherit it).
+SESSION_CACHE = None  # made by this process (child sessions share their parent's)
+if "GPUDOCTOR_TEST_CACHE" not in os.environ:
+    import tempfile
+
+    SESSION_CACHE = os.environ["GPUDOCTOR_TEST_CACHE"] = os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gpudoctor-test-cache-")
 # Child Pythons a test starts find `machines` (the factory above) on their path too.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
 
@@ -40,6 +48,13 @@ DATASETS = TESTS / "fixtures" / "datasets"
 
 def pytest_report_header(config) -> str:
     return f"test host: {current_host()} (tests/fixtures/machines; set {TEST_HOST_VARIABLE} to change it)"
+
+
+def pytest_unconfigure(config) -> None:
+    if SESSION_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 def pytest_configure(config) -> None:
