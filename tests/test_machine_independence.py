@@ -28,7 +28,8 @@ SELECTION = "not slow or test_demo_cli.py or test_cli.py"
 def start(host: str | None, folder: Path) -> tuple[subprocess.Popen, Path]:
     folder.mkdir()
     report = folder / "junit.xml"
-    env = {k: v for k, v in os.environ.items() if k != TEST_HOST_VARIABLE}
+    # each session its own host and its own cache folder (tests/conftest.py makes one when none is inherited)
+    env = {k: v for k, v in os.environ.items() if k not in (TEST_HOST_VARIABLE, "GPUDOCTOR_TEST_CACHE")}
     env["OMP_NUM_THREADS"] = "1"  # two sessions side by side: one torch thread each, not two fighting for each core
     if host is not None:
         env[TEST_HOST_VARIABLE] = host
