@@ -171,8 +171,8 @@ def train_curve(model, rows, tokenizer, settings, steps: int, lr: float, workdir
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == TIMED_AFTER:
-                clock["t0"], clock["tokens0"] = time.perf_counter(), counter.total
-            clock["t1"], clock["tokens1"] = time.perf_counter(), counter.total
+                clock["t0"], clock["cpu0"], clock["tokens0"] = time.perf_counter(), time.process_time(), counter.total
+            clock["t1"], clock["cpu1"], clock["tokens1"] = time.perf_counter(), time.process_time(), counter.total
 
     training = TrainingOptions(epochs=100, lr=lr, save_steps=10**6, seed=SEED, warmup_ratio=0.0, lr_scheduler="constant", max_steps=steps, logging_steps=1)
     args = training_arguments(settings, training, Batching(1, 1), workdir / "checkpoints", on_gpu=False, has_eval=False)
@@ -180,8 +180,9 @@ def train_curve(model, rows, tokenizer, settings, steps: int, lr: float, workdir
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     # Each step's batch is collated before its step ends; the dataloader may prefetch one ahead on both sides alike.
-    rate = (clock["tokens1"] - clock["tokens0"]) / (clock["t1"] - clock["t0"])
-    return {"losses": losses, "tokens_per_s": rate}
+    tokens = clock["tokens1"] - clock["tokens0"]
+    # Per second of wall time, and per second of this process's CPU time (steadier on a shared machine).
+    return {"losses": losses, "tokens_per_s": tokens / (clock["t1"] - clock["t0"]), "tokens_per_cpu_s": tokens / (clock["cpu1"] - clock["cpu0"])}
 
 
 def main() -> int:
@@ -247,7 +248,10 @@ def main() -> int:
             print(f"  old:  first {a[0]:.4f}  final {a[-1]:.4f}")
             print(f"  lean: first {b[0]:.4f}  final {b[-1]:.4f}")
             print(f"  max |Δloss| {max(deltas):.4f} (step {deltas.index(max(deltas)) + 1}), mean |Δloss| {sum(deltas) / len(deltas):.4f}")
-            print(f"tokens/s (real tokens, steps {TIMED_AFTER + 1}-{len(a)}): old {curves['old']['tokens_per_s']:.0f}, lean {curves['lean']['tokens_per_s']:.0f}")
+            print(
+                f"tokens/s (real tokens, steps {TIMED_AFTER + 1}-{len(a)}, {args.threads} thread(s)): old {curves['old']['tokens_per_s']:.0f}, "
+                f"lean {curves['lean']['tokens_per_s']:.0f}; per CPU-second: old {curves['old']['tokens_per_cpu_s']:.0f}, lean {curves['lean']['tokens_per_cpu_s']:.0f}"
+            )
             result["curves"] = curves
     if args.json:
         args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
