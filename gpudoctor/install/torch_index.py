@@ -21,7 +21,7 @@ class WheelChoice:
     backend: str  # "cuda" | "rocm" | "cpu"
     index_url: str
     torch_requirement: str  # "torch", or "torch<2.10" where an older index needs an older torch
-    bitsandbytes_requirement: str  # "bitsandbytes>=0.49.0"
+    bitsandbytes_requirement: str  # "bitsandbytes>=0.50.0"
     reason: str  # one line: why this index
     notes: list[str] = field(default_factory=list)
 

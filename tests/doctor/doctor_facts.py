@@ -103,7 +103,7 @@ def nvidia_box(**host_overrides) -> SystemFacts:
 
 
 def amd_box(**host_overrides) -> SystemFacts:
-    """A healthy RX 7900 XTX workstation: ROCm 6.4, torch rocm6.4, bitsandbytes 0.49."""
+    """A healthy RX 7900 XTX workstation: ROCm 6.4, torch rocm6.4, bitsandbytes 0.50."""
     values = dict(loaded_modules=["amdgpu"], amdgpu_version="6.10.5", rocm_version="6.4.1", kfd_exists=True,
                   kfd_accessible=True, render_nodes=["/dev/dri/renderD128"], render_accessible=True)
     values.update(host_overrides)
@@ -111,7 +111,7 @@ def amd_box(**host_overrides) -> SystemFacts:
         gpus=[rx_7900_xtx()],
         probes=[VendorProbe("amd", "amdsmi", "ok", device_count=1)],
         host=host(**values),
-        python=python(torch="2.7.1+rocm6.4", bnb="0.49.0"),
+        python=python(torch="2.7.1+rocm6.4", bnb="0.50.2"),
         pci_gpus=[PciGpu("0000:03:00.0", "amd", "0x1002", "0x744c", driver="amdgpu")],
     )
 

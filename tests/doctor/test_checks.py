@@ -340,11 +340,11 @@ def test_bitsandbytes_too_old_for_rocm():
     facts = amd_box()
     facts.python.packages["bitsandbytes"].version = "0.45.5"
     finding = one(facts, "bnb.installed")
-    assert finding.title == "bitsandbytes 0.45.5 is too old for ROCm (needs ≥ 0.49.0)"
-    assert finding.fix == f"{PYTHON} -m pip install -U 'bitsandbytes>=0.49.0'"
+    assert finding.title == "bitsandbytes 0.45.5 is too old for ROCm (needs ≥ 0.50.0)"
+    assert finding.fix == f"{PYTHON} -m pip install -U 'bitsandbytes>=0.50.0'"
 
 
-@pytest.mark.parametrize(("version", "status"), [("0.49.1rc1", "ok"), ("0.49.0", "ok"), ("0.49.0rc1", "error"), ("0.48.2", "error")])
+@pytest.mark.parametrize(("version", "status"), [("0.50.1rc1", "ok"), ("0.50.0", "ok"), ("0.50.0rc1", "error"), ("0.49.2", "error")])
 def test_bitsandbytes_versions_are_ordered_as_pip_orders_them(version, status):
     facts = amd_box()
     facts.python.packages["bitsandbytes"].version = version

@@ -57,7 +57,7 @@ def test_cuda_13_needs_a_bitsandbytes_with_cuda_13_binaries():
 
 def test_rocm_needs_bitsandbytes_0_49_and_an_old_index_pins_an_older_torch():
     choice = choose_index(amd("6.4.1"))
-    assert choice.bitsandbytes_requirement == "bitsandbytes>=0.49.0"
+    assert choice.bitsandbytes_requirement == "bitsandbytes>=0.50.0"
     assert choice.torch_requirement == "torch<2.10"
     assert choice.reason == "AMD Radeon RX 7900 XTX: ROCm 6.4.1 is installed, so rocm6.4 wheels"
 

@@ -38,7 +38,7 @@ def test_cpu_torch_is_removed_then_the_cuda_build_installed_then_the_rest_pinned
 def test_fresh_environment_installs_torch_without_an_uninstall():
     plan = torch_install.plan_install(choice_for_tag("rocm6.4"), python_with(), gpudoctor_requirement=SELF)
     assert argv_of(plan)[0] == [PY, "-m", "pip", "install", "torch<2.10", "--index-url", "https://download.pytorch.org/whl/rocm6.4"]
-    assert "bitsandbytes>=0.49.0" in argv_of(plan)[1]
+    assert "bitsandbytes>=0.50.0" in argv_of(plan)[1]
 
 
 def test_the_right_torch_build_already_installed_is_kept():
