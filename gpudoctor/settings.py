@@ -26,6 +26,10 @@ OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bi
 ATTENTIONS = ("sdpa", "flash", "eager")
 STRATEGIES = ("single", "ddp", "fsdp")
 QUANTS = ("nf4", "fp4")
+# Who trains, which decides the dtypes of norms, embeddings, lm_head and adapters, the loss and what the
+# allocator keeps (gpudoctor/plan/memory.py, recipe_for): gpudoctor's own lean loop, TRL's SFTTrainer,
+# Axolotl, Answer.AI's fsdp_qlora.
+RECIPES = ("gpudoctor", "trl", "axolotl", "fsdp-qlora")
 # transformers.SchedulerType values that need no extra arguments
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
 
@@ -75,6 +79,10 @@ class Settings:
     packing: bool = setting(True, "Pack short records into full sequences.")
     gpus: int = setting(1, "Number of GPUs (data parallel; >1 trains under accelerate launch).", at_least=1)
     strategy: str = setting("single", "ddp (full copy per GPU) or fsdp (sharded); single for one GPU.", choices=STRATEGIES)
+    recipe: str = setting(
+        "gpudoctor", "Who trains: gpudoctor (this launcher's lean loop), trl, axolotl or fsdp-qlora; sets the dtypes, the loss and so the memory.",
+        choices=RECIPES,
+    )  # fmt: skip
 
 
 @dataclass
