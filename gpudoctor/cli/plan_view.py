@@ -26,8 +26,15 @@ COMPONENT_LABELS = {
     "logits": "logits and loss",
     "layer_backward": "one layer's recompute + backward",
     "optimizer_step": "optimizer step temporaries",
-    "allocator_overhead": "allocator fragmentation",
+    "allocator_overhead": "allocator cache (free blocks)",
     "cuda_context": "CUDA context",
+}
+# The three peaks at the bottom of the memory table, by device: what torch allocates, what its caching
+# allocator reserves, what the device shows (the figure the plan fits in its budget).
+PEAK_LABELS = {
+    "cuda": ("peak allocated (torch)", "peak reserved (torch cache)", "device used (nvidia-smi)"),
+    "rocm": ("peak allocated (torch)", "peak reserved (torch cache)", "device used (amd-smi)"),
+    "cpu": ("peak allocated (torch)", "peak allocated (no cache on the CPU)", "peak with the process (RSS)"),
 }
 
 
@@ -114,30 +121,60 @@ def _settings_table(plan: Plan) -> Table:
 
 
 def _memory_table(plan: Plan) -> Table:
+    from gpudoctor.plan.memory import device_used_bytes
+
     memory = plan.memory
     budget = memory.budget_bytes or 1
-    share = memory.peak_reserved_bytes / budget
+    used = device_used_bytes(memory)
+    share = used / budget
     where = "RAM" if plan.hardware.device == "cpu" else "Memory per GPU"
-    title = f"{where} (GiB = 1024³): peak {memory.peak_reserved_bytes / GIB:.1f} of {budget / GIB:.1f} GiB ({share:.0%})"
+    title = f"{where} (GiB = 1024³): peak {used / GIB:.1f} of {budget / GIB:.1f} GiB ({share:.0%})"
     table = Table(title=title, title_justify="left", box=None, padding=(0, 1))
     table.add_column("component")
     table.add_column("GiB", justify="right")
     table.add_column("budget", justify="right")
     table.add_column("")
-    quant_label = "base weights (NF4)" if plan.settings.method == "qlora" else "base weights (16-bit)"
     for key, value in memory.breakdown_bytes.items():
         if value <= 0:
             continue
-        label = quant_label if key == "base_weights" else COMPONENT_LABELS.get(key, key)
-        if key == "cuda_context":
-            label = {"cpu": "Python process (torch, transformers)", "rocm": "HIP context"}.get(plan.hardware.device, label)
-        if key == "base_16bit" and plan.settings.method == "qlora":
-            label += " (fp32)"
-        table.add_row(label, f"{value / GIB:.2f}", f"{value / budget:.0%}", "█" * min(BAR_WIDTH, max(1, round(BAR_WIDTH * value / budget))))
-    table.add_row("peak allocated (torch)", f"{memory.peak_allocated_bytes / GIB:.2f}", f"{memory.peak_allocated_bytes / budget:.0%}", "")
-    total = "peak with the process" if plan.hardware.device == "cpu" else "peak reserved + context"
-    table.add_row(total, f"{memory.peak_reserved_bytes / GIB:.2f}", f"{share:.0%}", _budget_bar(share))
+        table.add_row(_component_label(plan, key), f"{value / GIB:.2f}", f"{value / budget:.0%}", "█" * min(BAR_WIDTH, max(1, round(BAR_WIDTH * value / budget))))
+    allocated, reserved, device = PEAK_LABELS.get(plan.hardware.device, PEAK_LABELS["cuda"])
+    table.add_row(allocated, f"{memory.peak_allocated_bytes / GIB:.2f}", f"{memory.peak_allocated_bytes / budget:.0%}", "")
+    table.add_row(reserved, f"{memory.peak_reserved_bytes / GIB:.2f}", f"{memory.peak_reserved_bytes / budget:.0%}", "")
+    table.add_row(device, f"{used / GIB:.2f}", f"{share:.0%}", _budget_bar(share))
     return table
+
+
+def _component_label(plan: Plan, key: str) -> str:
+    if key == "base_weights":
+        return "base weights (NF4)" if plan.settings.method == "qlora" else "base weights (16-bit)"
+    if key == "cuda_context":
+        return {"cpu": "Python process (torch, transformers)", "rocm": "HIP context"}.get(plan.hardware.device, COMPONENT_LABELS[key])
+    if key == "base_16bit":
+        return f"embeddings, head, norms ({_leftover_dtype(plan)})"
+    if key == "lora_weights":
+        adapters = plan.memory.breakdown_bytes.get("lora_weights", 0)
+        return "LoRA weights" + (" (fp32)" if adapters and adapters >= 4 * _trainable(plan) * 0.99 else " (16-bit)")
+    return COMPONENT_LABELS.get(key, key)
+
+
+def _trainable(plan: Plan) -> float:
+    from gpudoctor.plan.memory import lora_params
+
+    shards = plan.settings.gpus if plan.settings.strategy == "fsdp" else 1
+    return lora_params(plan.model, plan.settings) / shards
+
+
+def _leftover_dtype(plan: Plan) -> str:
+    """fp32, 16-bit or mixed: the bytes per weight the plan counts for embeddings, lm_head and norms."""
+    from gpudoctor.plan.memory import param_counts
+
+    counts = param_counts(plan.model)
+    shards = plan.settings.gpus if plan.settings.strategy == "fsdp" else 1
+    per_weight = plan.memory.breakdown_bytes.get("base_16bit", 0) * shards / max(1, counts["embeddings"] + counts["other"])
+    if per_weight > 3.95:
+        return "fp32"
+    return "16-bit" if per_weight < 2.001 else "mixed"
 
 
 def _budget_bar(share: float) -> str:

@@ -3,8 +3,10 @@
 Rules, in order:
 1. Compute dtype: bf16 where the hardware runs it (GPUs with bf16, CPUs with AVX512_BF16/AMX), fp16 on
    GPUs without bf16, fp32 on other CPUs.
-2. A plan fits when its peak reserved memory (with the CUDA context) stays within
-   HEADROOM_FRACTION of the budget.
+2. A plan fits when what the device shows at its peak (torch's reserved pool plus the CUDA context,
+   memory.device_used_bytes) stays within HEADROOM_FRACTION of the budget. The memory model counts
+   the bytes of the recipe that trains (settings.recipe) with the library versions installed here
+   where a version changes them (read from package metadata, never imported).
 3. seq_len: as fixed; with data, the length that keeps COVERAGE of the records whole; with
    neither, free between 512 and min(max positions, SEQ_CAP).
 4. Keep the effective batch (sequences per optimizer step) the user asked for:
@@ -44,7 +46,7 @@ NOT_COUNTED = [
     "evaluation batches (keep the eval batch size at or below the micro batch)",
     "spikes from variable-length batches beyond the fragmentation allowance "
     "(set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to keep them small)",
-    "fused kernels (Liger, Unsloth, torch.compile) and chunked losses, which need less than this",
+    "fused kernels (Liger, Unsloth, torch.compile), which need less than this",
 ]
 
 
@@ -56,43 +58,50 @@ def make_plan(
     effective_batch: int = 16,
     tokens_total: int | None = None,
     correct: Callable[[Settings, MemoryEstimate], MemoryEstimate] | None = None,
+    versions: memory.Versions | None = None,
 ) -> Plan:
     """The best settings for `model` on `hardware`; `fixed` maps Settings fields to values the user set.
-    `correct` (gpudoctor.plan.corrections) turns each candidate's estimate into what was measured on this card."""
+    `correct` (gpudoctor.plan.corrections) turns each candidate's estimate into what was measured on this card.
+    `versions`: the libraries the run will use (default: the installed ones where a version changes bytes,
+    today's otherwise)."""
     fixed = _checked_fixed(fixed or {}, hardware)
     if effective_batch < 1:
         raise BadInput(f"--effective-batch: must be at least 1 (got {effective_batch})")
     notes: list[str] = []
     base = _base_settings(model, hardware, fixed, notes)
+    if versions is None:
+        ckpt_choices = (fixed["grad_ckpt"],) if "grad_ckpt" in fixed else (False, True)
+        names = memory.versions_that_matter(base, ckpt_choices)
+        versions = memory.installed_versions(names) if names else memory.TODAY
     coverage, seq_choices, seq_mode = _seq_choices(model, fixed, data, hardware)
     usable = int(hardware.budget_bytes * HEADROOM_FRACTION)
-    best = _search(model, hardware, base, fixed, seq_choices, seq_mode == "free", effective_batch, usable, correct)
+    best = _search(model, hardware, base, fixed, seq_choices, seq_mode == "free", effective_batch, usable, correct, versions)
     if best is None:
         settings = _frugal(base, fixed, seq_choices[-1] if seq_mode == "free" else seq_choices[0], effective_batch)
-        plan = Plan(model, hardware, settings, _estimate(model, settings, hardware, correct), fits=False, notes=notes, effective_batch=effective_batch)
-        plan.suggestions = _suggestions(model, hardware, settings, fixed, usable)
+        plan = Plan(model, hardware, settings, _estimate(model, settings, hardware, correct, versions), fits=False, notes=notes, effective_batch=effective_batch)
+        plan.suggestions = _suggestions(model, hardware, settings, fixed, usable, versions)
     else:
         settings, estimate = best
         plan = Plan(model, hardware, settings, estimate, fits=True, notes=notes, effective_batch=effective_batch)
-        notes.extend(_choice_notes(settings, fixed, seq_mode, seq_choices))
-        if settings.method == "qlora" and "method" not in fixed and _fits(model, dataclasses.replace(settings, method="lora", quant=None), hardware):
+        notes.extend(_choice_notes(settings, fixed, seq_mode, seq_choices, memory.recipe_for(settings, versions)))
+        if settings.method == "qlora" and "method" not in fixed and _fits(model, dataclasses.replace(settings, method="lora", quant=None), hardware, versions):
             notes.append("--method lora (16-bit base) also fits these settings and runs faster: no 4-bit dequantisation")
     _finish(plan, coverage, data, tokens_total)
     return plan
 
 
-def _estimate(model: ModelSpec, settings: Settings, hardware: Hardware, correct=None) -> MemoryEstimate:
-    found = memory.estimate(model, settings, hardware)
+def _estimate(model: ModelSpec, settings: Settings, hardware: Hardware, correct=None, versions: memory.Versions | None = None) -> MemoryEstimate:
+    found = memory.estimate(model, settings, hardware, versions)
     return correct(settings, found) if correct is not None else found
 
 
-def _search(model, hardware, base, fixed, seq_choices, seq_free, effective_batch, usable, correct=None) -> tuple[Settings, MemoryEstimate] | None:
+def _search(model, hardware, base, fixed, seq_choices, seq_free, effective_batch, usable, correct=None, versions=None) -> tuple[Settings, MemoryEstimate] | None:
     """The preferred candidate that fits in `usable` bytes, trying each strategy in turn."""
     best: tuple[tuple, Settings, MemoryEstimate] | None = None
     for strategy in _strategies(base, fixed):
         for settings in _candidates(base, fixed, seq_choices, effective_batch, strategy):
-            estimate = _estimate(model, settings, hardware, correct)
-            if estimate.peak_reserved_bytes > usable:
+            estimate = _estimate(model, settings, hardware, correct, versions)
+            if memory.device_used_bytes(estimate) > usable:
                 continue
             key = _preference(model, settings, hardware, seq_free, seq_choices)
             if best is None or key > best[0]:
@@ -251,31 +260,32 @@ def _frugal(base: Settings, fixed: dict[str, Any], seq: int, effective_batch: in
     )
 
 
-def _fits(model: ModelSpec, settings: Settings, hardware: Hardware) -> bool:
-    return memory.estimate(model, settings, hardware).peak_reserved_bytes <= hardware.budget_bytes * HEADROOM_FRACTION
+def _fits(model: ModelSpec, settings: Settings, hardware: Hardware, versions: memory.Versions | None = None) -> bool:
+    used = memory.device_used_bytes(memory.estimate(model, settings, hardware, versions))
+    return used <= hardware.budget_bytes * HEADROOM_FRACTION
 
 
-def _suggestions(model: ModelSpec, hardware: Hardware, settings: Settings, fixed: dict[str, Any], usable: int) -> list[str]:
+def _suggestions(model: ModelSpec, hardware: Hardware, settings: Settings, fixed: dict[str, Any], usable: int, versions: memory.Versions | None = None) -> list[str]:
     from gpudoctor.plan.hardware import hardware_from_gpu  # noqa: PLC0415 - only when nothing fits
     from gpudoctor.profiles import list_gpus, load_gpu  # noqa: PLC0415
 
-    found = memory.estimate(model, settings, hardware)
+    found = memory.device_used_bytes(memory.estimate(model, settings, hardware, versions))
     out = [
-        f"even the leanest settings need {found.peak_reserved_bytes / GIB:.1f} GiB; "
+        f"even the leanest settings need {found / GIB:.1f} GiB; "
         f"{usable / GIB:.1f} GiB of the {hardware.budget_bytes / GIB:.1f} GiB budget may be used"
     ]
     lean = dataclasses.replace(settings, micro_batch=1, grad_ckpt=True)
     for seq in range(settings.seq_len - SEQ_STEP, SEQ_STEP - 1, -SEQ_STEP):
-        if _fits(model, dataclasses.replace(lean, seq_len=seq), hardware):
+        if _fits(model, dataclasses.replace(lean, seq_len=seq), hardware, versions):
             out.append(f"--seq-len {seq} --micro-batch 1 --grad-ckpt fits")
             break
     if settings.method == "lora":
         qlora = dataclasses.replace(lean, method="qlora", quant="nf4")
-        if _fits(model, qlora, hardware):
+        if _fits(model, qlora, hardware, versions):
             out.append("--method qlora (4-bit base weights) fits")
     if hardware.device != "cpu":
         for gpus in (2, 4, 8):
-            if _fits(model, dataclasses.replace(lean, gpus=gpus, strategy="fsdp"), hardware):
+            if _fits(model, dataclasses.replace(lean, gpus=gpus, strategy="fsdp"), hardware, versions):
                 out.append(f"--gpus {gpus} --strategy fsdp (weights sharded across {gpus} cards like this one) fits")
                 break
     cards = sorted((load_gpu(name) for name in list_gpus()), key=lambda spec: (spec.vram_gib, spec.name))
@@ -284,19 +294,21 @@ def _suggestions(model: ModelSpec, hardware: Hardware, settings: Settings, fixed
             continue
         other = hardware_from_gpu(spec)
         trial = dataclasses.replace(lean, compute_dtype="bf16" if spec.bf16 else "fp16", optimizer="paged_adamw_8bit")
-        if _fits(model, trial, other):
+        if _fits(model, trial, other, versions):
             out.append(f"--gpu {spec.name} ({spec.vram_gib:g} GiB) fits")
             break
     return out
 
 
-def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_mode: str, seqs: list[int]) -> list[str]:
+def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_mode: str, seqs: list[int], recipe: memory.Recipe) -> list[str]:
     notes = []
+    adapters = {2: settings.compute_dtype, 4: "fp32"}[recipe.adapter]
     if settings.method == "qlora":
         dq = "with" if settings.double_quant else "without"
-        notes.append(f"method qlora: base weights in 4-bit NF4 {dq} double quantization, LoRA adapters trained in fp32")
+        notes.append(f"method qlora: base weights in 4-bit NF4 {dq} double quantization, LoRA adapters trained in {adapters}")
     else:
-        notes.append(f"method lora: base weights in {settings.compute_dtype}, LoRA adapters trained in fp32")
+        notes.append(f"method lora: base weights in {settings.compute_dtype}, LoRA adapters trained in {adapters}")
+    notes.append(_recipe_note(settings, recipe))
     if seq_mode == "fixed":
         notes.append(f"seq_len {settings.seq_len}: as given")
     elif seq_mode == "cpu":
@@ -321,6 +333,17 @@ def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_mode: str, seqs
     if "optimizer" not in fixed and settings.optimizer == "paged_adamw_8bit":
         notes.append("optimizer paged_adamw_8bit: 8-bit states, paged to host RAM under memory pressure")
     return notes
+
+
+def _recipe_note(settings: Settings, recipe: memory.Recipe) -> str:
+    """What the recipe keeps in which dtype, and its loss (the memory model counts exactly that)."""
+    names = {2: settings.compute_dtype, 4: "fp32"}
+    kept = f"norms {names[recipe.norm]}, embeddings {names[recipe.embed]}, lm_head {names[recipe.lm_head]}"
+    loss = {
+        "chunked": "chunked cross-entropy (1024 tokens' logits at a time)",
+        "trl-chunked": "TRL's chunked_nll (256 tokens' logits at a time)",
+    }.get(recipe.loss, "transformers' cross-entropy over all logits")
+    return f"recipe {recipe.name}: {kept} (residual stream and checkpoints {names[max(recipe.norm, recipe.embed)]}); {loss}"
 
 
 def _budget_source(hardware: Hardware) -> str:

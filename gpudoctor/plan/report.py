@@ -1,7 +1,9 @@
 """A Plan as the stable JSON document `gpudoctor plan --json` prints (sizes in GiB = 1024**3 bytes).
 
-Keys: model, hardware, settings, memory {peak_allocated_gib, peak_reserved_gib, budget_gib,
-usable_gib, percent_of_budget, breakdown_gib}, fits, estimate {tokens_per_s, hours, ...},
+Keys: model, hardware, settings (with the recipe), memory {peak_allocated_gib (torch.cuda.max_memory_allocated),
+peak_reserved_gib (torch.cuda.max_memory_reserved: the caching allocator, no CUDA context), device_used_gib
+(what nvidia-smi / amd-smi show: reserved + context; on the CPU the process's resident memory), budget_gib,
+usable_gib, percent_of_budget (of device_used), breakdown_gib}, fits, estimate {tokens_per_s, hours, ...},
 data, notes, not_counted, suggestions. New keys may be added; none is renamed or removed.
 """
 
@@ -10,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from gpudoctor.plan.memory import total_params
+from gpudoctor.plan.memory import device_used_bytes, total_params
 from gpudoctor.plan.planner import HEADROOM_FRACTION
 from gpudoctor.plan.types import Plan
 from gpudoctor.types import GIB
 
 SETTINGS_KEYS = (
     "method", "quant", "double_quant", "compute_dtype", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
-    "seq_len", "micro_batch", "grad_accum", "grad_ckpt", "optimizer", "attn", "packing", "gpus", "strategy",
+    "seq_len", "micro_batch", "grad_accum", "grad_ckpt", "optimizer", "attn", "packing", "gpus", "strategy", "recipe",
 )  # fmt: skip
 
 
@@ -28,6 +30,7 @@ def gib(value: float) -> float:
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     settings = dataclasses.asdict(plan.settings)
     memory = plan.memory
+    used = device_used_bytes(memory)
     estimate = plan.estimate
     hardware = plan.hardware
     return {
@@ -52,9 +55,10 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "memory": {
             "peak_allocated_gib": gib(memory.peak_allocated_bytes),
             "peak_reserved_gib": gib(memory.peak_reserved_bytes),
+            "device_used_gib": gib(used),
             "budget_gib": gib(memory.budget_bytes),
             "usable_gib": gib(memory.budget_bytes * HEADROOM_FRACTION),
-            "percent_of_budget": round(100 * memory.peak_reserved_bytes / memory.budget_bytes, 1) if memory.budget_bytes else None,
+            "percent_of_budget": round(100 * used / memory.budget_bytes, 1) if memory.budget_bytes else None,
             "breakdown_gib": {key: gib(value) for key, value in memory.breakdown_bytes.items()},
         },
         "fits": plan.fits,
