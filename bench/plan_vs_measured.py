@@ -6,11 +6,16 @@ Run on a machine with a CUDA GPU (random weights of the model's architecture; no
 
 For each budget it plans with `make_plan`, caps this process at the budget with
 torch.cuda.set_per_process_memory_fraction, builds the model as transformers + bitsandbytes would
-(NF4 Linear4bit projections, or bf16 for --method lora), applies peft.prepare_model_for_kbit_training
-and LoRA, trains `steps` optimizer steps of random tokens with the Hugging Face Trainer, and prints
-torch's peak allocated / reserved and the reserved figure plus the CUDA context (what nvidia-smi
-shows) next to the planner's figures. Each budget runs in its own subprocess so one OOM or one
-allocator history cannot colour the next.
+(NF4 Linear4bit projections, or bf16 for --method lora), sets it up as the recipe does and adds LoRA,
+trains `steps` optimizer steps of random tokens with the Hugging Face Trainer, and prints the three
+peaks, measured and planned: torch's allocated, torch's reserved, and reserved plus the CUDA context
+(what nvidia-smi shows, the figure a plan fits in its budget). Each budget runs in its own subprocess
+so one OOM or one allocator history cannot colour the next.
+
+--recipe gpudoctor (default): norms, embeddings and lm_head stay in the compute dtype and the loss is
+gpudoctor's chunked cross-entropy (gpudoctor/train/loss.py); --recipe peft-prepared:
+peft.prepare_model_for_kbit_training (everything that is not 4-bit in fp32) and transformers' own
+loss, planned as memory.Recipe with fp32 norms, embeddings and lm_head.
 
 `--device cpu` runs the same code path on the CPU (fp32, no memory cap) for a tiny model, to check
 the script itself (`--model tiny` or `--model small`); there the measured figure is the process's
@@ -43,6 +48,7 @@ CONFIG_CLASSES = {
     "phi3": "Phi3Config",
     "gemma2": "Gemma2Config",
 }
+BENCH_RECIPES = ("gpudoctor", "peft-prepared")
 HF_OPTIM = {"adamw_8bit": "adamw_bnb_8bit", "adamw_torch": "adamw_torch", "paged_adamw_8bit": "paged_adamw_8bit", "paged_adamw_32bit": "paged_adamw_32bit"}
 
 
@@ -120,17 +126,32 @@ def build_model(spec: ModelSpec, settings: Settings, device: str):
     return model
 
 
-def add_lora(model, settings: Settings, names: list[str]):
+def add_lora(model, settings: Settings, names: list[str], recipe: str = "gpudoctor"):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if settings.method == "qlora":
+    if settings.method == "qlora" and recipe == "peft-prepared":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.grad_ckpt, gradient_checkpointing_kwargs={"use_reentrant": False})
     elif settings.grad_ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     targets = names if settings.lora_targets == ["all-linear"] else settings.lora_targets
     config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if recipe == "gpudoctor":
+        from gpudoctor.train import loss as lean_loss
+
+        lean_loss.install(model)  # chunked cross-entropy; the leftovers were never upcast
+    return model
+
+
+def planned_recipe(recipe: str):
+    """The memory model's Recipe for what this script builds (None: settings.recipe, the lean one)."""
+    if recipe == "gpudoctor":
+        return None
+    from gpudoctor.plan import memory
+
+    versions = memory.installed_versions(("transformers",))
+    return memory.Recipe("peft-prepared", memory.hf_loss(versions.transformers), norm=4, embed=4, lm_head=4)
 
 
 def train_steps(model, settings: Settings, vocab: int, steps: int, device: str) -> None:
@@ -162,10 +183,11 @@ def train_steps(model, settings: Settings, vocab: int, steps: int, device: str) 
         Trainer(model=model, args=args, train_dataset=dataset).train()
 
 
-def run_one(spec: ModelSpec, budget_gib: float, method: str, steps: int, device: str) -> dict:
+def run_one(spec: ModelSpec, budget_gib: float, method: str, steps: int, device: str, recipe: str = "gpudoctor") -> dict:
     """Plan for `budget_gib`, cap the process there, train, and measure."""
     import torch
 
+    from gpudoctor.plan import memory
     from gpudoctor.plan.memory import linear_names
 
     if device == "cuda":
@@ -175,11 +197,14 @@ def run_one(spec: ModelSpec, budget_gib: float, method: str, steps: int, device:
         hardware = Hardware(device="cpu", name="CPU", budget_bytes=int(budget_gib * GIB), peak_tflops=None, source="cpu")
     plan = make_plan(spec, hardware, {"method": method})
     settings = plan.settings
-    result = {"budget_gib": budget_gib, "settings": {k: getattr(settings, k) for k in ("seq_len", "micro_batch", "grad_ckpt", "optimizer", "attn", "compute_dtype")}}
+    custom = planned_recipe(recipe)
+    estimate = plan.memory if custom is None else memory.estimate(spec, settings, hardware, recipe=custom)
+    result = {"budget_gib": budget_gib, "recipe": recipe, "settings": {k: getattr(settings, k) for k in ("seq_len", "micro_batch", "grad_ckpt", "optimizer", "attn", "compute_dtype")}}
     result["predicted"] = {
         "fits": plan.fits,
-        "peak_allocated_gib": plan.memory.peak_allocated_bytes / GIB,
-        "peak_reserved_plus_context_gib": plan.memory.peak_reserved_bytes / GIB,
+        "peak_allocated_gib": estimate.peak_allocated_bytes / GIB,
+        "peak_reserved_gib": estimate.peak_reserved_bytes / GIB,
+        "peak_reserved_plus_context_gib": memory.device_used_bytes(estimate) / GIB,
     }
     if not plan.fits:
         result["measured"] = "not run: the plan does not fit"
@@ -190,7 +215,7 @@ def run_one(spec: ModelSpec, budget_gib: float, method: str, steps: int, device:
         _, total = torch.cuda.mem_get_info()
         torch.cuda.set_per_process_memory_fraction(min(1.0, budget_gib * GIB / total))
     try:
-        model = add_lora(build_model(spec, settings, device), settings, linear_names(spec))
+        model = add_lora(build_model(spec, settings, device), settings, linear_names(spec), recipe)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         train_steps(model, settings, spec.vocab_size, steps, device)
@@ -230,18 +255,19 @@ def main() -> None:
     parser.add_argument("--method", default="qlora", choices=("qlora", "lora"))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    parser.add_argument("--recipe", default="gpudoctor", choices=BENCH_RECIPES)
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # internal: run one budget in this process
     args = parser.parse_args()
     spec = check_spec(args.model) if args.model in ("tiny", "small") else load_model(args.model)
 
     if args.one is not None:
-        print(json.dumps(run_one(spec, args.one, args.method, args.steps, args.device)))
+        print(json.dumps(run_one(spec, args.one, args.method, args.steps, args.device, args.recipe)))
         return
 
-    print(f"{spec.name}, {args.method}, {args.steps} steps on {args.device}; GiB = 1024^3")
-    print(f"{'budget':>6}  {'seq':>5} {'mb':>3} {'ckpt':>4}  {'pred alloc':>10} {'meas alloc':>10}  {'pred smi':>8} {'meas smi':>8}  {'error':>6}")
+    print(f"{spec.name}, {args.method}, recipe {args.recipe}, {args.steps} steps on {args.device}; GiB = 1024^3")
+    print(f"{'budget':>6}  {'seq':>5} {'mb':>3} {'ckpt':>4}  {'alloc pred/meas':>16}  {'reserved pred/meas':>18}  {'smi pred/meas':>14}  {'error':>6}")
     for budget in [float(b) for b in args.budgets.split(",")]:
-        command = [sys.executable, __file__, "--model", args.model, "--method", args.method, "--steps", str(args.steps), "--device", args.device, "--one", str(budget)]
+        command = [sys.executable, __file__, "--model", args.model, "--method", args.method, "--steps", str(args.steps), "--device", args.device, "--recipe", args.recipe, "--one", str(budget)]
         done = subprocess.run(command, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode != 0 or not lines:
@@ -249,12 +275,15 @@ def main() -> None:
             continue
         row = json.loads(lines[-1])
         s, p, m = row["settings"], row["predicted"], row["measured"]
-        head = f"{budget:>6g}  {s['seq_len']:>5} {s['micro_batch']:>3} {'on' if s['grad_ckpt'] else 'off':>4}  {p['peak_allocated_gib']:>10.2f}"
+        head = f"{budget:>6g}  {s['seq_len']:>5} {s['micro_batch']:>3} {'on' if s['grad_ckpt'] else 'off':>4}"
         if isinstance(m, dict):
             error = (p["peak_reserved_plus_context_gib"] - m["peak_reserved_plus_context_gib"]) / m["peak_reserved_plus_context_gib"]
-            print(f"{head} {m['peak_allocated_gib']:>10.2f}  {p['peak_reserved_plus_context_gib']:>8.2f} {m['peak_reserved_plus_context_gib']:>8.2f}  {error:>+6.1%}")
+            print(
+                f"{head}  {p['peak_allocated_gib']:>7.2f}/{m['peak_allocated_gib']:<8.2f}  {p['peak_reserved_gib']:>8.2f}/{m['peak_reserved_gib']:<9.2f}"
+                f"  {p['peak_reserved_plus_context_gib']:>6.2f}/{m['peak_reserved_plus_context_gib']:<7.2f}  {error:>+6.1%}"
+            )
         else:
-            print(f"{head} {'':>10}  {p['peak_reserved_plus_context_gib']:>8.2f} {'':>8}  {m}")
+            print(f"{head}  {p['peak_allocated_gib']:>7.2f}/{'':<8}  {p['peak_reserved_gib']:>8.2f}/{'':<9}  {p['peak_reserved_plus_context_gib']:>6.2f}/{'':<7}  {m}")
 
 
 if __name__ == "__main__":

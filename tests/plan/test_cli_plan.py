@@ -34,7 +34,7 @@ def test_json_has_the_stable_keys(cli):
     doc = json.loads(result.stdout)
     assert {"method", "quant", "double_quant", "compute_dtype", "lora_r", "lora_alpha", "lora_targets", "seq_len", "micro_batch",
             "grad_accum", "grad_ckpt", "optimizer", "attn", "packing", "gpus", "strategy"} <= set(doc["settings"])  # fmt: skip
-    assert {"peak_allocated_gib", "peak_reserved_gib", "budget_gib", "breakdown_gib"} <= set(doc["memory"])
+    assert {"peak_allocated_gib", "peak_reserved_gib", "device_used_gib", "budget_gib", "breakdown_gib"} <= set(doc["memory"])
     assert {"base_weights", "base_16bit", "lora_weights", "lora_grads", "optimizer", "activations", "cuda_context"} <= set(doc["memory"]["breakdown_gib"])
     assert doc["fits"] is True and doc["estimate"]["tokens_per_s"] > 0 and doc["estimate"]["hours"] > 0
     assert doc["memory"]["peak_reserved_gib"] <= doc["memory"]["budget_gib"]
@@ -45,13 +45,28 @@ def test_every_setting_can_be_fixed_on_the_command_line(cli):
         "plan", "--model", "llama-2-7b", "--gpu", "rtx-a6000", "--json", "--method", "lora", "--lora-r", "8",
         "--lora-targets", "q_proj,v_proj", "--seq-len", "512", "--micro-batch", "2", "--grad-accum", "4",
         "--no-grad-ckpt", "--optimizer", "paged_adamw_32bit", "--attn", "eager", "--no-double-quant",
-        "--gpus", "2", "--strategy", "ddp", "--vram-gib", "40", "--packing",
+        "--gpus", "2", "--strategy", "ddp", "--vram-gib", "40", "--packing", "--recipe", "axolotl",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     s = json.loads(result.stdout)["settings"]
     assert (s["method"], s["quant"], s["lora_r"], s["lora_targets"], s["seq_len"], s["micro_batch"], s["grad_accum"]) == ("lora", None, 8, ["q_proj", "v_proj"], 512, 2, 4)
     assert (s["grad_ckpt"], s["optimizer"], s["attn"], s["double_quant"], s["gpus"], s["strategy"], s["packing"]) == (False, "paged_adamw_32bit", "eager", False, 2, "ddp", True)
     assert json.loads(result.stdout)["memory"]["budget_gib"] == 40
+    assert s["recipe"] == "axolotl"
+
+
+def test_the_recipe_changes_the_memory_and_is_checked(cli):
+    """--recipe comes from the setting's declaration: the trainer decides dtypes, loss and so the peak."""
+    docs = {}
+    for recipe in ("gpudoctor", "trl", "axolotl", "fsdp-qlora"):
+        result = cli("plan", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--seq-len", "4096", "--micro-batch", "1", "--grad-accum", "16", "--recipe", recipe, "--json")
+        assert result.exit_code == 0, result.stderr
+        docs[recipe] = json.loads(result.stdout)
+        assert docs[recipe]["settings"]["recipe"] == recipe
+    # the lean recipe's chunked loss never holds the 128k-vocabulary logits of 4096 tokens at once
+    assert docs["gpudoctor"]["memory"]["device_used_gib"] < docs["axolotl"]["memory"]["device_used_gib"]
+    bad = cli("plan", "--model", "mistral-7b", "--recipe", "unsloth")
+    assert bad.exit_code == 2 and "--recipe" in bad.stderr
 
 
 def test_bad_input_exits_2_with_one_line(cli):
@@ -181,8 +196,9 @@ def test_vram_budget_without_a_gpu_plans_for_a_gpu_of_that_size(cli, monkeypatch
     assert result.exit_code == 0 and doc["fits"] is True
     assert (doc["hardware"]["device"], doc["hardware"]["source"]) == ("cuda", "reference")
     assert doc["notes"][0].startswith("no GPU was found, so --vram-gib plans for a GPU")
-    used = doc["memory"]["peak_reserved_gib"] / doc["memory"]["budget_gib"]
+    used = doc["memory"]["device_used_gib"] / doc["memory"]["budget_gib"]
     assert 0.75 <= used <= 0.92
+    assert doc["memory"]["peak_allocated_gib"] <= doc["memory"]["peak_reserved_gib"] < doc["memory"]["device_used_gib"]
     assert doc["memory"]["budget_gib"] == budget
     if budget == 24:
         assert doc["settings"]["seq_len"] >= 2048
