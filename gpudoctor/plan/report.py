@@ -17,10 +17,6 @@ from gpudoctor.plan.planner import HEADROOM_FRACTION
 from gpudoctor.plan.types import Plan
 from gpudoctor.types import GIB
 
-SETTINGS_KEYS = (
-    "method", "quant", "double_quant", "compute_dtype", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
-    "seq_len", "micro_batch", "grad_accum", "grad_ckpt", "optimizer", "attn", "packing", "gpus", "strategy", "recipe",
-)  # fmt: skip
 
 
 def gib(value: float) -> float:
@@ -50,7 +46,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             "flash_attn": hardware.flash_attn,
             "peak_tflops": hardware.peak_tflops,
         },
-        "settings": {key: settings[key] for key in SETTINGS_KEYS},
+        "settings": settings,  # every declared setting, in declaration order (gpudoctor/settings.py)
         "effective_batch": plan.settings.micro_batch * plan.settings.grad_accum * plan.settings.gpus,
         "memory": {
             "peak_allocated_gib": gib(memory.peak_allocated_bytes),
