@@ -119,24 +119,24 @@ def amdsmi_used() -> int | None:
         amdsmi.amdsmi_shut_down()
 
 
-def rss_peak() -> int:
+def _status_bytes(field: str) -> int | None:
+    """A `kB` field of /proc/self/status (VmHWM, VmRSS) in bytes; None where it cannot be read."""
     try:
         for line in STATUS.read_text(encoding="ascii").splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return None
+
+
+def rss_peak() -> int:
+    peak = _status_bytes("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def rss_now() -> int:
-    try:
-        for line in STATUS.read_text(encoding="ascii").splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return _status_bytes("VmRSS") or 0
 
 
 def reset_rss_peak() -> None:

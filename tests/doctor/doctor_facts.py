@@ -131,3 +131,19 @@ def busy(gpu: GpuFacts, *processes: tuple[int, str, int]) -> GpuFacts:
     gpu.processes = [GpuProcess(pid, name, used) for pid, name, used in processes]
     gpu.used_bytes = sum(used for _, _, used in processes)
     return gpu
+
+
+def one(facts: SystemFacts, check_id: str):
+    """The single finding check `check_id` gives on `facts` (fails the test if it gives none or several)."""
+    from gpudoctor.doctor import run_checks
+
+    found = run_checks(facts, only=check_id)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def quiet(facts: SystemFacts, check_id: str) -> bool:
+    """True when check `check_id` says nothing on `facts`."""
+    from gpudoctor.doctor import run_checks
+
+    return run_checks(facts, only=check_id) == []

@@ -6,27 +6,16 @@ fix, and stays quiet on a healthy box."""
 from __future__ import annotations
 
 import pytest
-from doctor_facts import GIB, PYTHON, amd_box, nvidia_box, rtx_4090, rx_7900_xtx
+from doctor_facts import GIB, PYTHON, amd_box, nvidia_box, one, quiet, rtx_4090, rx_7900_xtx
 
 from gpudoctor.cli.check import report_block
 from gpudoctor.doctor import diagnose, fixes, run_checks
 from gpudoctor.doctor.amd import gfx_version, target_of
-from gpudoctor.doctor.finding import Finding
 from gpudoctor.doctor.live import serves, sm_of
 from gpudoctor.doctor.registry import REPORT_FIX
 from gpudoctor.probe.facts import LiveFacts, PackageFacts, PciGpu, VendorProbe
 
 ROCM_WHEEL = ["gfx900", "gfx906", "gfx908", "gfx90a", "gfx942", "gfx1030", "gfx1100", "gfx1101", "gfx1102", "gfx1200", "gfx1201"]
-
-
-def one(facts, check_id: str) -> Finding:
-    found = run_checks(facts, only=check_id)
-    assert len(found) == 1, found
-    return found[0]
-
-
-def none(facts, check_id: str) -> bool:
-    return run_checks(facts, only=check_id) == []
 
 
 def rocm_live(arch_list=None, **values) -> LiveFacts:
@@ -51,7 +40,7 @@ def test_healthy_boxes_say_nothing_new():
         assert found == set()
     for check_id in ("torch.kernels", "torch.live_crash", "python.imports", "python.libraries", "python.environment",
                      "python.build_tools", "amd.igpu_visible"):
-        assert none(nvidia_box(), check_id) and none(amd_box(), check_id), check_id
+        assert quiet(nvidia_box(), check_id) and quiet(amd_box(), check_id), check_id
 
 
 # --- AMD: the gfx target against the build's code, and HSA_OVERRIDE_GFX_VERSION (one rule) -------------
@@ -152,15 +141,15 @@ def test_an_igpu_rocm_offers_beside_the_card_gets_hip_visible_devices():
     facts.python.live = rocm_live(ROCM_WHEEL, device_count=2)
     assert one(facts, "amd.igpu_visible").status == "error"  # torch counted it, and the wheel has no gfx1036 code
     facts.python.live = rocm_live(ROCM_WHEEL, device_count=1)
-    assert none(facts, "amd.igpu_visible")  # torch was offered the discrete card only
+    assert quiet(facts, "amd.igpu_visible")  # torch was offered the discrete card only
 
 
 def test_the_igpu_check_is_quiet_when_a_visibility_variable_is_set_or_training_is_on_nvidia():
-    assert none(apu_box(HIP_VISIBLE_DEVICES="0"), "amd.igpu_visible")
-    assert none(apu_box(ROCR_VISIBLE_DEVICES="0"), "amd.igpu_visible")
+    assert quiet(apu_box(HIP_VISIBLE_DEVICES="0"), "amd.igpu_visible")
+    assert quiet(apu_box(ROCR_VISIBLE_DEVICES="0"), "amd.igpu_visible")
     facts = nvidia_box()
     facts.gpus.append(rx_7900_xtx(index=1, name="AMD Radeon Graphics", total_bytes=512 * 1024**2, gfx_target="gfx1036"))
-    assert none(facts, "amd.igpu_visible")
+    assert quiet(facts, "amd.igpu_visible")
 
 
 def test_groups_are_judged_for_an_amdgpu_card_the_probes_could_not_open():
@@ -249,7 +238,7 @@ def test_a_kepler_card_gets_the_last_wheels_that_carried_it():
 
 def test_kernels_are_judged_from_torchs_own_warning_without_an_arch_list_and_never_guessed():
     facts = blackwell_on("2.6.0+cu126", None)
-    assert none(facts, "torch.kernels")
+    assert quiet(facts, "torch.kernels")
     facts.python.live.gpu_error = "NVIDIA GeForce RTX 5090 with CUDA capability sm_120 is not compatible with the current PyTorch installation."
     finding = one(facts, "torch.kernels")
     assert finding.status == "error" and "cu128" in finding.fix
@@ -275,7 +264,7 @@ def test_a_live_check_killed_by_a_signal_is_an_error_with_its_stderr():
     assert finding.title == "the live torch check was killed by SIGSEGV: Thread 0x7f (most recent call first):"
     assert "Fatal Python error: Segmentation fault" in finding.detail
     assert finding.fix == REPORT_FIX
-    assert none(facts, "torch.sees_gpu")  # said once
+    assert quiet(facts, "torch.sees_gpu")  # said once
     assert not diagnose(facts).ready
 
 
@@ -324,13 +313,13 @@ def test_torch_missing_from_an_externally_managed_python_gets_a_venv():
     assert finding.fix.splitlines()[0] == "sudo apt install python3.12-venv && python3.12 -m venv ~/venvs/ft && . ~/venvs/ft/bin/activate"
     assert finding.fix.splitlines()[-1].startswith("gpudoctor install-torch")
     assert "--break-system-packages" not in finding.fix
-    assert none(system_python(None), "python.environment")  # said once
+    assert quiet(system_python(None), "python.environment")  # said once
 
 
 def test_an_externally_managed_python_with_torch_is_a_warning():
     finding = one(system_python("2.7.1+cu128"), "python.environment")
     assert finding.status == "warning" and "venv" in finding.fix
-    assert none(nvidia_box(), "python.environment")
+    assert quiet(nvidia_box(), "python.environment")
 
 
 # --- Python: package combinations -----------------------------------------------------------------
@@ -356,9 +345,9 @@ def test_accelerate_missing_or_too_old_for_the_trainer(transformers, accelerate,
 
 
 def test_accelerate_is_judged_only_where_its_state_is_known():
-    assert none(with_packages(transformers="4.53.2", accelerate="1.9.0"), "python.libraries")
+    assert quiet(with_packages(transformers="4.53.2", accelerate="1.9.0"), "python.libraries")
     facts = with_packages(transformers="4.53.2")  # no accelerate record: not looked for, not "missing"
-    assert "accelerate" not in facts.python.packages and none(facts, "python.libraries")
+    assert "accelerate" not in facts.python.packages and quiet(facts, "python.libraries")
 
 
 def test_peft_newer_than_transformers_gets_the_last_peft_before_it():
@@ -368,7 +357,7 @@ def test_peft_newer_than_transformers_gets_the_last_peft_before_it():
     assert finding.title.startswith("peft 0.14.0 needs a newer transformers than 4.37.2")
     assert finding.fix.splitlines()[0] == f"{PYTHON} -m pip install -U peft==0.13.2"
     assert "transformers>=4.43.0" in finding.fix
-    assert none(facts, "python.libraries")  # the import error is said once
+    assert quiet(facts, "python.libraries")  # the import error is said once
     facts.python.live = None  # versions alone tell the same
     assert one(facts, "python.libraries").fix.startswith(f"{PYTHON} -m pip install -U peft==0.13.2")
 
@@ -405,7 +394,7 @@ def test_a_fork_that_overwrites_transformers_is_uninstalled_with_it():
     facts = with_packages(live, transformers="4.33.3", adapter_transformers="3.2.1", accelerate="0.21.0")
     finding = one(facts, "python.libraries")
     assert finding.fix.startswith(f"{PYTHON} -m pip uninstall -y adapter-transformers transformers && ")
-    assert none(facts, "python.imports")  # its import error is what the fork causes: said once
+    assert quiet(facts, "python.imports")  # its import error is what the fork causes: said once
     del facts.python.packages["adapter-transformers"]
     assert "--force-reinstall transformers==4.33.3" in one(facts, "python.imports").fix
 
@@ -432,11 +421,11 @@ def test_missing_build_tools_for_triton_are_a_warning(compiler, headers, extra, 
 def test_build_tools_are_not_guessed_at():
     facts = nvidia_box()
     facts.host.c_compiler, facts.python.python_headers = None, None  # facts from before the probe looked
-    assert none(facts, "python.build_tools")
+    assert quiet(facts, "python.build_tools")
     facts = nvidia_box()
     facts.python.packages["torch"] = PackageFacts("torch", "2.7.1+cpu", "cpu")
     facts.python.python_headers = False
-    assert none(facts, "python.build_tools")  # a CPU torch builds no GPU kernels
+    assert quiet(facts, "python.build_tools")  # a CPU torch builds no GPU kernels
 
 
 # --- bitsandbytes and torch builds whose old fix did not help ---------------------------------------

@@ -7,10 +7,9 @@ on a healthy box. `gpudoctor install-cuda` is the fix only where it fixes someth
 from __future__ import annotations
 
 import pytest
-from doctor_facts import amd_box, nvidia_box, rtx_4090, rx_7900_xtx
+from doctor_facts import amd_box, nvidia_box, one, quiet, rtx_4090, rx_7900_xtx
 
 from gpudoctor.doctor import fixes, run_checks
-from gpudoctor.doctor.finding import Finding
 from gpudoctor.doctor.nvidia import dkms_nvidia_builds, ubuntu_branch_for
 from gpudoctor.probe.facts import LiveFacts, PciGpu, VendorProbe
 
@@ -22,16 +21,6 @@ NVJITLINK = (
     "ImportError: .../nvidia/cusparse/lib/libcusparse.so.12: undefined symbol: __nvJitLinkCreate_12_8, version libnvJitLink.so.12"
 )
 MY_CHECKS = ("nvidia.", "env.", "gpu.present")
-
-
-def one(facts, check_id: str) -> Finding:
-    found = run_checks(facts, only=check_id)
-    assert len(found) == 1, found
-    return found[0]
-
-
-def quiet(facts, check_id: str) -> bool:
-    return run_checks(facts, only=check_id) == []
 
 
 def my_fixes(facts) -> str:
