@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/doctor_cases.py                 # dev cases (the default)
     .venv/bin/python bench/doctor_cases.py --split holdout # measure only: do not tune on it
+    .venv/bin/python bench/doctor_cases.py --split fresh   # gathered last, run once at the end
     .venv/bin/python bench/doctor_cases.py --split all
 
 Each case's facts are laid over a healthy box of its vendor and judged by run_checks (see
@@ -31,9 +32,9 @@ from gpudoctor.doctor import run_checks  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("dev", "holdout", "all"), default="dev")
+    parser.add_argument("--split", choices=("dev", "holdout", "fresh", "all"), default="dev")
     args = parser.parse_args(argv)
-    splits = ("dev", "holdout") if args.split == "all" else (args.split,)
+    splits = ("dev", "holdout", "fresh") if args.split == "all" else (args.split,)
     for split in splits:
         report(split)
     return 0

@@ -33,7 +33,8 @@ from gpudoctor.doctor.finding import STATUSES, Finding
 from gpudoctor.probe.facts import SystemFacts
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
-SPLITS = ("dev", "holdout")
+# dev: tune on it; holdout: set aside first, already measured; fresh: gathered later, measured once at the end.
+SPLITS = ("dev", "holdout", "fresh")
 PROBLEM = ("error", "warning", "crash")
 
 REQUIRED_KEYS = (

