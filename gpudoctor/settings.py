@@ -44,6 +44,7 @@ class Declaration:
     at_least: float | None = None
     above: float | None = None
     below: float | None = None
+    whole_from: float | None = None  # from this value up it is a count and must be a whole number
     flag: bool = True  # `plan` and `train` take it as --name-with-dashes
 
 
@@ -91,9 +92,9 @@ class TrainingOptions:
 
     epochs: float = setting(3.0, "Passes over the data.", above=0)
     lr: float = setting(2e-4, "Peak learning rate.", above=0, below=1)
-    val_size: float = setting(0.0, "Held-out eval records: a fraction < 1 or a count.", at_least=0)
+    val_size: float = setting(0.0, "Held-out eval records: a fraction < 1 or a count.", at_least=0, whole_from=1)
     save_steps: int = setting(50, "Checkpoint every N optimizer steps.", at_least=1)
-    seed: int = setting(42, "Seed for weights, data order and the eval split.", at_least=0)
+    seed: int = setting(42, "Seed for weights, data order and the eval split.", at_least=0, below=2**32)  # numpy's seed range
     warmup_ratio: float = setting(0.03, "Share of the steps that warm the learning rate up.", at_least=0, below=1)
     lr_scheduler: str = setting("cosine", "Learning-rate schedule: " + ", ".join(LR_SCHEDULERS) + ".", choices=LR_SCHEDULERS)
     max_steps: int | None = setting(None, "Stop after N optimizer steps.", at_least=1)
@@ -184,6 +185,8 @@ def _checked(item: Declared, value: Any, label: str) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not _in_range(value, rules):
         shown = f"{value:g}" if isinstance(value, float) else str(value)
         raise BadInput(f"{label}: must be {range_text(rules)} (got {shown})")
+    if rules.whole_from is not None and isinstance(value, (int, float)) and value >= rules.whole_from and value != int(value):
+        raise BadInput(f"{label}: a count must be a whole number and a fraction below {_number(rules.whole_from)} (got {value:g})")
     if isinstance(value, list) and not value:
         raise BadInput(f"{label}: give at least one value")
     if item.kind is float and isinstance(value, int):
@@ -204,12 +207,17 @@ def range_text(rules: Declaration) -> str:
     """The allowed range in words: "at least 0 and below 1"."""
     parts = []
     if rules.at_least is not None:
-        parts.append(f"at least {rules.at_least:g}")
+        parts.append(f"at least {_number(rules.at_least)}")
     if rules.above is not None:
-        parts.append(f"more than {rules.above:g}")
+        parts.append(f"more than {_number(rules.above)}")
     if rules.below is not None:
-        parts.append(f"below {rules.below:g}")
+        parts.append(f"below {_number(rules.below)}")
     return " and ".join(parts) or "a finite number"
+
+
+def _number(bound: float) -> str:
+    """A bound as people write it: 4294967296 rather than 4.29497e+09, 0.5 as 0.5."""
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e16 else f"{bound:g}"
 
 
 def settings_from(given: Mapping[str, Any], base: Settings | None = None) -> Settings:

@@ -9,6 +9,8 @@ trains with a silently ignored or impossible setting.
 from __future__ import annotations
 
 import dataclasses
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,10 @@ import yaml
 from gpudoctor.atomic import write_text
 from gpudoctor.convert import from_dict
 from gpudoctor.errors import BadInput
-from gpudoctor.settings import RunConfig, Settings, TrainingOptions, check_values, settings_from, training_from
+from gpudoctor.settings import RunConfig, Settings, TrainingOptions, check_values, declared, settings_from, training_from
+
+# YAML 1.1 (PyYAML) reads 1e-4 and 2E5 as strings: only 1.0e-4 is a float there. People write 1e-4.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 HEADER = "# gpudoctor run config: train with `gpudoctor train {path}`\n"
 
@@ -46,7 +51,7 @@ def read_run_config(path: str | Path) -> RunConfig:
         raise BadInput(f"{source}: expected a mapping with 'model' and 'settings', got {type(document).__name__}")
     if not isinstance(document.get("model"), str) or not document["model"]:
         raise BadInput(f"{source}: 'model' must name a profile, a model folder or a config.json")
-    document = {**document, "settings": document.get("settings") or {}, "training": document.get("training") or {}}
+    document = {**document, "settings": _numbers(document.get("settings") or {}, Settings), "training": _numbers(document.get("training") or {}, TrainingOptions)}
     config = from_dict(RunConfig, document, source)  # unknown keys and wrong types, named by their path
 
     def where(section: str):
@@ -55,6 +60,17 @@ def read_run_config(path: str | Path) -> RunConfig:
     settings = check_values(document["settings"], Settings, where("settings"))
     training = check_values(document["training"], TrainingOptions, where("training"))
     return dataclasses.replace(config, settings=settings_from(settings), training=training_from(training))
+
+
+def _numbers(section: Any, kind: type) -> Any:
+    """`section` with 1e-4-style strings of float settings read as the numbers they are."""
+    if not isinstance(section, dict):
+        return section  # from_dict names the wrong type
+    floats = {item.name for item in declared(kind) if item.kind is float or float in typing.get_args(item.kind)}
+    return {
+        key: float(value) if key in floats and isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()) else value
+        for key, value in section.items()
+    }
 
 
 def _load_yaml(path: Path, source: str) -> Any:
