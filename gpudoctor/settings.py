@@ -45,6 +45,7 @@ class Declaration:
     above: float | None = None
     below: float | None = None
     whole_from: float | None = None  # from this value up it is a count and must be a whole number
+    ceiling: float | None = None  # a technical limit (below it), named only when a value reaches it
     flag: bool = True  # `plan` and `train` take it as --name-with-dashes
 
 
@@ -94,7 +95,7 @@ class TrainingOptions:
     lr: float = setting(2e-4, "Peak learning rate.", above=0, below=1)
     val_size: float = setting(0.0, "Held-out eval records: a fraction < 1 or a count.", at_least=0, whole_from=1)
     save_steps: int = setting(50, "Checkpoint every N optimizer steps.", at_least=1)
-    seed: int = setting(42, "Seed for weights, data order and the eval split.", at_least=0, below=2**32)  # numpy's seed range
+    seed: int = setting(42, "Seed for weights, data order and the eval split.", at_least=0, ceiling=2**32)  # numpy's seed range
     warmup_ratio: float = setting(0.03, "Share of the steps that warm the learning rate up.", at_least=0, below=1)
     lr_scheduler: str = setting("cosine", "Learning-rate schedule: " + ", ".join(LR_SCHEDULERS) + ".", choices=LR_SCHEDULERS)
     max_steps: int | None = setting(None, "Stop after N optimizer steps.", at_least=1)
@@ -185,6 +186,8 @@ def _checked(item: Declared, value: Any, label: str) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not _in_range(value, rules):
         shown = f"{value:g}" if isinstance(value, float) else str(value)
         raise BadInput(f"{label}: must be {range_text(rules)} (got {shown})")
+    if rules.ceiling is not None and isinstance(value, (int, float)) and value >= rules.ceiling:
+        raise BadInput(f"{label}: must be below {_number(rules.ceiling)} (got {value})")
     if rules.whole_from is not None and isinstance(value, (int, float)) and value >= rules.whole_from and value != int(value):
         raise BadInput(f"{label}: a count must be a whole number and a fraction below {_number(rules.whole_from)} (got {value:g})")
     if isinstance(value, list) and not value:
