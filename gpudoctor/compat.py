@@ -39,10 +39,17 @@ def version_at_least(version: str, minimum: str) -> bool:
 
 
 def min_driver_for_cuda(cuda_version: str) -> str | None:
-    """Lowest NVIDIA Linux driver that runs a CUDA `cuda_version` (e.g. '12.8') runtime, or None if unknown."""
+    """Lowest NVIDIA Linux driver that runs a CUDA `cuda_version` (e.g. '12.8') runtime, or None if unknown.
+    CUDA 11 on go by major (minor-version compatibility); older releases each by their own minimum."""
     major = cuda_version.split(".")[0]
-    value = table()["cuda_driver_minimum"].get(major)
+    exact = table().get("cuda_driver_minimum_exact", {}).get(".".join(cuda_version.split(".")[:2]))
+    value = exact or table()["cuda_driver_minimum"].get(major)
     return str(value) if value is not None else None
+
+
+def minor_compatible(cuda_version: str) -> bool:
+    """Whether a driver for any CUDA of this major runs this release (true from CUDA 11 on)."""
+    return parse_version(cuda_version).major >= 11
 
 
 def min_bitsandbytes(backend: str) -> str | None:

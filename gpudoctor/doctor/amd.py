@@ -285,7 +285,7 @@ def no_code_fix(facts: SystemFacts) -> str:
     """What to do when the runtime found no code for a card the probe could not name: find its target, then override."""
     by_value: dict[str, list[str]] = {}
     for prefix, value in compat.table().get("hsa_override_gfx_version", {}).items():
-        by_value.setdefault(value, []).append(f"{prefix}x")
+        by_value.setdefault(value, []).append(prefix if prefix.startswith("gfx9") else f"{prefix}x")  # gfx9 names are whole targets
     routes = "\n".join(f"# {', '.join(prefixes)}: export {OVERRIDE}={value}" for value, prefixes in by_value.items())
     return ("rocminfo | grep -m1 -o 'gfx[0-9a-f]*'   # the card's gfx target; then the line for it (add it to ~/.bashrc):\n"
             + routes + "\n# any other target: a torch built for it (PYTORCH_ROCM_ARCH=<target>), see " + fixes.ROCM_MATRIX)

@@ -17,6 +17,7 @@ from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Verdict, error, ok, warning
 from gpudoctor.doctor.registry import check
 from gpudoctor.doctor.torch_build import torch_build
+from gpudoctor.doctor.torch_wheels import release_has_tag, same_release_command
 from gpudoctor.probe.facts import SystemFacts
 
 # Where an `export` line that keeps coming back lives.
@@ -204,9 +205,28 @@ def ld_library_path(facts: SystemFacts) -> Verdict | None:
         "to compile CUDA code, through CUDA_HOME and PATH."
     )
     fix = f"{_ld_path_without(facts, shadows)}\n{_remove_export('LD_LIBRARY_PATH')}"
+    first = _own_library_first(failure)
+    if first:
+        fix += "\n" + first
     if failure:
         return error(f"LD_LIBRARY_PATH puts {folders} ahead of torch's own CUDA libraries: {failure}", detail, fix)
     return warning(f"LD_LIBRARY_PATH puts {folders} ahead of torch's own CUDA libraries", detail, fix)
+
+
+# The nvidia-* wheel folder under site-packages/nvidia/ that holds each library torch's pip wheel loads.
+WHEEL_FOLDER = {"cublaslt": "cublas", "cudart": "cuda_runtime", "nvrtc": "cuda_nvrtc", "cupti": "cuda_cupti"}
+
+
+def _own_library_first(failure: str | None) -> str | None:
+    """Where the error names the library a symbol should come from ('version libnvJitLink.so.12') and torch's
+    site-packages: the export that puts torch's own copy of it first, for those who must keep LD_LIBRARY_PATH."""
+    site = re.search(r"(/\S*?/(?:site|dist)-packages)/", failure or "")
+    library = re.search(r"version (lib\w+)\.so", failure or "")
+    if not site or not library:
+        return None
+    name = library.group(1)[3:].lower()
+    folder = f"{site.group(1)}/nvidia/{WHEEL_FOLDER.get(name, name)}/lib"
+    return f"# or keep LD_LIBRARY_PATH and load torch's own {library.group(1)} first: export LD_LIBRARY_PATH={folder}:$LD_LIBRARY_PATH"
 
 
 def _ld_path_without(facts: SystemFacts, shadows: list[str]) -> str:
@@ -239,18 +259,21 @@ def cuda_toolkit(facts: SystemFacts) -> Verdict | None:
 
 
 def _toolkit_fix(facts: SystemFacts, toolkit: str, runtime: str) -> str:
+    """nvcc of torch's CUDA (the toolkit follows torch), or torch — the same release where it can — for the toolkit's CUDA."""
     python = shlex.quote(facts.python.executable or "python3")
-    lines = []
+    home = f"export CUDA_HOME=/usr/local/cuda-{runtime} PATH=/usr/local/cuda-{runtime}/bin:$PATH   # builds use this nvcc"
     if compat.version_at_least(runtime, OLDEST_NOBLE_TOOLKIT):
-        lines += [
-            f"{fixes.INSTALL_CUDA} --toolkit {runtime}   # NVIDIA's cuda-toolkit-{runtime.replace('.', '-')}, beside the driver",
-            f"export CUDA_HOME=/usr/local/cuda-{runtime} PATH=/usr/local/cuda-{runtime}/bin:$PATH",
-        ]
+        lines = [f"{fixes.INSTALL_CUDA} --toolkit {runtime}   # nvcc {runtime}: NVIDIA's cuda-toolkit-{runtime.replace('.', '-')}, beside the driver", home]
+    else:
+        lines = [f"# nvcc {runtime} to match torch: NVIDIA's CUDA {runtime} runfile (https://developer.nvidia.com/cuda-toolkit-archive, "
+                 f"--toolkit only), or in a conda env: conda install -c nvidia cuda-nvcc={runtime}", home]
     tag = "cu" + toolkit.replace(".", "")
-    if tag in TORCH_CUDA_TAGS:
+    build = torch_build(facts)
+    if build is not None and release_has_tag(build.version, tag):
+        lines.append("# or torch for nvcc " + toolkit + ": " + same_release_command(facts.python.executable, build.version, tag))
+    elif tag in TORCH_CUDA_TAGS:
         index = compat.table()["torch_index_url"].format(tag=tag)
-        lead = "# or: " if lines else ""
-        lines.append(f"{lead}{python} -m pip install -U torch --index-url {index}   # torch built for the toolkit's CUDA {toolkit}")
+        lines.append(f"# or: {python} -m pip install -U torch --index-url {index}   # torch built for the toolkit's CUDA {toolkit}")
     lines.append(f"# then build against this torch: {python} -m pip install flash-attn --no-build-isolation")
     return "\n".join(lines)
 

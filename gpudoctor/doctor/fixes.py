@@ -48,6 +48,8 @@ DKMS_BUILD = "sudo dkms autoinstall   # builds every DKMS module (nvidia too) fo
 # Keeps the headers coming with every future kernel (linux-headers-generic-hwe-24.04 on the HWE kernel).
 HEADERS_META = "# so the next kernel gets its headers too: sudo apt install linux-headers-generic (or linux-headers-generic-hwe-24.04)"
 LOAD_UVM = "sudo modprobe nvidia_uvm"
+# What CUDA itself runs on first use: loads nvidia_uvm and creates /dev/nvidia-uvm (NVIDIA/enroot#106).
+MAKE_UVM_NODE = "sudo nvidia-modprobe -u -c=0   # loads nvidia_uvm and makes /dev/nvidia-uvm"
 # What NixOS merged for nvidia_uvm loaded too early at boot: load it after nvidia, every boot.
 UVM_EVERY_BOOT = "echo 'softdep nvidia post: nvidia-uvm' | sudo tee /etc/modprobe.d/nvidia-uvm.conf   # and at every boot"
 RELOAD_UVM = "sudo rmmod nvidia_uvm && sudo modprobe nvidia_uvm   # close every CUDA program first; or: sudo reboot"

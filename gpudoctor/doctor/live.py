@@ -19,6 +19,7 @@ from gpudoctor.doctor.finding import Verdict, error, ok, warning
 from gpudoctor.doctor.registry import REPORT_FIX, check
 from gpudoctor.doctor.selection import training_gpus
 from gpudoctor.doctor.torch_build import TorchBuild, torch_build
+from gpudoctor.doctor.torch_wheels import arch_entry, current_index, index_runs, keep_release_line, serves, sm_of
 from gpudoctor.probe.facts import GpuFacts, LiveFacts, SystemFacts
 
 # What torch prints when the build has no kernel for the card (its own warning, and the CUDA error).
@@ -38,33 +39,8 @@ def live_result(facts: SystemFacts) -> LiveFacts | None:
 # --- kernels for the GPU ---------------------------------------------------------------------------
 
 
-def sm_of(capability: str | None) -> str | None:
-    """'8.6' -> 'sm_86', '12.0' -> 'sm_120'; None when unknown or malformed."""
-    match = re.fullmatch(r"(\d+)\.(\d)", (capability or "").strip())
-    return f"sm_{match.group(1)}{match.group(2)}" if match else None
-
-
-def _arch_number(name: str) -> tuple[str, int, str] | None:
-    """'sm_86' -> ('sm', 86, ''), 'compute_90a' -> ('compute', 90, 'a'); None for anything else."""
-    match = re.fullmatch(r"(sm|compute)_(\d+)([a-z]?)", name.strip())
-    return (match.group(1), int(match.group(2)), match.group(3)) if match else None
-
-
-def serves(entry: str, device: str) -> bool:
-    """Whether the build entry `entry` ('sm_80', 'compute_90') runs on a GPU whose own arch is `device` ('sm_86')."""
-    have, want = _arch_number(entry), _arch_number(device)
-    if have is None or want is None:
-        return False
-    kind, number, suffix = have
-    if suffix:  # sm_90a / compute_90a: arch-specific features, that exact GPU only
-        return number == want[1]
-    if kind == "sm":  # SASS: same major, same or lower minor
-        return number // 10 == want[1] // 10 and number <= want[1]
-    return number <= want[1]  # PTX: JIT-compiled by the driver for any newer GPU
-
-
 def carried(arch_list: list[str] | None) -> list[str]:
-    return [a for a in arch_list or [] if _arch_number(a)]
+    return [a for a in arch_list or [] if arch_entry(a)]
 
 
 @check("torch.kernels", category="PyTorch")
@@ -105,12 +81,16 @@ def _no_kernels(facts: SystemFacts, build: TorchBuild, gpu: GpuFacts, device: st
         f"Every CUDA operation fails with 'no kernel image is available for execution on the device'. "
         + (f"{device} needs a torch built with CUDA ≥ {need}." if need else f"Current wheels for {device} are named below.")
     )
-    return error(title, detail, _kernels_fix(facts, gpu, device, need))
+    fix = _kernels_fix(facts, gpu, device, need)
+    keep = keep_release_line(facts.python.executable, build.version, gpu, device, f"a project pins it; its {build.runtime or 'current'} build lacks {device}")
+    if keep and f"torch=={compat.parse_version(build.version).base_version}" not in fix:
+        fix += "\n" + keep
+    return error(title, detail, fix)
 
 
 def _first_cuda(device: str) -> str | None:
     """The first CUDA release that compiles for `device` (compat.yaml cuda_arch_first_cuda), if listed."""
-    number = _arch_number(device)
+    number = arch_entry(device)
     table: dict[str, str] = compat.table().get("cuda_arch_first_cuda", {})
     capability = f"{number[1] // 10}.{number[1] % 10}" if number else ""
     return table.get(capability)
@@ -121,13 +101,13 @@ def _kernels_fix(facts: SystemFacts, gpu: GpuFacts, device: str, need: str | Non
     python = shlex.quote(facts.python.executable or "python3")
     companions = [name for name in TORCH_COMPANIONS if (p := facts.python.packages.get(name)) and p.version]
     names = " ".join(["torch", *companions])
-    index = _index_for(gpu, device)
+    index = current_index(gpu, device)
     why = f"   # {device} needs CUDA ≥ {need} (cu{need.replace('.', '')} or newer)" if need else ""
     if index is not None:
         url = compat.table()["torch_index_url"].format(tag=index["tag"])
         lines = [f"{fixes.INSTALL_TORCH} --index {index['tag']}{why}",
                  f"# or by hand: {python} -m pip uninstall -y {names} && {python} -m pip install {names} --index-url {url}"]
-        if not _driver_runs(gpu, index):
+        if not index_runs(gpu, index):
             lines.insert(0, f"{fixes.INSTALL_CUDA}   # first: driver {gpu.driver_version} is too old for CUDA {index['cuda']}")
         return "\n".join(lines)
     older = _older_index_for(device)
@@ -140,31 +120,9 @@ def _kernels_fix(facts: SystemFacts, gpu: GpuFacts, device: str, need: str | Non
             f"TORCH_CUDA_ARCH_LIST={device[3:-1]}.{device[-1]} python setup.py develop   # in a clone of https://github.com/pytorch/pytorch")
 
 
-def _index_for(gpu: GpuFacts, device: str) -> dict | None:
-    """The current wheel index to use: the newest that carries `device` and the driver runs; with the driver
-    unknown (or too old for all), the one with the oldest CUDA (it asks the least of the driver)."""
-    table = compat.table()
-    lists: dict[str, list[str]] = table.get("torch_cuda_index_arch_lists", {})
-    serving = [i for i in table.get("torch_cuda_indexes", []) if any(serves(e, device) for e in lists.get(i["tag"], []))]
-    if not serving:
-        return None
-    runnable = [i for i in serving if _driver_runs(gpu, i)]
-    known = gpu.cuda_driver_version or gpu.driver_version
-    return runnable[0] if known and runnable else serving[-1]
-
-
 def _older_index_for(device: str) -> dict | None:
     older = compat.table().get("torch_cuda_older_indexes", [])
     return next((i for i in older if any(serves(e, device) for e in i.get("arch_list", []))), None)
-
-
-def _driver_runs(gpu: GpuFacts, index: dict) -> bool:
-    """The driver natively runs the index's CUDA (as install-torch chooses); True when the driver is unknown."""
-    if gpu.cuda_driver_version:
-        return compat.version_at_least(gpu.cuda_driver_version, str(index["cuda"]))
-    if gpu.driver_version:
-        return compat.version_at_least(gpu.driver_version, str(index["min_driver"]))
-    return True
 
 
 # --- a live check that died ------------------------------------------------------------------------
@@ -322,10 +280,15 @@ def flash_attn_mismatch(facts: SystemFacts, said: str) -> Verdict:
     minor, cuda = minor_of(torch) if build else "?", _cuda_major(build)
     wheels = compat.table().get("flash_attn_wheels", {}).get(minor, {}).get(cuda)
     remove = f"{quoted} -m pip uninstall -y flash-attn"
+    installed = version_of(facts, "flash-attn")
     if wheels:
         first, last = wheels
-        install = (f"{quoted} -m pip install --no-build-isolation 'flash-attn=={last}'"
-                   f"   # flash-attn {first} … {last} ship a prebuilt wheel for torch {minor} with CUDA {cuda}")
+        pick = _flash_attn_release(installed, first, last)
+        why = (f"the release before {installed}, whose wheel fails on this torch" if pick != last
+               else f"flash-attn {first} … {last} ship a prebuilt wheel for torch {minor} with CUDA {cuda}")
+        install = (f"{quoted} -m pip install --no-build-isolation 'flash-attn=={pick}'   # {why}"
+                   + (f"\n# or rebuild {installed} against your torch: FLASH_ATTENTION_FORCE_BUILD=TRUE MAX_JOBS=4 "
+                      f"{quoted} -m pip install --no-build-isolation --no-cache-dir 'flash-attn=={installed}'" if pick != last else ""))
     else:
         install = (f"MAX_JOBS=4 {quoted} -m pip install --no-build-isolation flash-attn"
                    f"   # no prebuilt wheel for torch {minor}: this compiles it against your torch (needs nvcc and build-essential)")
@@ -335,6 +298,17 @@ def flash_attn_mismatch(facts: SystemFacts, said: str) -> Verdict:
         "training that asks for flash-attention fails. Reinstalling the same versions does not help.",
         f"{remove}\n{install}",
     )
+
+
+def _flash_attn_release(installed: str | None, first: str, last: str) -> str:
+    """The release to pin: `last` unless the installed one is within [first, last] (its wheel for this torch
+    exists yet fails), then the release before it."""
+    if not installed or not (compat.version_at_least(installed, first) and compat.version_at_least(last, installed)):
+        return last
+    base = compat.parse_version(compat.parse_version(installed).base_version)
+    earlier = [r for r in compat.table().get("flash_attn_releases", [])
+               if compat.parse_version(r) < base and compat.version_at_least(r, first)]
+    return earlier[-1] if earlier else last
 
 
 def _cuda_major(build: TorchBuild | None) -> str:

@@ -11,6 +11,7 @@ the fix is said here, once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gpudoctor import compat
@@ -20,6 +21,7 @@ from gpudoctor.doctor.finding import Verdict, error, ok, warning
 from gpudoctor.doctor.registry import check
 from gpudoctor.doctor.selection import pci_cards, training_gpus
 from gpudoctor.doctor.torch_build import torch_build
+from gpudoctor.doctor.torch_wheels import keep_release_line, sm_of
 from gpudoctor.probe.facts import GpuFacts, SystemFacts, VendorProbe
 
 # Driver branches Ubuntu 24.04 packages (nvidia-driver-<branch>[-open]) and the CUDA each supports
@@ -33,6 +35,8 @@ UVM_STUCK_ERRORS = ("cuda unknown error", "error 999", "unknown error", "unspeci
 # CUDA's forward-compatibility libraries (the cuda-compat package, e.g. in nvidia/cuda container
 # images) run a newer CUDA on an older driver only on data-center GPUs; elsewhere: Error 804.
 FORWARD_COMPAT_ERRORS = ("error 804", "forward compatibility was attempted")
+# torch's message when the driver is older than its CUDA runtime (c10/cuda CUDAFunctions.cpp).
+DRIVER_TOO_OLD_ERRORS = ("driver on your system is too old", "cuda driver version is insufficient")
 
 
 def nvidia_probe_error(facts: SystemFacts) -> VendorProbe | None:
@@ -123,6 +127,17 @@ def dkms_nvidia_builds(facts: SystemFacts) -> list[DkmsBuild]:
     return builds
 
 
+# `dkms status` stops at a module tree whose source is gone: "Error! Could not locate dkms.conf file.",
+# "File: /var/lib/dkms/nvidia/390.48/source/dkms.conf does not exist." (negativo17/nvidia-driver#56).
+BROKEN_TREE = re.compile(r"/var/lib/dkms/(nvidia[^/\s]*)/([^/\s]+)/source/dkms\.conf does not exist")
+
+
+def dkms_broken_trees(facts: SystemFacts) -> list[tuple[str, str]]:
+    """(module, version) of each DKMS tree `dkms status` could not read (a removed driver's leftovers)."""
+    found = [m.groups() for line in facts.host.dkms_status if (m := BROKEN_TREE.search(line))]
+    return list(dict.fromkeys(found))
+
+
 def module_not_built_for_kernel(facts: SystemFacts) -> bool:
     """The driver is installed but no nvidia module exists for the running kernel (headers missing, DKMS skipped)."""
     host = facts.host
@@ -133,6 +148,8 @@ def module_not_built_for_kernel(facts: SystemFacts) -> bool:
     builds = dkms_nvidia_builds(facts)
     if builds:
         return not any(b.installed and b.kernel == host.kernel for b in builds)
+    if dkms_broken_trees(facts):
+        return True
     return host.kernel_headers is False and nvidia_probe_error(facts) is not None
 
 
@@ -159,13 +176,22 @@ def driver_vs_torch(facts: SystemFacts) -> Verdict | None:
     supported = _lowest_cuda_supported(gpus)
     if driver is not None and not compat.version_at_least(driver, minimum):
         return _driver_too_old(facts, f"driver {driver} is too old", build.version, runtime, minimum)
-    if driver is None and supported and compat.parse_version(supported).major < compat.parse_version(runtime).major:
+    if driver is None and supported and not _runs(supported, runtime):
         return _driver_too_old(facts, f"the driver (CUDA {supported}) is too old", build.version, runtime, minimum)
+    if _live_error_has(facts, DRIVER_TOO_OLD_ERRORS):
+        return _driver_too_old(facts, "the driver is too old (torch said so)", build.version, runtime, minimum)
     if _live_error_has(facts, FORWARD_COMPAT_ERRORS):
         return _forward_compat_refused(facts, driver, supported, runtime)
     if driver is None:
         return None
     return ok(f"driver {driver} runs torch's CUDA {runtime} (needs ≥ {minimum})")
+
+
+def _runs(supported: str, runtime: str) -> bool:
+    """A driver that supports CUDA `supported` runs a `runtime` build: same major from CUDA 11 on, else ≥ exactly."""
+    if compat.minor_compatible(runtime) and compat.minor_compatible(supported):
+        return compat.parse_version(supported).major >= compat.parse_version(runtime).major
+    return compat.version_at_least(supported, runtime)
 
 
 def _lowest_cuda_supported(gpus: list[GpuFacts]) -> str | None:
@@ -181,8 +207,16 @@ def _driver_too_old(facts: SystemFacts, what: str, torch_version: str, runtime: 
         f"CUDA {runtime} natively; newer branches do too), or install the torch wheel built for the CUDA this driver runs. "
         "install-cuda leaves an installed driver alone unless --driver names the branch.",
         f"{fixes.INSTALL_CUDA} --driver {branch}   # a newer driver (any branch ≥ {branch}); --dry-run shows each step\n"
-        f"{fixes.INSTALL_TORCH}   # or: torch for this driver",
+        f"{fixes.INSTALL_TORCH}   # or: torch for this driver" + _keep_driver_line(facts, torch_version),
     )
+
+
+def _keep_driver_line(facts: SystemFacts, torch_version: str) -> str:
+    """Where the driver cannot be changed (a cloud notebook, a shared server): this torch release built for the driver's CUDA."""
+    gpu = next((g for g in training_gpus(facts) if g.vendor == "nvidia"), None)
+    device = sm_of(gpu.compute_capability) if gpu else None
+    line = keep_release_line(facts.python.executable, torch_version, gpu, device, "the driver cannot be updated")
+    return "\n" + line if line else ""
 
 
 def ubuntu_branch_for(runtime: str, facts: SystemFacts) -> str:
@@ -348,6 +382,9 @@ def kernel_module(facts: SystemFacts) -> Verdict | None:
         "The driver is installed, but no nvidia module exists for this kernel, so nothing loads and NVML says the "
         f"driver is not loaded.{built_for} After a kernel upgrade DKMS builds the module only if that kernel's headers are installed."
     )
+    broken = dkms_broken_trees(facts)
+    if broken and host.kernel_headers is not False:
+        return _broken_dkms_tree(facts, broken, kernel)
     if host.kernel_headers is False:
         return error(
             f"kernel {kernel} has no headers installed, so DKMS could not build the NVIDIA module for it",
@@ -364,6 +401,23 @@ def kernel_module(facts: SystemFacts) -> Verdict | None:
     )
 
 
+def _broken_dkms_tree(facts: SystemFacts, broken: list[tuple[str, str]], kernel: str) -> Verdict:
+    """A stale tree in /var/lib/dkms stops DKMS before it builds the installed driver for a new kernel."""
+    stale = {version for _, version in broken}
+    installed = [v for v in sorted(facts.host.dkms_nvidia_sources, key=compat.parse_version) if v not in stale]
+    module = broken[0][0]
+    target = installed[-1] if installed else "<version>"
+    where = "" if installed else "   # <version>: the driver's source folder, ls -d /usr/src/nvidia-*"
+    trees = ", ".join(f"/var/lib/dkms/{m}/{v}" for m, v in broken)
+    return error(
+        f"DKMS stops at a stale tree ({trees}: its dkms.conf is gone), so the NVIDIA module is not rebuilt for kernel {kernel}",
+        "A driver that was removed by hand (or by another package manager) left its DKMS tree behind; `dkms status` "
+        "fails on it, so no kernel upgrade rebuilds the installed driver and NVML says the driver is not loaded.",
+        "\n".join([*(f"sudo rm -rf /var/lib/dkms/{m}/{v}   # the leftover of a removed driver" for m, v in broken),
+                   f"sudo dkms install {module}/{target}{where}", fixes.REBOOT]),
+    )
+
+
 @check("nvidia.uvm", category="Driver")
 def uvm(facts: SystemFacts) -> Verdict | None:
     """nvidia_uvm, the module CUDA needs beside nvidia, is loaded and answering (it can get stuck after suspend/resume)."""
@@ -371,7 +425,7 @@ def uvm(facts: SystemFacts) -> Verdict | None:
         return None  # the driver itself does not answer: other checks say why
     failure = _live_cuda_failure(facts)
     if uvm_missing(facts):
-        return None if _live_gpu_ok(facts) else _uvm_not_loaded(failure)
+        return None if _live_gpu_ok(facts) else _uvm_not_loaded(failure, facts.host.nvidia_modprobe)
     if failure and any(e in failure.lower() for e in UVM_STUCK_ERRORS) and not hidden_gpus(facts):
         return error(
             f"CUDA fails although the driver answers: {failure}",
@@ -383,13 +437,16 @@ def uvm(facts: SystemFacts) -> Verdict | None:
     return None
 
 
-def _uvm_not_loaded(failure: str | None) -> Verdict:
-    fix = f"{fixes.LOAD_UVM}\n{fixes.UVM_EVERY_BOOT}"
+def _uvm_not_loaded(failure: str | None, modprobe: str | None) -> Verdict:
+    fix = f"{fixes.MAKE_UVM_NODE}\n{fixes.LOAD_UVM}   # the same without making /dev/nvidia-uvm\n{fixes.UVM_EVERY_BOOT}"
     detail = (
         "CUDA needs the nvidia_uvm module (and /dev/nvidia-uvm) beside nvidia. It is normally loaded at boot or on "
-        "first use; when that load failed (for example at boot, before the GPU was ready), CUDA stays down until it "
-        "is loaded. Reinstalling torch does not help."
+        "first use, through the setuid nvidia-modprobe; when that load failed (for example at boot, before the GPU was "
+        "ready, or in a container that cannot run it), CUDA stays down until it is loaded. Reinstalling torch does not help."
     )
     if failure:
         return error(f"nvidia_uvm is not loaded, so CUDA cannot start: {failure}", detail, fix)
+    if modprobe in ("missing", "not-setuid"):
+        why = "nvidia-modprobe is not installed" if modprobe == "missing" else "nvidia-modprobe is not setuid root"
+        return error(f"nvidia_uvm is not loaded and {why}, so nothing loads it on first use: CUDA fails with 'CUDA unknown error'", detail, fix)
     return warning("nvidia_uvm is not loaded: CUDA programs fail with 'CUDA unknown error' unless it loads on first use", detail, fix)

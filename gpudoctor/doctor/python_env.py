@@ -17,6 +17,7 @@ from gpudoctor.doctor import fixes
 from gpudoctor.doctor.finding import Verdict, error, ok, warning
 from gpudoctor.doctor.registry import REPORT_FIX, check
 from gpudoctor.doctor.selection import training_gpu_name, training_gpus, training_vendor
+from gpudoctor.doctor.torch_wheels import by_hand_install
 from gpudoctor.doctor.torch_build import bitsandbytes_version, torch_build
 from gpudoctor.doctor.live import crashed, peft_row, peft_too_new, shadowing, version_of
 from gpudoctor.probe.facts import LiveFacts, PythonFacts, SystemFacts
@@ -105,7 +106,10 @@ def torch_build_vs_gpu(facts: SystemFacts) -> Verdict | None:
     if old_driver:
         return error(title, f"{old_driver}, so gpudoctor install-torch would stop; update the driver first.",
                      _old_driver_fix(facts))
-    return error(title, "gpudoctor install-torch replaces it with the wheel for this GPU and driver.", fixes.INSTALL_TORCH)
+    gpu = next((g for g in training_gpus(facts) if g.vendor == "nvidia"), None) if wanted == "cuda" else None
+    by_hand = by_hand_install(facts.python.executable, gpu)
+    return error(title, "gpudoctor install-torch replaces it with the wheel for this GPU and driver.",
+                 fixes.INSTALL_TORCH + (f"\n{by_hand}" if by_hand else ""))
 
 
 def _driver_older_than_every_wheel(facts: SystemFacts) -> str | None:
@@ -369,5 +373,6 @@ def build_tools(facts: SystemFacts) -> Verdict | None:
         "Triton compiles a small C launcher against Python.h when a kernel first runs; without them it stops with "
         "'Failed to find C compiler' or 'Python.h: No such file or directory'. A venv uses its base Python's headers, "
         "so they are installed system-wide.",
-        "sudo apt install " + " ".join(packages),
+        "sudo apt install " + " ".join(packages) + "   # " + " and ".join(
+            [*(["gcc, the C compiler"] if no_compiler else []), *(["Python.h"] if headers is False else [])]) + " Triton builds with",
     )

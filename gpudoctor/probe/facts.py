@@ -96,8 +96,11 @@ class HostFacts:
     mok_pending: list[str] = field(default_factory=list)
     # `dkms status` lines ("nvidia/570.133.07, 6.8.0-60-generic, x86_64: installed"): which kernels
     # a driver module was built for
-    dkms_status: list[str] = field(default_factory=list)
+    dkms_status: list[str] = field(default_factory=list)  # with its error lines ("Error! Could not locate dkms.conf")
+    dkms_nvidia_sources: list[str] = field(default_factory=list)  # /usr/src/nvidia-<version>: driver sources DKMS can build
     device_nodes: list[str] = field(default_factory=list)  # /dev/nvidia* present: nvidia0, nvidiactl, nvidia-uvm, …
+    # nvidia-modprobe: "setuid" (CUDA loads nvidia_uvm through it on first use), "not-setuid", "missing"; None: not looked
+    nvidia_modprobe: str | None = None
     nvidia_module_version: str | None = None  # /sys/module/nvidia/version: the driver the kernel runs
     amdgpu_version: str | None = None  # /sys/module/amdgpu/version
     rocm_version: str | None = None  # /opt/rocm/.info/version

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -198,8 +199,11 @@ def _dkms(sources: Sources, host: HostFacts) -> None:
     if not sources.path("/var/lib/dkms").is_dir():
         return
     answer = _run(sources, ["dkms", "status"])
-    if answer is not None and answer[0] == 0:
-        host.dkms_status = [line.strip() for line in answer[1].splitlines() if line.strip()]
+    if answer is not None:  # a failing status still says why (a stale tree's "Error!" lines, on either stream)
+        host.dkms_status = [line.strip() for line in (answer[1] + "\n" + answer[2]).splitlines() if line.strip()]
+    src = sources.path("/usr/src")
+    if src.is_dir():
+        host.dkms_nvidia_sources = sorted(p.name[len("nvidia-"):] for p in src.glob("nvidia-*") if p.is_dir())
 
 
 def _versions(sources: Sources, host: HostFacts) -> None:
@@ -274,6 +278,17 @@ def _devices(sources: Sources, host: HostFacts) -> None:
     dev = sources.path("/dev")
     nvidia = [entry.name for entry in dev.glob("nvidia*")] if dev.is_dir() else []
     host.device_nodes = sorted(nvidia, key=_natural)
+    host.nvidia_modprobe = _nvidia_modprobe(sources)
+
+
+def _nvidia_modprobe(sources: Sources) -> str:
+    """'setuid' when nvidia-modprobe is installed setuid root (CUDA calls it to load nvidia_uvm and make
+    /dev/nvidia-uvm on first use), 'not-setuid' when it is there but cannot do that, else 'missing'."""
+    found = which(sources, "nvidia-modprobe")
+    if found is None:
+        return "missing"
+    info = sources.path(found).stat()
+    return "setuid" if info.st_mode & stat.S_ISUID and info.st_uid == 0 else "not-setuid"
 
 
 def _natural(name: str) -> list[Any]:

@@ -202,7 +202,7 @@ def is_wrong_fix(fix: str, sign: dict[str, list[str]]) -> bool:
 def grade(case: Case, findings: list[Finding]) -> Grade:
     found = problems(findings)
     fixes = "\n".join(f.fix or "" for f in found).lower()
-    missing = [k for k in case.fix_keywords if k.lower() not in fixes]
+    missing = [k for k in case.fix_keywords if not mentions(fixes, k)]
     wrong = [
         (text, f.id)
         for text, sign in zip(case.wrong_fixes, case.wrong_fix_signs)

@@ -232,7 +232,9 @@ def test_cpu_torch_on_a_gpu_machine():
     facts.python.packages["torch"].version, facts.python.packages["torch"].flavour = "2.7.1+cpu", "cpu"
     finding = one(facts, "torch.build_vs_gpu")
     assert finding.title == "torch 2.7.1+cpu is a CPU-only build: it cannot use the NVIDIA GeForce RTX 4090"
-    assert finding.fix == "gpudoctor install-torch"
+    first, by_hand = finding.fix.splitlines()
+    assert first == "gpudoctor install-torch"
+    assert by_hand.endswith("-m pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu128")  # what it runs
 
 
 def test_cuda_torch_on_an_amd_machine():

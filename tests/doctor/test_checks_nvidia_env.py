@@ -54,7 +54,8 @@ def test_uvm_not_loaded_while_cuda_fails_is_an_error_fixed_by_modprobe():
     facts.python.live = live(gpu_available=False, device_count=0, gpu_error=CUDA_UNKNOWN)
     finding = one(facts, "nvidia.uvm")
     assert finding.status == "error" and finding.title.startswith("nvidia_uvm is not loaded, so CUDA cannot start")
-    assert finding.fix.startswith("sudo modprobe nvidia_uvm\n")
+    assert finding.fix.startswith(fixes.MAKE_UVM_NODE + "\n")  # loads it and makes /dev/nvidia-uvm (NVIDIA/enroot#106)
+    assert fixes.LOAD_UVM in finding.fix
     assert "softdep nvidia post: nvidia-uvm" in finding.fix  # and at every boot (NixOS/nixpkgs#267335)
     assert "install-torch" not in my_fixes(facts)
 
@@ -69,7 +70,7 @@ def test_uvm_not_loaded_is_a_warning_without_the_live_check_and_nothing_when_tor
 def test_a_missing_dev_nvidia_uvm_node_counts_as_uvm_missing():
     facts = nvidia_box(device_nodes=["/dev/nvidia0", "/dev/nvidiactl"])
     facts.python.live = live(gpu_available=False, gpu_error=CUDA_UNKNOWN)
-    assert one(facts, "nvidia.uvm").fix.startswith(fixes.LOAD_UVM)
+    assert one(facts, "nvidia.uvm").fix.startswith(fixes.MAKE_UVM_NODE)
     facts.host.device_nodes.append("/dev/nvidia-uvm")
     assert one(facts, "nvidia.uvm").fix == fixes.RELOAD_UVM  # the node is there: stuck, not missing
 
@@ -355,8 +356,8 @@ def test_toolkit_of_another_major_than_torch_warns_with_torch_for_the_toolkit():
 def test_old_toolkit_under_new_torch_gets_the_matching_toolkit_and_cuda_home():
     facts = nvidia_box(cuda_toolkit_version="11.8")
     lines = one(facts, "env.cuda_toolkit").fix.splitlines()
-    assert lines[0].startswith("gpudoctor install-cuda --toolkit 12.8   # NVIDIA's cuda-toolkit-12-8")
-    assert lines[1] == "export CUDA_HOME=/usr/local/cuda-12.8 PATH=/usr/local/cuda-12.8/bin:$PATH"
+    assert lines[0].startswith("gpudoctor install-cuda --toolkit 12.8   # nvcc 12.8: NVIDIA's cuda-toolkit-12-8")
+    assert lines[1] == "export CUDA_HOME=/usr/local/cuda-12.8 PATH=/usr/local/cuda-12.8/bin:$PATH   # builds use this nvcc"
     assert "whl/cu118" in lines[2]
 
 

@@ -321,3 +321,32 @@ def test_the_variables_that_steer_training_are_recorded():
     recorded = probe_host(sources).gpu_env
     assert recorded == {k: v for k, v in environ.items() if k not in ("CUDA_LAUNCH_BLOCKING", "HOME")}
     assert probe_host(fixture_sources("radeon-pro-w7900")).gpu_env == {"ROCM_PATH": "/opt/rocm"}
+
+
+def test_a_failing_dkms_status_keeps_its_error_lines_and_the_driver_sources_are_listed(tmp_path):
+    """negativo17/nvidia-driver#56: `dkms status` fails on a stale tree and says so on stderr."""
+    sources = fixture_sources("secure-boot-unsigned", tmp_path)
+    (sources.path("/usr/src") / "nvidia-396.45").mkdir(parents=True)
+    (sources.path("/usr/src") / "linux-headers-6.11.0-26-generic").mkdir()
+    recorded = sources.run
+
+    def run(argv, timeout):
+        if argv[:2] == ["dkms", "status"]:
+            return 3, "", "Error! Could not locate dkms.conf file.\nFile: /var/lib/dkms/nvidia/390.48/source/dkms.conf does not exist.\n"
+        return recorded(argv, timeout)
+
+    sources.run = run
+    host = probe_host(sources)
+    assert host.dkms_status == ["Error! Could not locate dkms.conf file.", "File: /var/lib/dkms/nvidia/390.48/source/dkms.conf does not exist."]
+    assert host.dkms_nvidia_sources == ["396.45"]
+
+
+def test_nvidia_modprobe_is_missing_or_not_setuid_as_the_file_says(tmp_path):
+    sources = fixture_sources("rtx-4090-ubuntu", tmp_path)
+    sources.environ = {**sources.environ, "PATH": "/usr/bin"}
+    assert probe_host(sources).nvidia_modprobe == "missing"
+    tool = sources.path("/usr/bin/nvidia-modprobe")
+    tool.parent.mkdir(parents=True, exist_ok=True)
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)  # no setuid bit (a test cannot make a root-owned setuid file)
+    assert probe_host(sources).nvidia_modprobe == "not-setuid"
