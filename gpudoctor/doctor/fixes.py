@@ -16,6 +16,10 @@ BLACKLIST_NOUVEAU = (
     "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf\n"
     "sudo update-initramfs -u && sudo reboot"
 )
+BLACKLIST_NOVA = (
+    "printf 'blacklist nova_core\\nblacklist nova_drm\\nblacklist nouveau\\n' | sudo tee /etc/modprobe.d/blacklist-nova.conf\n"
+    "sudo update-initramfs -u && sudo reboot"
+)
 # Ubuntu's DKMS signs modules with this key; enrolling it lets Secure Boot load them.
 ENROLL_MOK = (
     "sudo mokutil --import /var/lib/shim-signed/mok/MOK.der   # choose a one-time password\n"

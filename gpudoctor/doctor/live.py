@@ -57,13 +57,23 @@ def torch_kernels(facts: SystemFacts) -> list[Verdict] | None:
         device = sm_of(gpu.compute_capability) or (live.device_arch if position == 0 else None)
         if device is None:
             continue
-        if arch and any(serves(entry, device) for entry in arch):
-            ptx_only = not any(serves(entry, device) for entry in arch if entry.startswith("sm_"))
+        ptx_only = not any(serves(entry, device) for entry in arch if entry.startswith("sm_"))
+        if arch and any(serves(entry, device) for entry in arch) and not (ptx_only and _ptx_not_enough(build, device, live)):
             how = " (as PTX: the driver compiles it at the first run)" if ptx_only else ""
             verdicts.append(ok(f"torch {build.version} has kernels for GPU {gpu.index} ({device}){how}"))
         elif arch or _said_incompatible(live, device):
             verdicts.append(_no_kernels(facts, build, gpu, device, arch))
     return verdicts or None
+
+
+def _ptx_not_enough(build: TorchBuild, device: str, live: LiveFacts) -> bool:
+    """Only PTX serves the card, and it does not run: torch itself said 'not compatible' (it counts SASS of the
+    card's major only, torch/cuda/__init__.py _check_cubins), or the build's CUDA predates the card, so the CUDA
+    libraries inside the wheel (cuBLAS, cuDNN) carry no code for it (sm_86 on cu102, CorentinJ/Real-Time-Voice-Cloning#584)."""
+    if _said_incompatible(live, device):
+        return True
+    need = _first_cuda(device)
+    return bool(need and build.runtime and not compat.version_at_least(build.runtime, need))
 
 
 def _said_incompatible(live: LiveFacts, device: str) -> bool:

@@ -4,7 +4,7 @@ Each cause of "the driver does not work" has its own check and its own fix, beca
 and a wrong one costs more than none: a module built for another kernel needs its headers and DKMS,
 Secure Boot needs a key enrolled (or a signed module), a half-finished upgrade needs apt, a stuck
 nvidia_uvm needs reloading; reinstalling the driver or torch fixes none of them.
-The predicates below (`nvml_version_mismatch`, `nouveau_holds_card`, `secure_boot_refuses_module`,
+The predicates below (`nvml_version_mismatch`, `open_driver_holding_card`, `secure_boot_refuses_module`,
 `module_not_built_for_kernel`) are also what gpu.present asks when it explains why no GPU is usable;
 the fix is said here, once.
 """
@@ -50,10 +50,22 @@ def nvml_version_mismatch(facts: SystemFacts) -> bool:
     return failed is not None and "mismatch" in (failed.error or "").lower()
 
 
-def nouveau_holds_card(facts: SystemFacts) -> bool:
-    """An NVIDIA card is bound to nouveau (or nouveau is loaded beside one)."""
+# The in-kernel open drivers that take an NVIDIA card before nvidia.ko can: module name -> the names a PCI
+# device's bound driver shows. nova_core, nouveau's Rust successor, binds Ada/Blackwell cards from Linux 7.0
+# (Ubuntu 26.04) and is not stopped by blacklisting nouveau (beclab/Olares#3963).
+OPEN_NVIDIA_DRIVERS = {"nouveau": ("nouveau",), "nova_core": ("nova_core", "nova-core", "novacore")}
+
+
+def open_driver_holding_card(facts: SystemFacts) -> str | None:
+    """The open driver module ('nouveau', 'nova_core') an NVIDIA card is bound to, or that is loaded beside one."""
     nvidia_cards = [c for c in pci_cards(facts) if c.vendor == "nvidia"]
-    return any(c.driver == "nouveau" for c in nvidia_cards) or ("nouveau" in facts.host.loaded_modules and bool(nvidia_cards))
+    if not nvidia_cards:
+        return None
+    for module, names in OPEN_NVIDIA_DRIVERS.items():
+        if any((c.driver or "").lower() in names for c in nvidia_cards) or module in facts.host.loaded_modules:
+            return module
+    return None
+
 
 
 def secure_boot_refuses_module(facts: SystemFacts) -> bool:
@@ -295,9 +307,17 @@ def library_mismatch(facts: SystemFacts) -> Verdict | None:
 
 @check("nvidia.nouveau", category="Driver")
 def nouveau_loaded(facts: SystemFacts) -> Verdict | None:
-    """The open-source nouveau driver is not loaded (it keeps NVIDIA's driver off the card)."""
-    if "nouveau" not in facts.host.loaded_modules:
+    """No open in-kernel driver (nouveau, nova_core) is loaded: it keeps NVIDIA's driver off the card."""
+    module = next((m for m in OPEN_NVIDIA_DRIVERS if m in facts.host.loaded_modules), None)
+    if module is None:
         return None
+    if module == "nova_core":
+        return error(
+            "the nova_core kernel module is loaded: it holds the NVIDIA card, so NVIDIA's driver cannot bind it",
+            "nova_core (with nova_drm), nouveau's successor in Linux 7.0, claims the card at boot; blacklisting nouveau "
+            "does not stop it. Blacklist nova, rebuild the initramfs and reboot, then install or load NVIDIA's driver.",
+            f"{fixes.BLACKLIST_NOVA}\n{fixes.INSTALL_CUDA}   # after the reboot, if NVIDIA's driver is not installed yet",
+        )
     driver_missing = any(p.vendor == "nvidia" and p.status == "absent" for p in facts.probes)
     fix = (
         f"{fixes.INSTALL_CUDA}   # installs the signed driver and blacklists nouveau"

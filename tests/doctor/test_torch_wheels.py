@@ -1,5 +1,5 @@
-"""Which torch build the doctor's fixes name: the same release on another CUDA, the index for a card, flash-attn's
-release, the nvidia-wheel library first on LD_LIBRARY_PATH, a stale DKMS tree, nvidia_uvm with no nvidia-modprobe.
+"""Doctor rules taken from real cases: the same torch release on another CUDA, PTX that does not serve a card, flash-attn's
+release, the nvidia-wheel library first on LD_LIBRARY_PATH, a stale DKMS tree, nvidia_uvm with no nvidia-modprobe, nova_core.
 
 Each expectation is the published fact it rests on (PyTorch's previous-versions page, CUDA's driver table,
 flash-attention's release tags), not what the code printed.
@@ -159,3 +159,38 @@ def test_a_vega_apu_gets_the_gfx900_override():
     facts.gpus[0].gfx_target, facts.gpus[0].pci_device_id, facts.gpus[0].name = "gfx90c", "0x15e7", "AMD Radeon Graphics"
     fix = one(facts, "amd.gfx_target").fix
     assert "HSA_OVERRIDE_GFX_VERSION=9.0.0" in fix and "setup.py develop" not in fix  # ROCm/hip#3282
+
+
+def kernels_box(capability: str, cuda: str, arch: list[str], said: str | None = None):
+    facts = nvidia_box()
+    facts.gpus = [gpu(capability, cuda="12.9")]
+    facts.python.live = LiveFacts(ran=True, torch_version=f"2.7.0+cu{cuda.replace('.', '')}", cuda_version=cuda,
+                                  gpu_available=True, arch_list=arch, gpu_error=said)
+    return facts
+
+
+def test_ptx_of_an_older_arch_does_not_serve_a_card_newer_than_the_builds_cuda():
+    # CorentinJ/Real-Time-Voice-Cloning#584: sm_86 on a CUDA 10.2 build whose list ends sm_75 compute_37
+    finding = one(kernels_box("8.6", "10.2", ["sm_37", "sm_60", "sm_70", "sm_75", "compute_37"]), "torch.kernels")
+    assert finding.status == "error"
+
+
+def test_torch_saying_not_compatible_outweighs_ptx():
+    said = "NVIDIA GeForce RTX 5080 with CUDA capability sm_120 is not compatible with the current PyTorch installation."
+    facts = kernels_box("12.0", "11.8", ["sm_50", "sm_80", "sm_86", "sm_90", "compute_37"], said)  # pytorch/pytorch#153944
+    assert one(facts, "torch.kernels").status == "error"
+
+
+def test_ptx_still_serves_a_card_the_builds_cuda_knows():
+    finding = one(kernels_box("9.0", "12.1", ["sm_80", "sm_86", "compute_86"]), "torch.kernels")
+    assert finding.status == "ok" and "as PTX" in finding.title
+
+
+def test_nova_core_holding_the_card_is_blacklisted_itself():
+    facts = nvidia_box(loaded_modules=["nova_core"])  # beclab/Olares#3963
+    facts.gpus = []
+    facts.probes = [VendorProbe("nvidia", "nvml", "error", "Driver not loaded")]
+    facts.pci_gpus = [PciGpu("0000:01:00.0", "nvidia", "0x10de", "0x2684", driver="NovaCore")]
+    finding = one(facts, "nvidia.nouveau")
+    assert finding.status == "error" and "nova_core" in finding.title
+    assert finding.fix.startswith("printf 'blacklist nova_core") and "nova_core driver holds" in one(facts, "gpu.present").title
