@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
-from gpudoctor.train import measure
+from gpudoctor.train import history, measure
 from gpudoctor.train.packing import TokenCounter
 
 GIB = 1024**3
@@ -42,12 +43,17 @@ class Faults:
 
 @dataclass
 class RunLog:
-    """What the run measured, shared by the callbacks and read into report.json."""
+    """What the run measured, shared by the callbacks and read into report.json.
+
+    losses and eval_losses are the whole run's (the resumed checkpoint's log history, then this
+    segment's); tokens and train_seconds this segment's, `carried` the totals before it (history.py)."""
 
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
     eval_losses: list[tuple[int, float]] = field(default_factory=list)
-    tokens: int = 0  # real tokens trained on in this process
+    tokens: int = 0  # real tokens trained on since this Trainer began (its checkpoint's step)
     train_seconds: float = 0.0
+    carried: history.Carried = field(default_factory=history.Carried)  # from the segments before
+    trainers: int = 0  # Trainers begun in this process (more than one after an out-of-memory back-off)
     peak_allocated: int | None = None
     peak_reserved: int | None = None
     peak_rss: int | None = None
@@ -61,6 +67,19 @@ class RunLog:
     def tokens_per_s(self) -> float | None:
         return self.tokens / self.train_seconds if self.train_seconds > 0 else None
 
+    @property
+    def run_tokens(self) -> int:
+        """Real tokens over the whole run: the resumed checkpoint's total plus this segment's."""
+        return self.carried.tokens + self.tokens
+
+    @property
+    def run_train_seconds(self) -> float:
+        return self.carried.train_seconds + self.train_seconds
+
+    @property
+    def run_tokens_per_s(self) -> float | None:
+        return self.run_tokens / self.run_train_seconds if self.run_train_seconds > 0 else None
+
 
 def measure_memory(log: RunLog) -> None:
     import torch
@@ -71,17 +90,33 @@ def measure_memory(log: RunLog) -> None:
     log.peak_rss = max(log.peak_rss or 0, measure.rss_peak())  # since training began (FirstStep resets it)
 
 
-class Measure(TrainerCallback):
-    """Losses per step, real tokens/s (from the collator's counter) and peak memory."""
+class Measure(TrainerCallback, ExportableState):
+    """Losses per step, real tokens/s (from the collator's counter) and peak memory, over the whole run.
+
+    On a resume the losses start from the checkpoint's log history and the totals from what `state()`
+    left in its trainer_state.json (history.py). The Trainer saves `state()` in every checkpoint; it
+    restores nothing itself (restore_callback_states_from_checkpoint stays False: on_train_begin reads it)."""
 
     def __init__(self, log: RunLog, counter: TokenCounter) -> None:
         self.log, self.counter = log, counter
         self._t0 = 0.0
         self._tokens0 = 0
 
+    def state(self) -> dict[str, Any]:
+        log = self.log
+        totals = {"tokens": log.run_tokens, "train_seconds": round(log.run_train_seconds, 3), "resumes": log.carried.resumes}
+        return {"args": {}, "attributes": totals}
+
     def on_train_begin(self, args, state, control, **kwargs):
         self._t0, self._tokens0 = time.perf_counter(), self.counter.total
-        self.log.start_step = state.global_step
+        log = self.log
+        log.start_step, log.end_step, log.tokens, log.train_seconds = state.global_step, state.global_step, 0, 0.0
+        log.losses, log.eval_losses = history.from_log_history(state.log_history, "loss"), history.from_log_history(state.log_history, "eval_loss")
+        log.carried = history.carried(state)
+        if state.global_step and log.trainers == 0:  # a --resume (a later Trainer here is an out-of-memory back-off)
+            log.carried.resumes.append(history.resume_point(state.global_step))
+        log.trainers += 1
+        state.stateful_callbacks[history.STATE_NAME] = self.state()  # a checkpoint made before gpudoctor kept totals has none
 
     def on_step_end(self, args, state, control, **kwargs):
         self.log.tokens = self.counter.total - self._tokens0

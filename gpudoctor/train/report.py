@@ -1,4 +1,8 @@
-"""The run's report: report.json (settings, planned vs measured memory, tokens/s, losses) and loss.png."""
+"""The run's report: report.json (settings, planned vs measured memory, tokens/s, losses) and loss.png.
+
+Both hold the whole run across --resume (history.py): losses once per step, the resume points
+(report.json's "resumes", a dashed line each in loss.png), tokens and train seconds summed over the
+segments. duration_s and start_step are this invocation's."""
 
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ class TrainReport:
     packed: bool
     truncated: int
     duration_s: float
-    tokens: int  # real (non-padding) training tokens processed by this invocation
-    tokens_per_s: float | None
+    tokens: int  # real (non-padding) training tokens of the whole run (every segment up to its checkpoint)
+    tokens_per_s: float | None  # tokens / train_seconds
     planned_peak_bytes: int | None
     measured_peak_allocated_bytes: int | None
     measured_peak_reserved_bytes: int | None
@@ -41,6 +45,8 @@ class TrainReport:
     notes: list[str] = field(default_factory=list)
     checkpoint: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    train_seconds: float | None = None  # seconds spent in training steps, whole run
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # {at_step, from_checkpoint, time} per --resume
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,8 +70,19 @@ def write_report(report: TrainReport, folder: Path) -> None:
 
 def write_loss_plot(report: TrainReport, path: Path) -> bool:
     """A loss-over-steps PNG (matplotlib, Agg); False when there is nothing to draw."""
-    if not report.losses:
+    figure = loss_figure(report)
+    if figure is None:
         return False
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_bytes(path, buffer.getvalue())
+    return True
+
+
+def loss_figure(report: TrainReport) -> Any:
+    """The loss-over-steps figure: training and eval losses of the whole run, a dashed line at each resume."""
+    if not report.losses:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,13 +93,12 @@ def write_loss_plot(report: TrainReport, path: Path) -> bool:
     axes.plot([s for s, _ in report.losses], [v for _, v in report.losses], label="training loss", color="#1f77b4")
     if report.eval_losses:
         axes.plot([s for s, _ in report.eval_losses], [v for _, v in report.eval_losses], "o-", label="eval loss", color="#d62728")
+    for n, resume in enumerate(report.resumes):
+        axes.axvline(resume["at_step"], linestyle="--", color="#7f7f7f", linewidth=1, label="resumed" if n == 0 else None)
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss (response tokens)")
     axes.set_title(f"{Path(report.model).name} on {Path(report.data).name}")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_bytes(path, buffer.getvalue())
-    return True
+    return figure

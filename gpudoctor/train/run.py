@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.plan.runconfig import write_run_config
 from gpudoctor.settings import RunConfig, Settings, TrainingOptions
-from gpudoctor.train import measure
+from gpudoctor.train import history, measure
 from gpudoctor.train.outputdir import check_output, newest_checkpoint, place_saved
 from gpudoctor.train.packing import HeaviestFirst, Row, RowCollator, RowDataset, TokenCounter, pack, unpacked
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
@@ -114,7 +114,12 @@ def train(
     prepared = prepare(config, resume=resume, force=force, trust_remote_code=trust_remote_code, truncate=truncate, hardware=hardware)
     model = build_model(prepared, trust_remote_code=trust_remote_code)
     start_run_folder(prepared, resume=resume)
-    fitted = fit(prepared, model, console, faults, corrections_file=corrections_file)
+    log_start(prepared)
+    try:
+        fitted = fit(prepared, model, console, faults, corrections_file=corrections_file)
+    except BaseException as err:
+        log_stopped(prepared, err)
+        raise
     return finish(prepared, fitted, started=started, planned_peak_bytes=planned_peak_bytes)
 
 
@@ -421,8 +426,28 @@ def finish(prepared: Prepared, fitted: Fitted, *, started: float, planned_peak_b
     report = build_report(prepared, fitted, duration_s=round(time.perf_counter() - started, 2), planned_peak_bytes=planned_peak_bytes)
     write_report(report, prepared.output)
     write_loss_plot(report, prepared.output / "loss.png")
+    history.append_line(prepared.output, history.end_text(
+        status=report.status, steps=report.steps, start_step=report.start_step, tokens=report.tokens,
+        train_seconds=report.train_seconds or 0.0, checkpoint=report.checkpoint,
+    ))  # fmt: skip
     raise_for_status(report, fitted.log, prepared.config.training)
     return report
+
+
+def log_start(prepared: Prepared) -> None:
+    """train.log's line for this segment's start (each segment appends; history.py)."""
+    config = prepared.config
+    history.append_line(prepared.output, history.start_text(
+        model=str(prepared.model_dir), data=str(config.data), settings=config.settings, training=config.training,
+        device=prepared.device, checkpoint=prepared.checkpoint,
+    ))  # fmt: skip
+
+
+def log_stopped(prepared: Prepared, err: BaseException) -> None:
+    """train.log's line for a segment that training left with an exception (its one line is the CLI's)."""
+    what = "stopped by a second signal" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}: {err}"
+    began = f"resumed from {prepared.checkpoint.name}" if prepared.checkpoint else "started at step 0"
+    history.append_line(prepared.output, f"{what} (this segment {began})")
 
 
 def build_report(prepared: Prepared, fitted: Fitted, *, duration_s: float, planned_peak_bytes: int | None) -> TrainReport:
@@ -435,14 +460,23 @@ def build_report(prepared: Prepared, fitted: Fitted, *, duration_s: float, plann
         training=asdict(config.training), device=prepared.device, status=fitted.status, steps=fitted.steps,
         start_step=log.start_step, records=len(prepared.dataset.records), train_rows=len(prepared.train_rows),
         eval_rows=len(prepared.eval_rows), packed=config.settings.packing, truncated=prepared.tokenized.truncated,
-        duration_s=duration_s, tokens=log.tokens, tokens_per_s=round(log.tokens_per_s, 1) if log.tokens_per_s else None,
+        duration_s=duration_s, tokens=log.run_tokens, tokens_per_s=round(log.run_tokens_per_s, 1) if log.run_tokens_per_s else None,
         planned_peak_bytes=planned_peak_bytes if planned_peak_bytes is not None else planned_peak(prepared),
         measured_peak_allocated_bytes=log.peak_allocated, measured_peak_reserved_bytes=log.peak_reserved,
         measured_peak_rss_bytes=log.peak_rss,
-        losses=[[s, v] for s, v in log.losses], eval_losses=[[s, v] for s, v in log.eval_losses],
-        final_eval_loss=fitted.final_eval_loss, oom_backoffs=fitted.backoffs, notes=[*prepared.notes, *fitted.measured, *backoff_notes(fitted)],
+        losses=[[s, v] for s, v in history.by_step(log.losses)], eval_losses=[[s, v] for s, v in history.by_step(log.eval_losses)],
+        final_eval_loss=fitted.final_eval_loss, oom_backoffs=fitted.backoffs,
+        notes=[*prepared.notes, *fitted.measured, *backoff_notes(fitted), *history_notes(log)],
         checkpoint=str(newest) if newest else None, versions=versions(),
+        train_seconds=round(log.run_train_seconds, 2), resumes=list(log.carried.resumes),
     )  # fmt: skip
+
+
+def history_notes(log: RunLog) -> list[str]:
+    """What report.json should say about the run's history across --resume."""
+    if log.carried.known:
+        return []
+    return [f"tokens and train seconds count from step {log.start_step}: checkpoint-{log.start_step} holds no totals of the steps before it"]
 
 
 def backoff_notes(fitted: Fitted) -> list[str]:
