@@ -76,7 +76,10 @@ def now() -> str:
 def append_line(folder: Path, text: str) -> bool:
     """Append one line to <folder>/train.log: one write to a file opened for appending (O_APPEND), so a line
     is whole or absent and earlier lines are never touched; the file is created with the user's umask.
-    False when it could not be written (a full disk): the log is a record, never a reason to stop a run."""
+    False when it could not be written (a full disk): the log is a record, never a reason to stop a run.
+    Under `accelerate launch` only the main process (RANK 0) writes it."""
+    if os.environ.get("RANK", "0") != "0":
+        return False
     line = f"{now()} {' '.join(text.split())}\n".encode()
     try:
         fd = os.open(folder / TRAIN_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)

@@ -21,6 +21,7 @@ from gpudoctor.train.run import train
 pytestmark = pytest.mark.slow
 
 STEPS = 6
+EVAL_ROWS = 4  # held out: the Trainer evaluates at every checkpoint (steps 2, 4, 6)
 
 
 def quiet_console():
@@ -50,6 +51,9 @@ def assert_whole_run(saved: dict, reference: dict) -> None:
     expected = dict((int(s), v) for s, v in reference["losses"])
     for step, loss in saved["losses"]:
         assert loss == pytest.approx(expected[int(step)], abs=1e-4), step
+    assert [int(s) for s, _ in saved["eval_losses"]] == [2, 4, 6]
+    for (_, got), (_, want) in zip(saved["eval_losses"], reference["eval_losses"]):
+        assert got == pytest.approx(want, abs=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +65,9 @@ def data(support_records, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference_folder(tiny_model, tiny_config, data, tmp_path_factory) -> Path:
-    """One uninterrupted 6-step run (checkpoints every 2 steps); copy it before changing it."""
+    """One uninterrupted 6-step run (checkpoints and evals every 2 steps); copy it before changing it."""
     folder = tmp_path_factory.mktemp("history-reference") / "run"
-    train(tiny_config(tiny_model, data, folder), console=quiet_console())
+    train(tiny_config(tiny_model, data, folder, val_size=EVAL_ROWS), console=quiet_console())
     return folder
 
 
@@ -77,7 +81,7 @@ def reference(reference_folder) -> dict:
 def resumed_once(tiny_model, tiny_config, data, tmp_path_factory) -> SimpleNamespace:
     """Interrupted at step 3, then --resume to the end; what the folder held in between."""
     folder = tmp_path_factory.mktemp("history-once") / "run"
-    config = tiny_config(tiny_model, data, folder)
+    config = tiny_config(tiny_model, data, folder, val_size=EVAL_ROWS)
     interrupted(config, 3)
     first, first_png = saved_report(folder), (folder / "loss.png").read_bytes()
     first_mtime = (folder / "loss.png").stat().st_mtime_ns
@@ -144,7 +148,7 @@ def test_tensorboard_holds_both_segments_in_one_folder(resumed_once, reference):
 
 def test_two_resumes_in_a_row(tiny_model, tiny_config, data, reference, tmp_path):
     folder = tmp_path / "run"
-    config = tiny_config(tiny_model, data, folder)
+    config = tiny_config(tiny_model, data, folder, val_size=EVAL_ROWS)
     interrupted(config, 2)
     interrupted(config, 4, resume=True)
     middle = saved_report(folder)
@@ -166,7 +170,7 @@ def test_steps_after_the_checkpoint_are_redone_not_counted_twice(tiny_model, tin
     redoes steps 5 and 6, and the report holds each once (the redone value), with the resume at 4."""
     folder = tmp_path / "run"
     shutil.copytree(reference_folder, folder)  # a run is known by model, data and settings, not by its folder
-    config = tiny_config(tiny_model, data, folder)
+    config = tiny_config(tiny_model, data, folder, val_size=EVAL_ROWS)
     killed = saved_report(folder)
     shutil.rmtree(folder / "checkpoints" / "checkpoint-6")
     train(config, resume=True, console=quiet_console())
