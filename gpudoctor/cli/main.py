@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
 
@@ -16,7 +17,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
 from gpudoctor import __version__
-from gpudoctor.errors import EXIT_INTERRUPTED, EXIT_USAGE, GpudoctorError
+from gpudoctor.errors import EXIT_INTERRUPTED, EXIT_PROBLEM, EXIT_USAGE, GpudoctorError
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = (
@@ -64,32 +65,53 @@ def build_app() -> typer.Typer:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI on `argv` and return the exit code; every error becomes one line on stderr."""
-    app = build_app()
-    command = typer.main.get_command(app)
-    try:
-        result = command.main(args=argv, prog_name="gpudoctor", standalone_mode=False)
-    except (typer.Abort, KeyboardInterrupt):
+    """Run the CLI on `argv` and return the exit code; every error becomes one line on stderr.
+
+    The command runs through click's make_context/invoke rather than its main(), which would print a
+    blank line and turn an EOFError (a damaged file's, say) into Abort, "interrupted". Here an
+    interrupt is exit 130 only when one happened: KeyboardInterrupt, or an Abort after a SIGINT;
+    anything else unexpected is one line naming what failed and its log file (last_resort.py), exit 1.
+    """
+    from gpudoctor.cli.last_resort import SigintSeen, unexpected
+
+    command = typer.main.get_command(build_app())
+    args = list(sys.argv[1:] if argv is None else argv)
+    with SigintSeen() as sigint:
+        try:
+            with command.make_context("gpudoctor", args) as ctx:
+                result = command.invoke(ctx)
+        except typer.Exit as err:
+            return err.exit_code
+        except Exception as err:
+            return _handled(err, args, sigint.seen, unexpected)
+        except KeyboardInterrupt:
+            sys.stderr.write("gpudoctor: interrupted\n")
+            return EXIT_INTERRUPTED
+    if isinstance(result, int):
+        return result
+    return 0
+
+
+def _handled(err: Exception, args: list[str], sigint_seen: bool, unexpected: Any) -> int:
+    """The exit code for `err`, its one line written to stderr (stdout for help asked by no arguments)."""
+    if isinstance(err, typer.Abort) and (sigint_seen or isinstance(err.__context__, KeyboardInterrupt)):
         sys.stderr.write("gpudoctor: interrupted\n")
         return EXIT_INTERRUPTED
-    except typer.Exit as err:
-        return err.exit_code
-    except click_exc.NoArgsIsHelpError as err:
+    if isinstance(err, click_exc.NoArgsIsHelpError):
         sys.stdout.write(err.format_message() + "\n")
         return 0
-    except click_exc.ClickException as err:
+    if isinstance(err, click_exc.ClickException):
         ctx = getattr(err, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         sys.stderr.write(f"gpudoctor: error: {err.format_message()}{hint}\n")
         return EXIT_USAGE if isinstance(err, click_exc.UsageError) else err.exit_code
-    except GpudoctorError as err:
+    if isinstance(err, GpudoctorError):
         sys.stderr.write(f"gpudoctor: error: {err}\n")
         return err.exit_code
-    except BrokenPipeError:
+    if isinstance(err, BrokenPipeError):
         return 0
-    if isinstance(result, int):
-        return result
-    return 0
+    sys.stderr.write(unexpected(err, args))
+    return EXIT_PROBLEM
 
 
 def main(argv: list[str] | None = None) -> None:
