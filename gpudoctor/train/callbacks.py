@@ -1,7 +1,9 @@
 """Trainer callbacks: progress bar, losses, peak memory, the first-step check, signals, NaN guard and injected faults.
 
 Faults (OOM, NaN, interrupt) can be injected at a step so the recovery paths are tested on CPU;
-the CLI reads them from GPUDOCTOR_INJECT_OOM_AT_STEP / _NAN_AT_STEP / _INTERRUPT_AT_STEP.
+the CLI reads them from GPUDOCTOR_INJECT_OOM_AT_STEP / _NAN_AT_STEP / _INTERRUPT_AT_STEP, and the
+faults during a checkpoint save (SIGKILL, ENOSPC, SIGINTs) from GPUDOCTOR_INJECT_KILL_DURING_SAVE /
+_ENOSPC_DURING_SAVE / _SIGINT_DURING_SAVE="<step>[:<n>|last|sealed[:<count>]]" (trainer.SaveFaults).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from gpudoctor.train import history, measure
+from gpudoctor.train import checkpoints, history, measure
 from gpudoctor.train.packing import TokenCounter
 
 GIB = 1024**3
@@ -29,6 +31,11 @@ class Faults:
     oom_at_step: int | None = None
     nan_at_step: int | None = None
     interrupt_at_step: int | None = None
+    # during the save of checkpoint <step>, after its <n>-th file ("last": all written, before the marker;
+    # "sealed": marked, before the rename): SIGKILL, OSError(ENOSPC), or <count> SIGINTs (trainer.SaveFaults)
+    kill_during_save: tuple[int, str] | None = None
+    enospc_during_save: tuple[int, str] | None = None
+    sigint_during_save: tuple[int, str, int] | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Faults:
@@ -38,7 +45,17 @@ class Faults:
             value = env.get(f"GPUDOCTOR_INJECT_{name}_AT_STEP")
             return int(value) if value and value.isdigit() else None
 
-        return cls(step("OOM"), step("NAN"), step("INTERRUPT"))
+        def during_save(name: str, default: str) -> tuple[int, str, int] | None:
+            parts = (env.get(f"GPUDOCTOR_INJECT_{name}_DURING_SAVE") or "").split(":")  # <step>[:<n>|last|sealed[:<count>]]
+            if not parts[0].isdigit():
+                return None
+            return int(parts[0]), (parts[1:2] or [default])[0], int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 2
+
+        kill, enospc, sigint = during_save("KILL", "1"), during_save("ENOSPC", "2"), during_save("SIGINT", "2")
+        return cls(
+            step("OOM"), step("NAN"), step("INTERRUPT"),
+            kill_during_save=kill[:2] if kill else None, enospc_during_save=enospc[:2] if enospc else None, sigint_during_save=sigint,
+        )  # fmt: skip
 
 
 @dataclass
@@ -216,7 +233,9 @@ class StopOnSignal(TrainerCallback):
 
     def _handle(self, signum, frame):
         if self.received is not None:
-            raise KeyboardInterrupt
+            if checkpoints.GUARD.defer():  # sealing, placing or discarding a checkpoint: abort when that ends
+                return
+            raise KeyboardInterrupt  # while a checkpoint's files are written, that save is discarded on the way out
         self.received = signum
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -228,6 +247,11 @@ class StopOnSignal(TrainerCallback):
         if self.received is not None:
             self.log.stopped_by = "signal"
             control.should_save = True
+            control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.received is not None and state.global_step < state.max_steps:  # it came during this save, now complete: stop
+            self.log.stopped_by = "signal"
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):

@@ -15,6 +15,7 @@ from pathlib import Path
 from gpudoctor.errors import BadInput
 from gpudoctor.plan.runconfig import read_run_config
 from gpudoctor.settings import RunConfig
+from gpudoctor.train import checkpoints
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 GROWABLE = {"max_steps", "epochs"}  # may change on --resume
@@ -58,10 +59,12 @@ def check_output(folder: Path, config: RunConfig, *, resume: bool) -> Path | Non
     difference = first_difference(read_run_config(run_yaml), config)
     if difference:
         raise BadInput(f"--output {folder}: holds a different run ({difference}); pick another --output or delete the folder")
-    checkpoint = newest_checkpoint(folder)
+    choice = checkpoints.resumable(folder)  # the newest complete and loadable one
+    checkpoint = choice.checkpoint
     if resume:
         if checkpoint is None:
-            raise BadInput(f"--output {folder}: no checkpoint to resume from (checkpoints/ is empty); drop --resume to start again")
+            why = "; ".join(choice.skipped) or "checkpoints/ is empty"
+            raise BadInput(f"--output {folder}: no checkpoint to resume from ({why}); drop --resume to start again")
         return checkpoint
     state = "a finished run" if (folder / "adapter_model.safetensors").is_file() else "an unfinished run"
     hint = f"pass --resume to continue from {checkpoint.name}" if checkpoint else "delete the folder"

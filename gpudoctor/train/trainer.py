@@ -1,12 +1,25 @@
-"""The Hugging Face Trainer for a run: TrainingArguments from the plan's settings, our callbacks in place of tqdm."""
+"""The Hugging Face Trainer for a run: TrainingArguments from the plan's settings, our callbacks in place of tqdm.
+
+The Trainer's checkpoints are made crash-safe by CrashSafeSaves (checkpoints.py has the format):
+each is written aside, sealed and renamed into place, and a failed write stops the run in one line.
+"""
 
 from __future__ import annotations
 
+import errno
+import functools
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpudoctor.settings import Settings, TrainingOptions
+from gpudoctor.train import checkpoints
 
 # gpudoctor.settings.OPTIMIZERS (aliases are resolved when settings are read) → transformers' `optim`
 # values. bitsandbytes' 8-bit and paged optimizers need a GPU; on the CPU they become plain AdamW
@@ -75,13 +88,16 @@ def training_arguments(
     )
 
 
-def build_trainer(model: Any, args: Any, train_rows: Any, eval_rows: Any, collator: Any, callbacks: list[Any], tb_dir: Path) -> Any:
-    from transformers import PrinterCallback, ProgressCallback, Trainer
+def build_trainer(
+    model: Any, args: Any, train_rows: Any, eval_rows: Any, collator: Any, callbacks: list[Any], tb_dir: Path, *, faults: Any = None
+) -> Any:
+    """A Trainer with crash-safe checkpoints (`faults`: callbacks.Faults, whose *_during_save fire in its saves)."""
+    from transformers import PrinterCallback, ProgressCallback
     from transformers.integrations import TensorBoardCallback
 
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(tb_dir)  # instead of <output_dir>/runs/<date>
-    trainer = Trainer(
+    trainer = trainer_class()(
         model=model,
         args=args,
         train_dataset=train_rows,
@@ -91,4 +107,121 @@ def build_trainer(model: Any, args: Any, train_rows: Any, eval_rows: Any, collat
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    trainer.save_faults = faults
     return trainer
+
+
+@functools.cache
+def trainer_class() -> type:
+    from transformers import Trainer
+
+    return type("GpudoctorTrainer", (CrashSafeSaves, Trainer), {})
+
+
+class CrashSafeSaves:
+    """Trainer mixin: checkpoint-N is written into checkpoints/.saving-checkpoint-N/, sealed (files fsync'd,
+    then the marker) and renamed into place, then older complete ones are rotated out; whatever stops a save
+    (an exception, a second SIGINT) discards the partial folder, and a failed write is one ProblemFound line."""
+
+    save_faults: Any = None  # callbacks.Faults
+    _staging_root: str | None = None
+
+    def _get_output_dir(self, trial: Any) -> str:
+        return self._staging_root or super()._get_output_dir(trial)  # type: ignore[misc]
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        root = Path(super()._get_output_dir(trial))  # type: ignore[misc]
+        step = self.state.global_step  # type: ignore[attr-defined]
+        name = f"checkpoint-{step}"
+        staging, final = root / f".saving-{name}", root / name
+        hooks = SaveFaults(self.save_faults, step, staging / name)
+        try:
+            with checkpoints.GUARD.protected():
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+            self._staging_root = str(staging)
+            with hooks.patched():
+                super()._save_checkpoint(model, trial)  # type: ignore[misc]  # its rotation sees only this one
+            self._staging_root = None
+            with checkpoints.GUARD.protected():
+                checkpoints.seal(staging / name, step, before_marker=lambda: hooks.at("last"))
+                hooks.at("sealed")
+                checkpoints.place(staging / name, final)
+                staging.rmdir()
+        except BaseException as err:
+            self._staging_root = None
+            needed = self._checkpoint_bytes(root)
+            with checkpoints.GUARD.protected():
+                checkpoints.discard(staging)
+            if isinstance(err, Exception) and checkpoints.is_write_failure(err):
+                raise checkpoints.save_failed(err, root, step, needed) from None
+            raise
+        checkpoints.rotate(root, self.args.save_total_limit, keep=final)  # type: ignore[attr-defined]
+
+    def _checkpoint_bytes(self, root: Path) -> int:
+        """The newest complete checkpoint's size, else adapter + two Adam moments of the trainable weights."""
+        for _, path in checkpoints.listed(root):
+            if checkpoints.complete(path):
+                return checkpoints.size_of(path)
+        trainable = sum(p.numel() * p.element_size() for p in self.model.parameters() if p.requires_grad)  # type: ignore[attr-defined]
+        return 3 * trainable + 64 * 1024
+
+
+class SaveFaults:
+    """Tests' faults at a moment of one checkpoint's save (callbacks.Faults.*_during_save): after its n-th file
+    is written (checked after each torch.save / safetensors save), "last" (every file written, before the
+    marker) or "sealed" (marked, before the rename). Each fires once."""
+
+    def __init__(self, faults: Any, step: int, folder: Path) -> None:
+        self.faults, self.folder = faults, folder
+        self.plans: list[tuple[str, str, int]] = []
+        for kind in ("kill", "enospc", "sigint"):
+            spec = getattr(faults, f"{kind}_during_save", None) if faults is not None else None
+            if spec and spec[0] == step:
+                self.plans.append((kind, spec[1], spec[2] if len(spec) > 2 else 1))
+                setattr(faults, f"{kind}_during_save", None)
+
+    def at(self, moment: str) -> None:
+        for plan in list(self.plans):
+            kind, when, count = plan
+            due = when == moment if when in ("last", "sealed") else moment == "file" and len(checkpoints.files_in(self.folder)) >= int(when)
+            if due:
+                self.plans.remove(plan)
+                self.fire(kind, count)
+
+    def fire(self, kind: str, count: int) -> None:
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "enospc":
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", str(self.folder))
+        for _ in range(count if kind == "sigint" else 0):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs before the next one is sent
+
+    @contextmanager
+    def patched(self) -> Iterator[None]:
+        """While the Trainer writes the files: torch.save and the safetensors writers call at("file") after each."""
+        if not any(when not in ("last", "sealed") for _, when, _ in self.plans):
+            yield
+            return
+        import peft.peft_model
+        import safetensors.torch
+        import torch
+
+        targets = [(torch, "save"), (safetensors.torch, "save_file"), (peft.peft_model, "safe_save_file")]
+        saved = [(owner, attr, getattr(owner, attr)) for owner, attr in targets]
+        for owner, attr, original in saved:
+            setattr(owner, attr, self._after(original))
+        try:
+            yield
+        finally:
+            for owner, attr, original in saved:
+                setattr(owner, attr, original)
+
+    def _after(self, original: Any) -> Any:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            self.at("file")
+            return result
+
+        return write
