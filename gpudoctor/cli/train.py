@@ -36,6 +36,9 @@ def train(
     output: Optional[Path] = typer.Option(None, "--output", help="Run folder (adapter, report.json, loss.png, checkpoints/)."),
     demo: bool = typer.Option(False, "--demo", help="Train the built-in tiny model on the shipped support data (CPU: about a minute)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output."),
+    resume_changed_data: bool = typer.Option(
+        False, "--resume-changed-data", help="With --resume: go on although the data file or the settings that order it changed; the epoch restarts on the new data."
+    ),
     force: bool = typer.Option(False, "--force", help="Train even where it would take days (a big model on the CPU)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model folder's own Python code to run."),
     skip_check: bool = typer.Option(False, "--skip-check", help="Do not run the doctor's blocking checks first."),
@@ -50,7 +53,7 @@ def train(
     console = err_console()
     request = TrainRequest(
         run_yaml=run_yaml, model=model, data=str(data) if data else None, output=str(output) if output else None,
-        demo=demo, resume=resume, force=force, skip_check=skip_check, settings=flags.settings, training=flags.training,
+        demo=demo, resume=resume, resume_changed_data=resume_changed_data, force=force, skip_check=skip_check, settings=flags.settings, training=flags.training,
         gpu=flags.gpu, vram_gib=flags.vram_gib,
     )  # fmt: skip
     config, plan = resolve(request, demo_workdir(), DEMO_OUTPUT, console.print)
@@ -69,7 +72,7 @@ def train(
     from gpudoctor.train.run import train as run_training
 
     report = run_training(
-        config, resume=resume, force=force, console=console, trust_remote_code=trust_remote_code,
+        config, resume=resume, resume_changed_data=resume_changed_data, force=force, console=console, trust_remote_code=trust_remote_code,
         truncate=truncate, faults=Faults.from_env(), planned_peak_bytes=plan.memory.peak_reserved_bytes if plan else None,
         hardware=plan.hardware if plan else None, corrections_file=default_file(),
     )  # fmt: skip

@@ -29,6 +29,7 @@ class TrainRequest:
     output: str | None = None
     demo: bool = False
     resume: bool = False
+    resume_changed_data: bool = False  # --resume-changed-data: go on although the data or its order changed
     force: bool = False
     skip_check: bool = False
     settings: dict[str, Any] = field(default_factory=dict)  # checked flag values
@@ -39,6 +40,8 @@ class TrainRequest:
 
 def resolve(request: TrainRequest, demo_workdir: Path, demo_output: str, say: Callable[[str], None]) -> tuple[RunConfig, Plan | None]:
     """The RunConfig to train, and the Plan behind it when the planner chose the settings here."""
+    if request.resume_changed_data and not request.resume:
+        raise BadInput("--resume-changed-data goes with --resume: add --resume, or drop --resume-changed-data to start a new run")
     if request.resume and request.run_yaml is None and not request.demo and request.output and (Path(request.output) / "run.yaml").is_file():
         request = replace(request, run_yaml=Path(request.output) / "run.yaml")  # resume the run as it was planned
     if request.demo:

@@ -19,9 +19,11 @@ The steps hand each other plain values (Prepared, Fitted), so each can be run an
 from __future__ import annotations
 
 import gc
+import math
 import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.plan.runconfig import write_run_config
 from gpudoctor.settings import RunConfig, Settings, TrainingOptions
-from gpudoctor.train import checkpoints, history, measure
+from gpudoctor.train import history, measure, runfolder
 from gpudoctor.train.outputdir import check_output, newest_checkpoint, place_saved
 from gpudoctor.train.packing import HeaviestFirst, Row, RowCollator, RowDataset, TokenCounter, pack, unpacked
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
@@ -39,7 +41,7 @@ from gpudoctor.train.trainer import Batching, optimizer_name
 from gpudoctor.types import GIB
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from gpudoctor.data.records import Dataset
     from gpudoctor.plan.types import Hardware
@@ -64,6 +66,10 @@ class Prepared:
     notes: list[str]  # for report.json, in the order they arose
     spec: ModelSpec | None = None  # the model's architecture numbers, for the memory model
     hardware: Hardware | None = None  # what the first step is judged against (its budget)
+    said: list[str] = field(default_factory=list)  # lines about the run folder, for the console once it is locked
+    data_record: dict[str, Any] | None = None  # runfolder.data_record: what --resume checks the data against
+    restart_epoch: bool = False  # --resume-changed-data on changed data: the Trainer does not skip into the epoch
+    folder_state: Any = None  # runfolder.folder_state when the folder was checked: compared again under the lock
 
 
 @dataclass
@@ -97,6 +103,7 @@ def train(
     planned_peak_bytes: int | None = None,
     hardware: Hardware | None = None,
     corrections_file: Path | None = None,
+    resume_changed_data: bool = False,
 ) -> TrainReport:
     """Train `config`; return the report (also written to <output>/report.json).
 
@@ -106,28 +113,51 @@ def train(
     Console) shows the progress bar, the first step's measurement and the out-of-memory messages.
     `hardware` is the plan's (its budget judges the first step; default: this machine);
     `corrections_file` is where the first step's measurement is recorded (None: nowhere).
+    The run folder is locked from after prepare to the end, on every way out (runfolder.py).
     """
     from gpudoctor.train.quiet import quiet_libraries
 
     started = time.perf_counter()
     quiet_libraries()
-    prepared = prepare(config, resume=resume, force=force, trust_remote_code=trust_remote_code, truncate=truncate, hardware=hardware)
-    model = build_model(prepared, trust_remote_code=trust_remote_code)
-    start_run_folder(prepared, resume=resume)
-    log_start(prepared)
+    prepared = prepare(config, resume=resume, force=force, trust_remote_code=trust_remote_code, truncate=truncate, hardware=hardware, resume_changed_data=resume_changed_data)
+    with locked(prepared, console):
+        model = build_model(prepared, trust_remote_code=trust_remote_code)
+        if prepared.spec is None:  # the memory model did not know the model: count the built adapter
+            console.print(check_space(prepared, sum(p.numel() for p in model.parameters() if p.requires_grad)))
+        start_run_folder(prepared, resume=resume)
+        log_start(prepared)
+        try:
+            fitted = fit(prepared, model, console, faults, corrections_file=corrections_file)
+        except BaseException as err:
+            log_stopped(prepared, err)
+            raise
+        return finish(prepared, fitted, started=started, planned_peak_bytes=planned_peak_bytes)
+
+
+@contextmanager
+def locked(prepared: Prepared, console: Any) -> Iterator[None]:
+    """Hold the run folder's lock (not taken by the other workers of `accelerate launch`); check the
+    folder again under it (another run may have come and gone since prepare) and say what prepare
+    found about it. Released on every way out; a SIGKILL leaves a stale lock the next run takes over."""
+    if not runfolder.main_process():
+        yield
+        return
+    lock = runfolder.acquire_lock(prepared.output, console.print)
     try:
-        fitted = fit(prepared, model, console, faults, corrections_file=corrections_file)
-    except BaseException as err:
-        log_stopped(prepared, err)
-        raise
-    return finish(prepared, fitted, started=started, planned_peak_bytes=planned_peak_bytes)
+        runfolder.check_unchanged(prepared.output, prepared.folder_state)
+        for line in prepared.said:
+            console.print(line)
+        yield
+    finally:
+        runfolder.release_lock(lock)
 
 
 # 1. Prepare: everything that can be wrong with the inputs, before anything is written.
 
 
 def prepare(
-    config: RunConfig, *, resume: bool = False, force: bool = False, trust_remote_code: bool = False, truncate: bool = False, hardware: Hardware | None = None
+    config: RunConfig, *, resume: bool = False, force: bool = False, trust_remote_code: bool = False, truncate: bool = False, hardware: Hardware | None = None,
+    resume_changed_data: bool = False,
 ) -> Prepared:
     """Check the config, the model folder, the output folder and the data; tokenize and build rows.
 
@@ -141,8 +171,12 @@ def prepare(
     settings, training = config.settings, config.training
     model_dir = models.resolve_model_dir(config.model)
     models.check_weights(model_dir)
-    output = Path(str(config.output))
-    checkpoint = check_output(output, config, resume=resume)
+    output, said = Path(str(config.output)), []
+    runfolder.check_not_over_data(output, config.data)
+    runfolder.check_writable(output)
+    runfolder.check_lock(output)
+    state = runfolder.folder_state(output)
+    checkpoint = check_output(output, config, resume=resume, allow_changed_data=resume_changed_data, notes=said)
     device = device_name()
     if device == "cpu" and not force:
         refuse_big_model_on_cpu(str(model_dir))
@@ -151,9 +185,35 @@ def prepare(
     tokenized = tokenize_cached(dataset, tokenizer, str(model_dir), settings.seq_len, truncate=truncate, cache_dir=output / "cache")
     samples, held_out = split_eval(tokenized.samples, training.val_size, training.seed, str(config.data))
     train_rows, eval_rows = arrange(samples, settings), arrange(held_out, settings)
-    notes = input_notes(settings, tokenized, len(samples), len(train_rows), device)
+    record = runfolder.data_record(str(config.data), settings, training, truncate=truncate)
+    restart = runfolder.check_resumed_data(output, record, resume=resume, allow_changed=resume_changed_data, notes=said)
+    notes = [*said, *input_notes(settings, tokenized, len(samples), len(train_rows), device)]
     spec, hardware = judged_against(config, model_dir, device, hardware)
-    return Prepared(config, model_dir, output, checkpoint, device, dataset, tokenizer, tokenized, train_rows, eval_rows, notes, spec, hardware)
+    prepared = Prepared(config, model_dir, output, checkpoint, device, dataset, tokenizer, tokenized, train_rows, eval_rows, notes, spec, hardware, said, record, restart, state)
+    if spec is not None:
+        from gpudoctor.plan.memory import lora_params
+
+        said.append(check_space(prepared, lora_params(spec, settings)))
+    return prepared
+
+
+def check_space(prepared: Prepared, trainable: int) -> str:
+    """runfolder.check_space for this run: its optimizer, the Trainer's save_total_limit, the checkpoints there."""
+    from gpudoctor.train.trainer import training_arguments
+
+    config, on_gpu = prepared.config, prepared.device != "cpu"
+    batching = Batching(config.settings.micro_batch, config.settings.grad_accum)
+    args = training_arguments(config.settings, config.training, batching, prepared.output / "checkpoints", on_gpu=on_gpu, has_eval=bool(prepared.eval_rows))
+    existing = [p for p in (prepared.output / "checkpoints").glob("checkpoint-*") if p.is_dir()]
+    per_epoch = max(1, math.ceil(len(prepared.train_rows) / batching.micro_batch) // batching.grad_accum)  # as the Trainer counts
+    steps = config.training.max_steps or math.ceil(config.training.epochs * per_epoch)
+    done = int(prepared.checkpoint.name.rsplit("-", 1)[1]) if prepared.checkpoint else 0
+    saves = math.ceil(steps / args.save_steps) - done // args.save_steps  # every save_steps, and at the end
+    cache = 0 if prepared.tokenized.from_cache else 16 * sum(len(s.input_ids) for s in prepared.tokenized.samples)
+    return runfolder.check_space(
+        prepared.output, trainable=trainable, optimizer=optimizer_name(config.settings.optimizer, on_gpu), saves=max(0, saves),
+        keep=args.save_total_limit or 0, existing=len(existing), extra=runfolder.tokenizer_bytes(prepared.model_dir) + cache,
+    )  # fmt: skip
 
 
 def judged_against(config: RunConfig, model_dir: Path, device: str, hardware: Hardware | None) -> tuple[ModelSpec | None, Hardware | None]:
@@ -256,8 +316,10 @@ def start_run_folder(prepared: Prepared, *, resume: bool = False) -> None:
     from gpudoctor.train.tokenize import save_cache
 
     prepared.output.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume or prepared.restart_epoch:
         write_run_config(prepared.config, prepared.output / "run.yaml")
+    if prepared.data_record is not None and (not resume or prepared.restart_epoch or runfolder.read_data_record(prepared.output) is None):
+        runfolder.write_data_record(prepared.output, prepared.data_record)
     tokenized = prepared.tokenized
     if not tokenized.from_cache and tokenized.cache_file:
         save_cache(tokenized, Path(tokenized.cache_file))
@@ -279,8 +341,6 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
     initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     batching, backoffs, replans, measured = Batching(settings.micro_batch, settings.grad_accum), [], [], []
     log, counter, checkpoint = RunLog(), TokenCounter(), prepared.checkpoint
-    checkpoints.clean_leftovers(prepared.output, console.print)  # what a crash mid-save left
-    checkpoints.announce(prepared.output, checkpoint, console.print)
     while True:
         check = first_step_check(prepared, batching, console, measured, corrections_file)
         trainer, callbacks = make_trainer(prepared, model, batching, log, counter, console, faults, check)
@@ -293,7 +353,6 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
             elif is_out_of_memory(err):
                 batching, checkpoint = back_off(trainer, callbacks, batching, backoffs, prepared, console)
             else:
-                close_callbacks(trainer, callbacks)  # the progress bar and the signal handlers, before the one line
                 raise
             if checkpoint is None:
                 set_peft_model_state_dict(model, initial_lora)
@@ -347,6 +406,7 @@ def make_trainer(
 
     config, output, on_gpu = prepared.config, prepared.output, prepared.device != "cpu"
     args = training_arguments(config.settings, config.training, batching, output / "checkpoints", on_gpu=on_gpu, has_eval=bool(prepared.eval_rows))
+    args.ignore_data_skip = prepared.restart_epoch  # --resume-changed-data: the new data's epoch starts from its first row
     callbacks = [
         Measure(log, counter), FirstStep(prepared.device, check), Progress(console, log), StopOnSignal(log),
         NanGuard(log, model, str(output)), InjectFaults(faults, model),
@@ -354,7 +414,7 @@ def make_trainer(
     train_rows = RowDataset(prepared.train_rows, count_tokens=True)
     eval_rows = RowDataset(prepared.eval_rows, count_tokens=False) if prepared.eval_rows else None
     collator = RowCollator(prepared.tokenizer.pad_token_id, counter)
-    trainer = build_trainer(model, args, train_rows, eval_rows, collator, callbacks, output / "tb", faults=faults)
+    trainer = build_trainer(model, args, train_rows, eval_rows, collator, callbacks, output / "tb")
     lengths = [row.real_tokens for row in prepared.train_rows]
     front = batching.micro_batch * batching.grad_accum * max(1, int(args.world_size))  # the rows of one optimizer step
     seed = args.data_seed if args.data_seed is not None else args.seed
@@ -376,8 +436,12 @@ def back_off(
     and signal handlers, record the new batching in `backoffs` and say so; return it and the checkpoint to
     go on from (a re-plan starts again, so its first step is measured again). ProblemFound for an
     out-of-memory error at micro batch 1."""
+    from gpudoctor.train.callbacks import Progress, StopOnSignal
+
     step = trainer.state.global_step + (0 if to else 1)
-    close_callbacks(trainer, callbacks)
+    for callback in callbacks:
+        if isinstance(callback, (Progress, StopOnSignal)):
+            callback.on_train_end(trainer.args, trainer.state, trainer.control)
     if to is None:
         if batching.micro_batch <= 1:
             raise ProblemFound(
@@ -386,22 +450,13 @@ def back_off(
             ) from None
         to = Batching(batching.micro_batch // 2, batching.grad_accum * 2)
     backoffs.append({"step": step, "micro_batch": to.micro_batch, "grad_accum": to.grad_accum})
-    checkpoint = None if why else checkpoints.resumable(prepared.output).checkpoint
+    checkpoint = None if why else newest_checkpoint(prepared.output)
     where = f"from {checkpoint.name}" if checkpoint else "from the start"
     console.print(
         f"{why or f'out of memory at step {step}'}: micro batch → {to.micro_batch}, gradient accumulation → "
         f"{to.grad_accum} (effective batch unchanged); continuing {where}"
     )
     return to, checkpoint
-
-
-def close_callbacks(trainer: Any, callbacks: list[Any]) -> None:
-    """Stop the progress bar and restore the signal handlers of a Trainer that left train() with an exception."""
-    from gpudoctor.train.callbacks import Progress, StopOnSignal
-
-    for callback in callbacks:
-        if isinstance(callback, (Progress, StopOnSignal)):
-            callback.on_train_end(trainer.args, trainer.state, trainer.control)
 
 
 def release_memory() -> None:
