@@ -42,12 +42,17 @@ def command_name(argv: list[str] | None) -> str:
 
 def where_in_gpudoctor(err: BaseException) -> str:
     """The deepest frame inside the gpudoctor package, as ` in gpudoctor/train/run.py:245 (fit)`; '' if none."""
-    frames = [frame for frame in traceback.extract_tb(err.__traceback__) if Path(frame.filename).resolve().is_relative_to(_PACKAGE)]
+    runner = {_PACKAGE / "cli" / "main.py", Path(__file__).resolve()}  # the frames that merely ran the command
+    frames = [frame for frame in traceback.extract_tb(err.__traceback__) if _inside(Path(frame.filename).resolve(), runner)]
     if not frames:
         return ""
     frame = frames[-1]
     relative = Path(frame.filename).resolve().relative_to(_PACKAGE.parent)
     return f" in {relative.as_posix()}:{frame.lineno} ({frame.name})"
+
+
+def _inside(path: Path, runner: set[Path]) -> bool:
+    return path.is_relative_to(_PACKAGE) and path not in runner
 
 
 def write_log(err: BaseException, argv: list[str] | None, environ: Any = os.environ) -> Path:
