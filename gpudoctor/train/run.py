@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.plan.runconfig import write_run_config
 from gpudoctor.settings import RunConfig, Settings, TrainingOptions
-from gpudoctor.train import history, measure, runfolder
+from gpudoctor.train import adapter_check, history, measure, runfolder
 from gpudoctor.train.outputdir import check_output, newest_checkpoint, place_saved
 from gpudoctor.train.packing import HeaviestFirst, Row, RowCollator, RowDataset, TokenCounter, pack, unpacked
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
@@ -122,6 +122,7 @@ def train(
     prepared = prepare(config, resume=resume, force=force, trust_remote_code=trust_remote_code, truncate=truncate, hardware=hardware, resume_changed_data=resume_changed_data)
     with locked(prepared, console):
         model = build_model(prepared, trust_remote_code=trust_remote_code)
+        initial_adapter = adapter_check.snapshot(model)
         if prepared.spec is None:  # the memory model did not know the model: count the built adapter
             console.print(check_space(prepared, sum(p.numel() for p in model.parameters() if p.requires_grad)))
         start_run_folder(prepared, resume=resume)
@@ -131,7 +132,9 @@ def train(
         except BaseException as err:
             log_stopped(prepared, err)
             raise
-        return finish(prepared, fitted, started=started, planned_peak_bytes=planned_peak_bytes)
+        report = finish(prepared, fitted, started=started, planned_peak_bytes=planned_peak_bytes)
+        adapter_check.check_moved(initial_adapter, fitted.model, report, prepared.output)  # an adapter that changes nothing is exit 1
+        return report
 
 
 @contextmanager
@@ -171,6 +174,8 @@ def prepare(
     settings, training = config.settings, config.training
     model_dir = models.resolve_model_dir(config.model)
     models.check_weights(model_dir)
+    models.check_tokenizer_files(model_dir)
+    models.check_seq_len(model_dir, settings.seq_len)
     output, said = Path(str(config.output)), []
     runfolder.check_not_over_data(output, config.data)
     runfolder.check_writable(output)
