@@ -181,6 +181,13 @@ def test_steps_after_the_checkpoint_are_redone_not_counted_twice(tiny_model, tin
     micro_batch_tokens = reference["settings"]["micro_batch"] * reference["settings"]["seq_len"]
     assert killed["tokens"] == reference["tokens"]
     assert reference["tokens"] <= final["tokens"] <= reference["tokens"] + micro_batch_tokens
+    # TensorBoard: the killed segment's event file keeps its steps 5-6, the resumed one writes them again
+    # (TensorBoard draws those two twice, same values); every step of the run is there
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder / "tb"))
+    events.Reload()
+    assert {e.step for e in events.Scalars("train/loss")} == set(range(1, STEPS + 1))
 
 
 # The pieces, without training.
