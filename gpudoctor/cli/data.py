@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
     data.command("split", help="Split into train / val (/ test) files, shuffled with a seed.")(split)
     data.command("convert", help="Convert between Alpaca, ShareGPT and chat messages; JSON, JSONL and CSV.")(convert)
     data.command("synth", help="Generate new records imitating a few examples, with an LLM endpoint or a local model.")(synth)
+    data.command("import-mail", help="Turn your sent replies in an mbox, Maildir or .eml folder into training pairs.")(import_mail)
     app.add_typer(data, name="data")
 
 
@@ -260,3 +261,39 @@ def synth(
     out.print(f"rejected   {rejected}", markup=False, soft_wrap=True)
     if inputs_only:
         out.print("the replies are empty: write them, then run 'gpudoctor data check' on the file", markup=False, soft_wrap=True)
+
+
+def import_mail(
+    sources: list[Path] = typer.Argument(..., help="mbox files, Maildirs or folders of .eml files (e.g. Sent and Inbox)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the records (.json, .jsonl; .csv for alpaca)."),
+    me: list[str] | None = typer.Option(None, "--me", help="Your address (repeatable; default: the most frequent sender)."),
+    fmt: str = typer.Option("alpaca", "--format", help="alpaca (one pair per reply), or chat / sharegpt (whole threads as turns)."),
+    instruction: str | None = typer.Option(None, "--instruction", help="Alpaca instruction (default 'Reply to this e-mail.'); with chat, a system message."),
+) -> None:
+    from gpudoctor.cli.output import console
+    from gpudoctor.data.mail import import_mail as run_import
+    from gpudoctor.data.mail.build import REASONS
+    from gpudoctor.data.write import write_dataset
+    from gpudoctor.errors import BadInput, ProblemFound
+
+    if any(output.exists() and output.resolve() == source.resolve() for source in sources):
+        raise BadInput(f"{output}: is one of the mail sources; choose another -o path")
+    result = run_import(sources, me=me, fmt=fmt, instruction=instruction)
+    skipped = " · ".join(f"{reason} {result.skipped[reason]}" for reason in REASONS if result.skipped[reason]) or "none"
+    guessed = " (the most frequent sender; --me to choose)" if result.me_guessed else ""
+    if not result.dataset.records:
+        raise ProblemFound(f"no reply from {', '.join(result.me)} with its original found in {result.read} messages (skipped: {skipped}); check --me")
+    write_dataset(result.dataset, output)
+    out = console()
+    lines = [
+        ("read", f"{result.read:,} messages ({', '.join(result.kinds)})"),
+        ("me", ", ".join(result.me) + guessed),
+        ("wrote", f"{output}: {len(result.dataset.records):,} {result.dataset.format} records ({result.originals_used:,} originals used)"),
+        ("skipped", skipped),
+    ]
+    if result.cut:
+        lines.append(("cut", f"{result.cut} messages longer than the cap were cut (20,000 characters of own text)"))
+    if result.charset_repaired:
+        lines.append(("charset", f"{result.charset_repaired} messages had a missing or wrong charset, decoded as cp1252/latin-1"))
+    for label, value in lines:
+        out.print(f"{label:<10} {value}", markup=False, soft_wrap=True)
