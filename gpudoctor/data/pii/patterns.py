@@ -22,7 +22,7 @@ PHONE_REGIONS = ("US", "GB", "CN", "DE", "FR", "IT", "ES", "NL", "IN", "AU")
 EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])")
 DIGIT_RUN = re.compile(r"\+?\(?\d(?:[\s().\-/]{0,3}\d){6,}")
 CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d)")
+IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
 IPV6 = re.compile(
     r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z:])"
 )
@@ -42,18 +42,120 @@ def emails(text: str) -> Iterator[Hit]:
 
 
 def phones(text: str, regions: tuple[str, ...] = PHONE_REGIONS) -> Iterator[Hit]:
+    """Numbers libphonenumber calls valid for one of `regions` (or possible, with a cue: "+CC", a phone word
+    before it, alone on its line); never a date, a number joined to letters (INV-2024-53407, SF1412345678901),
+    a number right after an order/invoice/ticket/id label, or a toll-free or shared-cost service number."""
     if not DIGIT_RUN.search(text):  # libphonenumber is slow: skip texts without 7 digits in a row
         return
-    seen: set[tuple[int, int]] = set()
+    dates = [m.span() for m in DATE.finditer(text)]
+    verdicts: dict[tuple[int, int], dict[str, str]] = {}  # span -> region -> verdict (see _verdict)
     for region in regions:
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
             span = (match.start, match.end)
-            inside_number = text[max(0, match.start - 2) : match.start][-1:] in (".", ",") and text[
-                max(0, match.start - 2) : match.start
-            ][:1].isdigit()
-            if span not in seen and not inside_number and _phone_like(match.raw_string):
-                seen.add(span)
-                yield match.start, match.end, "PHONE", "phone"
+            if span not in verdicts:
+                if not _phone_like(match.raw_string) or any(s < match.end and match.start < e for s, e in dates):
+                    continue
+                if _inside_number(text, *span) or joined_to_letters(text, *span) or after_reference_label(text, match.start):
+                    continue
+                verdicts[span] = {}
+            verdicts[span][region] = _verdict(match.number, match.raw_string)
+    home = "CN" if CJK.search(text) else None
+    for (start, end), by_region in sorted(verdicts.items()):
+        if _personal(by_region, home) or ("service" not in " ".join(by_region.values()) and _phone_cue(text, start, end)):
+            yield start, end, "PHONE", "phone"
+
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _personal(by_region: dict[str, str], home: str | None) -> bool:
+    """A person's number for the text's own region (Chinese text: CN), else for the regions whose way of grouping
+    the digits it follows (1860-500-1066: India's, toll-free), else for any region where it is valid."""
+    if home and by_region.get(home, "possible") != "possible":
+        return by_region[home].startswith("personal")
+    grouped = [v for v in by_region.values() if v.endswith("grouped")]
+    valid = grouped or [v for v in by_region.values() if v != "possible"]
+    return any(v.startswith("personal") for v in valid)
+
+
+def _verdict(number: phonenumbers.PhoneNumber, raw: str) -> str:
+    """"possible", or "personal"/"service", with " grouped" when the digits are grouped as the region prints them."""
+    if not phonenumbers.is_valid_number(number):
+        return "possible"
+    kind = "service" if _is_service_number(number) else "personal"
+    groups = [len(g) for g in re.findall(r"\d+", raw)]
+    if len(groups) < 2:
+        return kind
+    style = phonenumbers.PhoneNumberFormat.INTERNATIONAL if raw.lstrip("(").startswith("+") else phonenumbers.PhoneNumberFormat.NATIONAL
+    printed = [g for g in re.findall(r"\d+", phonenumbers.format_number(number, style))]
+    if style == phonenumbers.PhoneNumberFormat.NATIONAL and printed and printed[0][:1] in "01" and groups[0] == len(printed[0]) - 1:
+        printed[0] = printed[0][1:]  # the trunk prefix the writer left out: 098110 22334 written 98110 22334
+    if groups[0] == 1 and len(groups) == len(printed) + 1:
+        groups = groups[1:]  # a trunk digit the region does not print: 1-800-555-0199
+    return kind + (" grouped" if groups == [len(g) for g in printed] else "")
+
+
+# Dates in the common written forms: 12.03.2024, 12/03/2024, 03-14-24, 2024-03-14, 2024/3/14, 2024年3月14日.
+DATE = re.compile(
+    r"(?<![\d.])(?:\d{1,2}[-./]\d{1,2}[-./](?:\d{4}|\d{2})|\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{4}\s*年\s*\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?)(?![\d])"
+)
+# Words that name a transaction or a document: the number after them is a reference, not a phone.
+REFERENCE_LABEL = re.compile(
+    r"(?:\b(?:order|orders|invoice|inv|ticket|case|ref|reference|tracking|waybill|awb|consignment|shipment|parcel|transaction"
+    r"|txn|contract|policy|booking|reservation|pnr|complaint|claim|receipt|serial|model|sku|part|article|version|build"
+    r"|bestellnummer|bestellung|rechnungsnummer|rechnung|auftrag|auftragsnummer|vertrag|vertragsnummer|sendungsnummer"
+    r"|vorgang|vorgangsnummer|aktenzeichen|kundennummer|commande|facture|dossier|contrat|colis|r[ée]f[ée]rence|pedido"
+    r"|factura|contrato|expediente|env[íi]o|localizador|albar[áa]n)\b|订单号?|运单号?|快递单号?|单号|发票号?|编号|合同号?|工单号?|流水号)"
+    r"[^\d\n,;!?()]{0,20}$",
+    re.IGNORECASE,
+)
+PHONE_CUE = re.compile(
+    r"(?:\b(?:tel|tél|phone|telephone|téléphone|mobile|mob|cell|call|ring|text|whatsapp|contact|reach|fax|handy|telefon"
+    r"|rufnummer|mobil|portable|appel\w*|m[óo]vil|tel[ée]fono|llam\w*|number)\b|电话|手机|致电|联系|拨打)[^\d\n]{0,15}$",
+    re.IGNORECASE,
+)
+SERVICE_TYPES = (phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.SHARED_COST,
+                 phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.UAN)
+
+
+def _inside_number(text: str, start: int, end: int) -> bool:
+    """"1.234.567.890" or "3,141 592 65": the match is the tail of a longer number."""
+    before = text[max(0, start - 2) : start]
+    return before[-1:] in (".", ",") and before[:1].isdigit()
+
+
+def _is_ascii_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def joined_to_letters(text: str, start: int, end: int) -> bool:
+    """Digits glued to letters, directly or by one '-', '/', '#' or '_': an id (A12-99812, INV-2024-53407, 1Z999AA…)."""
+    before, after = text[max(0, start - 2) : start], text[end : end + 2]
+    if before[-1:] and _is_ascii_alnum(before[-1]) or after[:1] and _is_ascii_alnum(after[0]):
+        return True
+    if len(before) == 2 and before[1] in "-/#_" and _is_ascii_alnum(before[0]):
+        return True
+    return len(after) == 2 and after[0] in "-/_" and _is_ascii_alnum(after[1])
+
+
+def after_reference_label(text: str, start: int) -> bool:
+    """The number follows "order", "invoice no.", "Bestellnummer", "订单号：", ... on the same line."""
+    return REFERENCE_LABEL.search(text[max(0, start - 40) : start]) is not None
+
+
+def _is_service_number(number: phonenumbers.PhoneNumber) -> bool:
+    """Toll-free, shared-cost and company numbers (1-800…, 0800…, 400…, 1860…): a business's, not a person's."""
+    return phonenumbers.number_type(number) in SERVICE_TYPES
+
+
+def _phone_cue(text: str, start: int, end: int) -> bool:
+    """A possible but not valid number still counts when written as a phone: "+44 …", after "Tel:", or alone on its line."""
+    if text[start] == "+" or PHONE_CUE.search(text[max(0, start - 30) : start]):
+        return True
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    return not text[line_start:start].strip(" \t()") and not text[end:line_end].strip(" \t().")
 
 
 YEAR_RANGE = re.compile(r"^\(?\d{4}\s*[-\u2013/]\s*\d{4}\)?$")
@@ -88,8 +190,17 @@ def cards(text: str) -> Iterator[Hit]:
         return
     for m in CARD.finditer(text):
         digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits):
-            yield m.start(), m.end(), "CARD", "payment card (Luhn)"
+        if not (13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits)) or not _card_grouping(m.group()):
+            continue
+        if joined_to_letters(text, *m.span()) or after_reference_label(text, m.start()):
+            continue  # JD0098812345670, "order 402-8812774-1190": references that happen to pass Luhn
+        yield m.start(), m.end(), "CARD", "payment card (Luhn)"
+
+
+def _card_grouping(value: str) -> bool:
+    """Cards are printed in one block or in groups of four (Amex 4-6-5, Diners 4-6-4), never as 3-7-4."""
+    groups = [len(g) for g in re.split(r"[ -]", value)]
+    return len(groups) == 1 or groups[:-1] == [4] * (len(groups) - 1) or groups in ([4, 6, 5], [4, 6, 4])
 
 
 def ips(text: str) -> Iterator[Hit]:
@@ -128,7 +239,7 @@ def iban_ok(value: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
-ID_HINT = re.compile(r"\d{3}[- ]\d{2}[- ]\d{4}|\d{17}|[A-Z]{2} ?\d{2}")
+ID_HINT = re.compile(r"\d{3}[- ]\d{2}[- ]\d{4}|\d{17}|[A-Z]{2} ?\d{2}|\d{7}|\d(?: \d{2,3}){3}|[A-Z]{5}\d{4}[A-Z]")
 
 
 def national_ids(text: str) -> Iterator[Hit]:
@@ -144,3 +255,104 @@ def national_ids(text: str) -> Iterator[Hit]:
     for m in IBAN.finditer(text):
         if iban_ok(m.group()):
             yield m.start(), m.end(), "ID", "IBAN"
+    yield from labelled_ids(text)
+    for m in ES_DNI.finditer(text):
+        if es_dni_ok(m.group()):
+            yield m.start(), m.end(), "ID", "Spanish DNI/NIE"
+    for m in IN_PAN.finditer(text):
+        yield m.start(), m.end(), "ID", "Indian PAN"
+    for m in FR_NIR.finditer(text):
+        if fr_nir_ok(m.group()):
+            yield m.start(), m.end(), "ID", "French NIR"
+
+
+# Spanish DNI (8 digits + letter) and NIE (X/Y/Z + 7 digits + letter); the letter is a mod-23 check.
+ES_DNI = re.compile(r"(?<![A-Za-z0-9])(?:\d{8}|[XYZ]\d{7})-?[A-HJ-NP-TV-Z](?![A-Za-z0-9])")
+# Indian PAN: five letters (the fourth says who holds it: P person, C company, H HUF, ...), four digits, a letter.
+IN_PAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{3}[ABCFGHJLPT][A-Z]\d{4}[A-Z](?![A-Za-z0-9])")
+# French NIR (numéro de sécurité sociale): sex, year, month, département (2A/2B: Corsica), commune, order, key.
+FR_NIR = re.compile(r"(?<![\d])[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}(?![\d])")
+# Ids that are only told from other numbers by the label before them (same line or the line before).
+LABELLED = [
+    (re.compile(r"\bSSN\b|social security", re.I), re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}(?!00)\d{2}(?!0000)\d{4}(?![\d-])"), "US SSN", None),
+    (re.compile(r"aadhaa?r|\bUIDAI?\b|आधार", re.I), re.compile(r"(?<![\d-])[2-9]\d{3}([ -]?)\d{4}\1\d{4}(?![\d-])"), "Aadhaar", "verhoeff"),
+    (re.compile(r"steuer-?id|steuer-?identifikationsnummer|identifikationsnummer|\bIdNr\b", re.I),
+     re.compile(r"(?<![\d])[1-9]\d(?: ?\d){9}(?![\d])"), "German tax id", "de_idnr"),
+    (re.compile(r"\bNHS\b", re.I), re.compile(r"(?<![\d])\d{3}[ -]?\d{3}[ -]?\d{4}(?![\d])"), "NHS number", "nhs"),
+    (re.compile(r"\ba/c\b|account (?:no|number)|acct|kontonummer|num[ée]ro de compte|n[úu]mero de cuenta|账号|卡号", re.I),
+     re.compile(r"(?<![\d])\d{9,18}(?![\d])"), "bank account number", None),
+    (re.compile(r"身份证"), CN_ID, "Chinese resident id", None),
+]
+LABEL_WINDOW = 80  # characters before the number where its label may stand
+
+
+def labelled_ids(text: str) -> Iterator[Hit]:
+    """SSN 523819044, Aadhaar 7345 9120 8667, Steuer-ID 47 036 892 815, NHS number 943 476 5919, A/c no. 5010…"""
+    for label, number, detail, check in LABELLED:
+        if not label.search(text):
+            continue
+        for m in number.finditer(text):
+            window = text[max(0, m.start() - LABEL_WINDOW) : m.start()]
+            if "\n" in window:  # the label's line, or the line before ("enter your Aadhaar number.\nUser: 4812…")
+                window = window[window.rfind("\n", 0, window.rfind("\n")) + 1 :]
+            if not label.search(window):
+                continue
+            digits = re.sub(r"\D", "", m.group())
+            if check is None or CHECKS[check](digits):
+                yield m.start(), m.end(), "ID", detail
+
+
+def _dihedral(i: int, j: int) -> int:
+    """The product in the dihedral group D5 (elements 0-4 rotations, 5-9 reflections), as Verhoeff's table."""
+    if i < 5 and j < 5:
+        return (i + j) % 5
+    if i < 5:
+        return 5 + (i + j - 5) % 5
+    if j < 5:
+        return 5 + (i - 5 - j) % 5
+    return (i - j) % 5
+
+
+VERHOEFF_P = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4]]
+for _ in range(6):
+    VERHOEFF_P.append([VERHOEFF_P[1][d] for d in VERHOEFF_P[-1]])
+
+
+def verhoeff_ok(digits: str) -> bool:
+    """Verhoeff's check (the Aadhaar check digit): the running D5 product of permuted digits is 0."""
+    check = 0
+    for i, ch in enumerate(reversed(digits)):
+        check = _dihedral(check, VERHOEFF_P[i % 8][int(ch)])
+    return check == 0
+
+
+def es_dni_ok(value: str) -> bool:
+    """The DNI/NIE letter is the number mod 23 in TRWAGMYFPDXBNJZSQVHLCKE (NIE: X, Y, Z stand for 0, 1, 2)."""
+    compact = value.replace("-", "")
+    number = "XYZ".index(compact[0]).__str__() + compact[1:-1] if compact[0] in "XYZ" else compact[:-1]
+    return "TRWAGMYFPDXBNJZSQVHLCKE"[int(number) % 23] == compact[-1]
+
+
+def fr_nir_ok(value: str) -> bool:
+    """The NIR key is 97 minus the first 13 digits mod 97 (Corsica: 2A counts as 19, 2B as 18, in the number)."""
+    compact = value.replace(" ", "")
+    body = compact[:13].replace("2A", "19").replace("2B", "18")
+    return 97 - int(body) % 97 == int(compact[13:])
+
+
+def de_idnr_ok(digits: str) -> bool:
+    """Steuerliche Identifikationsnummer: 11 digits, not starting with 0, one digit repeated in the first ten.
+
+    The ISO 7064 check digit is not required: after a "Steuer-ID" label a mistyped id is still personal."""
+    return len(digits) == 11 and digits[0] != "0" and len(set(digits[:10])) in (8, 9)
+
+
+def nhs_ok(digits: str) -> bool:
+    """NHS number: 10 digits, weights 10..2, check digit 11 - sum mod 11 (10 is never issued, 11 means 0)."""
+    if len(digits) != 10:
+        return False
+    check = 11 - sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1))) % 11
+    return (0 if check == 11 else check) == int(digits[9])
+
+
+CHECKS = {"verhoeff": verhoeff_ok, "de_idnr": de_idnr_ok, "nhs": nhs_ok}
