@@ -26,18 +26,21 @@ class _TextParser(HTMLParser):
         self.hidden = 0
         self.pre = 0
 
-    def _end_line(self) -> None:
+    def _end_line(self, *, blank: bool = False) -> None:
+        """End the current line; `blank` (a <br> on an empty line, a </p>) also leaves one empty line."""
         text = "".join(self.line)
         text = text if self.pre else re.sub(r"[ \t\r\n\f\u00a0]+", " ", text).strip()
-        if text or (self.lines and self.lines[-1][1]):
+        if text:
             self.lines.append((self.depth, text))
+        if (blank or (self.pre and not text)) and self.lines and self.lines[-1][1]:
+            self.lines.append((self.depth, ""))
         self.line = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in HIDDEN:
             self.hidden += 1
         elif tag == "br":
-            self._end_line()
+            self._end_line(blank=not "".join(self.line).strip())
         elif tag in BLOCKS or tag == "blockquote":
             self._end_line()
             self.depth += tag == "blockquote"
@@ -49,7 +52,7 @@ class _TextParser(HTMLParser):
         if tag in HIDDEN:
             self.hidden = max(0, self.hidden - 1)
         elif tag in BLOCKS or tag == "blockquote":
-            self._end_line()
+            self._end_line(blank=tag == "p")
             if tag == "blockquote":
                 self.depth = max(0, self.depth - 1)
             self.pre = max(0, self.pre - (tag == "pre"))
@@ -75,5 +78,7 @@ def html_to_text(html: str) -> str:
     except (AssertionError, ValueError):  # html.parser on badly broken markup; keep what was read
         pass
     parser._end_line()
+    while parser.lines and not parser.lines[-1][1]:
+        parser.lines.pop()
     lines = [("> " * depth + text).rstrip() if text else ">" * depth for depth, text in parser.lines]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
