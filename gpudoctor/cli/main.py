@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "gpudoctor.cli.plan",
     "gpudoctor.cli.train",
     "gpudoctor.cli.chat",
+    "gpudoctor.cli.merge",
     "gpudoctor.cli.data",
     "gpudoctor.cli.install",
     "gpudoctor.cli.demo",
