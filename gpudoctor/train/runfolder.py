@@ -81,7 +81,7 @@ def check_writable(output: Path) -> None:
 
 
 def _unwritable(output: Path, folder: Path, err: OSError) -> str:
-    where = "the folder" if folder == output else f"{folder} (where it would be made)"
+    where = "the folder" if folder == output else str(folder) if output in folder.parents else f"{folder} (where it would be made)"
     if err.errno == errno.EROFS:
         return f"--output {output}: {where} is on a read-only file system; pick an --output on a writable disk"
     if err.errno in (errno.EACCES, errno.EPERM):

@@ -274,10 +274,10 @@ def wait_for(condition, process: subprocess.Popen, seconds: float = 120) -> None
 
 def test_two_runs_at_once_then_sigint_releases_the_lock(cli, tiny_model, support_data, tmp_path):
     out = tmp_path / "out"
-    first = start_run(tiny_model, support_data, out, "--max-steps", "400", "--save-steps", "1000")
+    first = start_run(tiny_model, support_data, out, "--max-steps", "5000", "--save-steps", "10000")
     try:
         wait_for(lambda: (out / "run.yaml").is_file(), first)  # locked, model loaded, training
-        result = cli(*train_args(tiny_model, support_data, out, "--max-steps", "400", "--save-steps", "1000"))
+        result = cli(*train_args(tiny_model, support_data, out, "--max-steps", "5000", "--save-steps", "10000"))
         assert result.exit_code == 1
         assert f"another run (pid {first.pid} on {socket.gethostname()}" in one_error_line(result)
         first.send_signal(signal.SIGINT)
@@ -290,7 +290,7 @@ def test_two_runs_at_once_then_sigint_releases_the_lock(cli, tiny_model, support
 
 def test_sigkill_leaves_a_stale_lock_the_same_command_takes_over(cli, tiny_model, support_data, tmp_path):
     out = tmp_path / "out"
-    first = start_run(tiny_model, support_data, out, "--max-steps", "400", "--save-steps", "1000")
+    first = start_run(tiny_model, support_data, out, "--max-steps", "5000", "--save-steps", "10000")
     try:
         wait_for(lambda: (out / "run.yaml").is_file() and (out / DATA_RECORD).is_file(), first)
     finally:
