@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from gpudoctor.data.pii import addresses, names, patterns
+from gpudoctor.data.pii import addresses, names, ner, patterns
 
 KINDS = ("EMAIL", "PHONE", "CARD", "IP", "ID", "NAME", "ADDRESS")
 # When spans overlap, the kind listed first wins (a card number is not also a phone number).
@@ -27,7 +27,7 @@ class Span:
 Recogniser = Callable[[str], Iterable[tuple[int, int, str, str]]]
 
 
-def _recognisers(use_nlp: bool) -> list[Recogniser]:
+def _recognisers(use_nlp: bool, use_ner: bool = False) -> list[Recogniser]:
     found: list[Recogniser] = [
         patterns.emails,
         patterns.cards,
@@ -41,6 +41,8 @@ def _recognisers(use_nlp: bool) -> list[Recogniser]:
     ]
     if use_nlp and names.jieba_available():
         found.append(names.jieba_names)
+    if use_ner:
+        found.append(ner.ner_names)  # optional named-entity backend (gpudoctor.data.pii.ner); nothing when absent
     return found
 
 
@@ -48,12 +50,15 @@ def scanners_in_use(use_nlp: bool = True) -> list[str]:
     """What was scanned and how, and what was not (for reports)."""
     lines = [
         "EMAIL: address pattern",
-        "PHONE: libphonenumber (international +CC, national formats of " + ", ".join(patterns.PHONE_REGIONS) + ")",
+        "PHONE: libphonenumber, valid numbers only (international +CC, national formats of " + ", ".join(patterns.PHONE_REGIONS)
+        + "); not dates, references (INV-2024-…, after order/invoice labels) or toll-free lines",
         "CARD: 13-19 digits passing the Luhn check",
         "IP: IPv4 and IPv6 (validated)",
-        "ID: US SSN, UK NINO, Chinese resident id (checksum), IBAN (mod 97)",
+        "ID: US SSN, UK NINO, Chinese resident id (checksum), IBAN (mod 97), DNI/NIE, PAN, NIR; after their labels:"
+        " undashed SSN, Aadhaar, Steuer-ID, NHS number, bank account numbers",
         "NAME: English given-name/surname lists with context, Chinese surnames with context",
-        "ADDRESS: street number + street type (US/UK/EU), UK postcodes, Chinese 路/街…号 addresses",
+        "ADDRESS: street + number (US/UK/DE/FR/ES/IN), address lines ending in a postcode and city, UK postcodes,"
+        " Chinese 路/街…号 addresses",
     ]
     if use_nlp and names.jieba_available():
         lines[5] += "; jieba person-name tagger (nlp extra)"
@@ -67,10 +72,10 @@ def scanners_in_use(use_nlp: bool = True) -> list[str]:
     return lines
 
 
-def find_pii(text: str, *, use_nlp: bool = True, kinds: Iterable[str] = KINDS) -> list[Span]:
+def find_pii(text: str, *, use_nlp: bool = True, use_ner: bool = False, kinds: Iterable[str] = KINDS) -> list[Span]:
     """Non-overlapping spans of personal data in `text`, in order."""
     wanted = set(kinds)
-    hits = [hit for recogniser in _recognisers(use_nlp) for hit in recogniser(text) if hit[2] in wanted]
+    hits = [hit for recogniser in _recognisers(use_nlp, use_ner) for hit in recogniser(text) if hit[2] in wanted]
     hits.sort(key=lambda h: (PRIORITY[h[2]], -(h[1] - h[0]), h[0]))
     taken: list[tuple[int, int]] = []
     kept: list[Span] = []

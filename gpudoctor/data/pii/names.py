@@ -20,39 +20,22 @@ import re
 from collections.abc import Iterator
 from importlib import resources
 
+from gpudoctor.data.pii import latin_names, name_context
+
 Hit = tuple[int, int, str, str]
 
-NOT_SURNAMES = frozenset(
-    """The A An And Or But Nor So Yet If In On At Of For To With From By Is Are Was Were Be Been I Me My
-    We Our You Your He Him His She Her They Them Their It Its This That These Those There Here Who What
-    When Where Why How Which Not No Yes All Any Some Every Each Both Monday Tuesday Wednesday Thursday
-    Friday Saturday Sunday January February March April May June July August September October November
-    December Street St Road Rd Avenue Ave Lane Drive Boulevard Court Place Square River Lake Mountain
-    Mount Valley City County State Park University College School Institute Hospital Church Company Inc
-    Ltd Corp Group Bank Hotel Airport Station Center Centre Museum Library Island Bay Beach North South
-    East West Day Night Morning Evening Team World Everyone Sir Madam Thanks Thank Hi Hello Dear Best
-    Regards Cheers Love Sincerely Please Also Then Now Today Tomorrow Yesterday Just Can Could Would Should
-    Will Shall Must Might Did Do Does Has Have Had Said Says Let Get Got Make Made Go Went Take Took
-    English Chinese French German Spanish Christmas Easter Award Prize Foundation Society Association
-    Mr Mrs Ms Miss Mx Dr Prof Professor Customer Customers Friend Friends Colleague Colleagues Reader Readers
-    Student Students Parent Parents Valued Member Members Manager Hiring Committee Board Editor Support Cup
-    Elementary High Middle Weather Concern Whom Explorers Children Service Services Department Office Club League""".split()
-)
-TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sir|Dame|Lady|Lord|Aunt|Uncle|Captain|Officer|Detective|Coach)"
-CAP = r"[A-Z][a-z]+(?:['\u2019-][A-Z]?[a-z]+)?"
-CAP_WORD = re.compile(rf"\b(?:Mc|Mac|O')?{CAP}\b")
-NAME_RUN = re.compile(rf"\b{CAP}(?:\s+[A-Z]\.)?(?:[ ]+(?:Mc|Mac|O')?{CAP}){{0,2}}\b")
-AFTER_TITLE = re.compile(rf"\b{TITLES}\.?[ ]+((?:Mc|Mac|O')?{CAP}(?:[ ]+(?:Mc|Mac|O')?{CAP})?)")
-GREETINGS = r"\bDear|\bHi|\bHello|\bHey|\bThanks,|\bThank you,|\bRegards,|\bBest,|\bBest regards,|\bCheers,|\bSincerely,|\bLove,|\bYours,"
-INTRODUCTIONS = r"\b[Mm]y name is|\b[Mm]y name's|\b[Cc]all me|\b[Nn]ame:|\bFrom:|\bTo:|\b[Ss]igned,?"
-# A greeting counts only when the name ends the phrase ("Dear Priya," "Thanks,\nSam"), not "Dear Shape Explorers".
-AFTER_GREETING = re.compile(rf"(?:{GREETINGS})[ \t]*\n?[ \t]*({CAP}(?:[ ]+(?:Mc|Mac|O')?{CAP})?)(?=[ ]*(?:[,!.\n]|$))")
-AFTER_INTRODUCTION = re.compile(rf"(?:{INTRODUCTIONS})[ \t]*({CAP}(?:[ ]+(?:Mc|Mac|O')?{CAP})?)")
+NOT_SURNAMES = latin_names.NOT_NAMES
+
+
+def english_names(text: str) -> Iterator[Hit]:
+    """Names in Latin-script text, all supported languages (kept under its old name for callers)."""
+    return latin_names.latin_names(text)
+
 
 HAN = r"[\u4e00-\u9fff]"
 ZH_STOP = set("的了是在和与及或说今我你他她它们这那有也都就把被给对向从到为以个位请吗呢吧啊，。、；：！？")
-ZH_CUES = re.compile(r"(?:我叫|名叫|叫做|姓名[:：]?\s*|联系人[:：]?\s*|收件人[:：]?\s*|收货人[:：]?\s*|签名[:：]?\s*)")
-ZH_ADDRESS_FORMS = "先生|女士|小姐|老师|同学|经理|总监|主任|医生|大夫|教授|律师|阿姨|叔叔|师傅|总|董"
+ZH_CUES = re.compile(r"(?:我叫|名叫|客服|本人|客户|户名[:：]?\s*|开户名[:：]?\s*|持卡人[:：]?\s*|叫做|姓名[:：]?\s*|联系人[:：]?\s*|收件人[:：]?\s*|收货人[:：]?\s*|签名[:：]?\s*)")
+ZH_ADDRESS_FORMS = name_context.ZH_FORMS
 
 
 @functools.cache
@@ -63,73 +46,72 @@ def _word_list(name: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(w.rstrip("*") for w in words), frozenset(w.rstrip("*") for w in words if w.endswith("*"))
 
 
-def english_names(text: str) -> Iterator[Hit]:
-    first, ambiguous = _word_list("names_en_first.txt")
-    last, common = _word_list("names_en_last.txt")
-    for m in AFTER_TITLE.finditer(text):
-        if m.group(1).split()[0] not in NOT_SURNAMES:
-            yield m.start(1), m.end(1), "NAME", "name (after a title)"
-    for m in AFTER_INTRODUCTION.finditer(text):
-        words = m.group(1).split()
-        if words[0] not in NOT_SURNAMES:
-            end = m.start(1) + len(words[0]) if len(words) > 1 and words[1] in NOT_SURNAMES else m.end(1)
-            yield m.start(1), end, "NAME", "name (after an introduction)"
-    for m in AFTER_GREETING.finditer(text):
-        words = m.group(1).split()
-        if any(w in NOT_SURNAMES for w in words):
-            continue
-        if len(words) == 1 or words[0] in first or words[1] in last:
-            yield m.start(1), m.end(1), "NAME", "name (after a greeting)"
-    for m in NAME_RUN.finditer(text):
-        words = list(CAP_WORD.finditer(m.group()))
-        for i, word in enumerate(words):
-            w = word.group()
-            if w not in first:
-                continue
-            tail = []
-            for nxt in words[i + 1 :]:
-                if nxt.group() in NOT_SURNAMES:
-                    break
-                tail.append(nxt)
-            if w in ambiguous and not (tail and tail[0].group() in last):
-                continue
-            end = tail[-1].end() if tail else word.end()
-            yield m.start() + word.start(), m.start() + end, "NAME", "name (name list)"
-            break
-        else:
-            # "Priya Sharma": an unlisted given name before a listed surname
-            for before, word in zip(words, words[1:]):
-                if word.group() in last and word.group() not in common and before.group() not in NOT_SURNAMES:
-                    yield m.start() + before.start(), m.start() + word.end(), "NAME", "name (surname list)"
-                    break
+ZH_SINGLE_FORMS = "总工姐哥董"
+ZH_AFTER_SINGLE = set("您你说的吗呢啊吧和跟让也都在来去好谢请已为")  # "王总您好", "罗工说": the form ends the word
 
 
 @functools.cache
-def _chinese_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+def _chinese_patterns() -> dict[str, re.Pattern[str]]:
     surnames, _ = _word_list("names_zh_surnames.txt")
     compound = "|".join(s for s in surnames if len(s) == 2)
     single = "".join(s for s in surnames if len(s) == 1)
     surname = rf"(?:{compound}|[{single}])"
-    after_cue = re.compile(rf"({ZH_CUES.pattern})({surname}{HAN}{{1,2}})")
-    before_form = re.compile(rf"(?<![\u4e00-\u9fff])({surname}{HAN}{{0,2}}?)(?:{ZH_ADDRESS_FORMS})")
-    quick = re.compile(rf"{ZH_CUES.pattern}|{ZH_ADDRESS_FORMS}")
-    return after_cue, before_form, quick
+    return {
+        "after_cue": re.compile(rf"({ZH_CUES.pattern})({surname}{HAN}{{1,2}})"),
+        "before_form": re.compile(rf"(?<![\u4e00-\u9fff])({surname}{HAN}{{0,2}}?)(?:{ZH_ADDRESS_FORMS})"),
+        # "跟耿经理说", "转告罗工": a surname right before a form, inside a sentence
+        "inner_form": re.compile(rf"({surname})(?:{ZH_ADDRESS_FORMS})(.?)"),
+        # "小李", "老王"; after a cue any character: "客服小美", "你是小美"
+        "xiao": re.compile(rf"([小老]{surname})(.?)"),
+        "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是)([小老]{HAN})"),
+        "intro": re.compile(rf"(?:我是|我叫|你是|您是)({surname}{HAN}{{1,2}})(?=[，,。！!\s]|$)"),
+        "sign_off": re.compile(
+            rf"(?m)(?:谢谢|感谢|此致\s*敬礼|祝好)[！!。，,]?\s*\n\s*(?:(?:[A-Za-z]+|{HAN}{{1,4}}部)[ \t]+)?({surname}{HAN}{{1,2}})[ \t]*$"
+        ),
+        # the customer's turn is only a name (the answer to 您的姓名是？)
+        "turn": re.compile(rf"(?m)^(?:用户|客户|顾客)[:：][ \t]*({surname}{HAN}{{1,2}})[ \t]*$"),
+        "quick": re.compile(rf"{ZH_CUES.pattern}|{ZH_ADDRESS_FORMS}|[小老]|谢谢|感谢|敬礼|你是|您是|我是"),
+    }
 
 
 def chinese_names(text: str) -> Iterator[Hit]:
-    after_cue, before_form, quick = _chinese_patterns()
-    if not quick.search(text):
+    p = _chinese_patterns()
+    if not re.search(HAN, text) or not p["quick"].search(text):
         return
-    for m in after_cue.finditer(text):
+    hits = list(_chinese_hits(text, p))
+    brands = latin_names.brand_spans(text)
+    hits = [h for h in hits if not any(h[0] < e and s < h[1] for s, e in brands)]
+    for value in {text[s:e] for s, e, _, _ in hits}:
+        for m in re.finditer(re.escape(value), text):
+            hits.append((m.start(), m.end(), "NAME", "name (found elsewhere in the text)"))
+    yield from (h for h in hits if not any(h[0] < e and s < h[1] for s, e in brands))
+
+
+def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
+    for m in p["after_cue"].finditer(text):
         name = m.group(2)
         while len(name) > 2 and name[-1] in ZH_STOP:
             name = name[:-1]
         if name[-1] in ZH_STOP:
             continue
         yield m.start(2), m.start(2) + len(name), "NAME", "name (after a cue)"
-    for m in before_form.finditer(text):
+    for m in p["before_form"].finditer(text):
         if not any(c in ZH_STOP for c in m.group(1)):
             yield m.start(1), m.end(1), "NAME", "name (before a form of address)"
+    for m in p["inner_form"].finditer(text):
+        form = text[m.end(1) : m.start(2)]
+        if form in ZH_SINGLE_FORMS and m.group(2) and re.match(HAN, m.group(2)) and m.group(2) not in ZH_AFTER_SINGLE:
+            continue
+        yield m.start(1), m.end(1), "NAME", "name (before a form of address)"
+    surnames, _ = _word_list("names_zh_surnames.txt")
+    for m in p["xiao"].finditer(text):
+        if m.start() and text[m.start() - 1] in surnames:
+            continue  # 王小明: 小明 is the given name of a full name (jieba's part)
+        if not m.group(2) or not re.match(HAN, m.group(2)) or m.group(2) in ZH_STOP or m.group(2) in ZH_AFTER_SINGLE:
+            yield m.start(1), m.end(1), "NAME", "name (小/老 + surname)"
+    for key in ("cue_xiao", "intro", "sign_off", "turn"):
+        for m in p[key].finditer(text):
+            yield m.start(1), m.end(1), "NAME", "name (after a cue)"
 
 
 def jieba_available() -> bool:
@@ -161,6 +143,13 @@ def jieba_names(text: str) -> Iterator[Hit]:
     """Chinese person names tagged nr by jieba (HMM for unseen words), starting with a listed surname."""
     if not re.search(HAN, text):
         return
+    brands = latin_names.brand_spans(text)  # 王老吉, 周大福: brands, not people
+    for hit in _jieba_hits(text):
+        if not any(hit[0] < e and s < hit[1] for s, e in brands):
+            yield hit
+
+
+def _jieba_hits(text: str) -> Iterator[Hit]:
     surnames, _ = _word_list("names_zh_surnames.txt")
     given_chars, _ = _word_list("names_zh_given.txt")
     posseg = _jieba_posseg()

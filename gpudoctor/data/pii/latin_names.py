@@ -1,0 +1,356 @@
+"""Person names in Latin-script text (English, German, French, Spanish, Indian English).
+
+Two sources of evidence, combined:
+- the given-name and surname lists in `sources/` (official registers, see SOURCES.md) plus the short
+  forms people use (`names_short_forms.txt`); a listed name that is also an ordinary word (Rose, Luna,
+  Dolores) needs context;
+- context from `name_context`: a greeting, sign-off, self-introduction, title, form label, persona or
+  role before the name, or "here"/"ji"/"from our team" after it.
+A name is taken with the capitalised words that follow it (surnames, particles, hyphens, initials), so
+"María Dolores Fernández Ruiz" goes as a whole; once found, every other occurrence of its words in the
+text goes too ("Mackenzie Ortiz" ... "Mackenzie"). A name inside a known brand or place, or followed by
+a product or place noun ("Luna smart bulb", "Victoria station"), is left alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterator
+from importlib import resources
+
+from gpudoctor.data.pii import name_context as ctx
+
+Hit = tuple[int, int, str, str]
+
+NOT_NAMES = frozenset(
+    """The A An And Or But Nor So Yet If In On At Of For To With From By Is Are Was Were Be Been I Me My
+    We Our You Your He Him His She Her They Them Their It Its This That These Those There Here Who What
+    When Where Why How Which Not No Yes All Any Some Every Each Both Monday Tuesday Wednesday Thursday
+    Friday Saturday Sunday January February March April May June July August September October November
+    December Street St Road Rd Avenue Ave Lane Drive Boulevard Court Place Square River Lake Mountain
+    Mount Valley City County State Park University College School Institute Hospital Church Company Inc
+    Ltd Corp Group Bank Hotel Airport Station Center Centre Museum Library Island Bay Beach North South
+    East West Day Night Morning Evening Team World Everyone Sir Madam Thanks Thank Hi Hello Dear Best
+    Regards Cheers Love Sincerely Please Also Then Now Today Tomorrow Yesterday Just Can Could Would Should
+    Will Shall Must Might Did Do Does Has Have Had Said Says Let Get Got Make Made Go Went Take Took
+    English Chinese French German Spanish Christmas Easter Award Prize Foundation Society Association
+    Mr Mrs Ms Miss Mx Dr Prof Professor Customer Customers Friend Friends Colleague Colleagues Reader Readers
+    Student Students Parent Parents Valued Member Members Manager Hiring Committee Board Editor Support Cup
+    Elementary High Middle Weather Concern Whom Explorers Children Service Services Department Office Club League
+    I'm It's It’s I’m We're You're Let's That's There's What's Ok OK Okay Sure Yeah Nope Agent User Caller Bot
+    Subject Order Invoice Ticket Account Name Address Phone Email Re Fwd Sorry Quick Kindly Respected Regarding
+    Madam Sir Team Desk Admin IT Passenger Contact Card Visa Amex Mastercard Refund Payment Mobile App Android
+    iOS Online Hindi Hinglish Tamil India Indian British America American Europe European
+    Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec""".split()
+)
+STOP = NOT_NAMES | ctx.FOREIGN_STOP
+WORD = re.compile(r"[A-Z]\.(?:-[A-Z]\.)?|[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*")
+CONJUNCTIONS = re.compile(r"[ ]+(?:and|or|et|ou|und|oder|y a|y|e|o)[ ]+$")
+
+
+def fold(word: str) -> str:
+    """Accent- and case-insensitive key: "María" and "MARIA" -> "maria"."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)).casefold()
+
+
+@functools.cache
+def lists() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(given names, surnames, names that are also common words), all folded."""
+    package = resources.files("gpudoctor.data.pii")
+    given: set[str] = set()
+    surnames: set[str] = set()
+    ambiguous: set[str] = set()
+    for entry in package.joinpath("sources").iterdir():
+        if entry.name.endswith(".txt") and not entry.name.startswith("zh_"):  # Chinese: names.py
+            target = given if "given" in entry.name else surnames
+            target.update(fold(w) for line in _lines(entry.read_text(encoding="utf-8")) for w in line.split())
+    for name, target in (("names_en_first.txt", given), ("names_en_last.txt", surnames), ("names_short_forms.txt", given)):
+        for w in " ".join(_lines(package.joinpath(name).read_text(encoding="utf-8"))).split():
+            target.add(fold(w.rstrip("*")))
+            if w.endswith("*"):
+                ambiguous.add(fold(w.rstrip("*")))
+    ambiguous |= _common_words(package.joinpath("sources", "SOURCES.md").read_text(encoding="utf-8"))
+    return frozenset(given), frozenset(surnames), frozenset(ambiguous)
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _common_words(sources_md: str) -> set[str]:
+    """The given-name lists of SOURCES.md 'Names that are also common words' (Latin script)."""
+    part = sources_md.split("## Names that are also common words", 1)[-1]
+    words: set[str] = set()
+    for block in re.findall(r"### `[a-z]{2}_[A-Z]{2}_given\.txt` \(\d+\)\n\n(.+)", part):
+        words.update(fold(w.strip()) for w in block.split(",") if re.match(r"[A-Za-z]", w.strip()))
+    return words
+
+
+@functools.cache
+def _brands() -> re.Pattern[str]:
+    text = resources.files("gpudoctor.data.pii").joinpath("names_brands.txt").read_text(encoding="utf-8")
+    entries = sorted(_lines(text), key=len, reverse=True)
+    latin = [rf"(?<!\w){re.escape(e)}(?!\w)" for e in entries if e.isascii() or not re.match(r"[\u4e00-\u9fff]", e)]
+    return re.compile("|".join(latin + [re.escape(e) for e in entries if re.match(r"[\u4e00-\u9fff]", e)]))
+
+
+def brand_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _brands().finditer(text)]
+
+
+def is_cap(word: str) -> bool:
+    if len(word) == 1 and word.isupper():
+        return True  # an initial ("Mr O Mensah"); a run never ends on one
+    if not word[0].isupper() or word in STOP:
+        return False
+    return len(word) == 1 or word.endswith(".") or not word.isupper() or len(word) <= 2
+
+
+@functools.cache
+def _patterns() -> dict[str, re.Pattern[str]]:
+    def alt(*tables: str) -> str:
+        return "|".join(sorted({p for t in tables for p in t.split("|")}, key=len, reverse=True))
+
+    gap = r"[ \t]*[,:!]?[ \t]*(?:\n[ \t]*)?"
+    return {
+        "greeting": re.compile(rf"(?<![\w'])(?:{alt(*ctx.GREETINGS.values())}){gap}(?=[^\W\d_])", re.I),
+        "intro": re.compile(rf"(?<![\w'])(?:{alt(*ctx.INTRODUCTIONS.values())})[ \t]*(?=[^\W\d_])", re.I),
+        "strong": re.compile(rf"(?<![\w'])(?:{ctx.STRONG})[ \t]*[,:!]?[ \t]*$", re.I),
+        "persona": re.compile(rf"(?<![\w'])(?:{ctx.PERSONAS})[ \t]+(?=[^\W\d_][^,\n]{{0,40}},)", re.I),
+        "title": re.compile(rf"(?<![\w.])(?:{ctx.TITLES})\.?[ \t]+(?=[^\W\d_])"),
+        "label": re.compile(rf"(?<![\w])(?:{ctx.LABELS})[ \t]*[:：][ \t]*(?=[^\W\d_])", re.I),
+        "role": re.compile(rf"(?<![\w])(?:{ctx.ROLES}),?[ \t]+(?=[A-ZÀ-Þ])", re.I),
+        "turn": re.compile(rf"(?im)^[ \t]*(?:{ctx.SPEAKERS})[ \t]*:[ \t]*(?:(?:yes|no|oui|non|sí|si|ja|nein|it's|c'est|soy)[ ,]+)?(?=[A-ZÀ-Þ])"),
+        "role_paren": re.compile(r"(?m)^[ \t]*[^\W\d_]+[ \t]*\([ \t]*(?=[^\W\d_][^)\n]{0,40}\)[ \t]*:)"),
+        "sign_off": re.compile(rf"(?im)^[ \t]*(?:{ctx.SIGN_OFFS})[ \t]*[,.!]?[ \t]*\n[ \t]*(?=[^\W\d_])"),
+        "dash": re.compile(r"(?m)(?:^|[ \t])-{1,2}[ \t]?(?=[A-ZÀ-Þ][^\W\d_]+[ \t]*$)"),
+        "after": re.compile(rf"(?<![\w'])([^\W\d_][\w'’-]*)[ \t]*,?[ \t]+(?:{ctx.AFTER})(?![\w])"),
+        "speaker": re.compile(r"(?m)^[ \t]*([^\W\d_]+)[ \t]*:"),
+    }
+
+
+def _tokens(text: str) -> tuple[list[re.Match[str]], dict[int, int]]:
+    tokens = list(WORD.finditer(text))
+    return tokens, {m.start(): i for i, m in enumerate(tokens)}
+
+
+def _run(text: str, tokens: list[re.Match[str]], i: int, *, lower: bool = False) -> tuple[int, int] | None:
+    """The name starting at token i with the name words after it (surnames, particles, initials)."""
+    first = tokens[i].group()
+    if not (is_cap(first) or (lower and first.islower())):
+        return None
+    end = tokens[i].end()
+    j = i + 1
+    words = 1
+    while j < len(tokens) and words < 5 and text[end : tokens[j].start()] in (" ", "\u00a0"):
+        w = tokens[j].group()
+        k = j
+        while k < len(tokens) and tokens[k].group().lower() in ctx.PARTICLES and text[tokens[k].end() : tokens[k].end() + 1] == " ":
+            k += 1  # "Yannick Le Goff", "Ida van der Berg"
+        if k >= len(tokens) or text[tokens[k - 1].end() : tokens[k].start()] != " ":
+            break
+        w = tokens[k].group()
+        if lower and first.islower() and not w.islower():
+            break
+        if not (is_cap(w) or (lower and first.islower() and fold(w) in lists()[1])):
+            break
+        end, j, words = tokens[k].end(), k + 1, words + 1
+    if len(first) == 1 and words == 1:
+        return None
+    if any(t.group().lower() in ctx.THING_NOUNS for t in tokens[i + 1 : j]):
+        return None  # "Apollo Clinic", "Jackson Heights"
+    last = tokens[j - 1].group()
+    if words > 1 and len(last) == 1:
+        end = tokens[j - 2].end()  # "Sky Q box": a trailing capital letter is no initial
+    nxt = WORD.match(text, end + 1) if text[end : end + 1] == " " else None
+    if nxt and (nxt.group() in ctx.THING_NOUNS or nxt.group().lower() in ctx.THING_NOUNS):
+        return None
+    if text[end : end + 3] == " & " or text[max(0, tokens[i].start() - 3) : tokens[i].start()] == " & ":
+        return None  # "Atelier Martin & Fils": a firm
+    return tokens[i].start(), end
+
+
+def _listed(word: str, *, common_ok: bool) -> bool:
+    given, _, ambiguous = lists()
+    key = fold(word)
+    return key in given and (common_ok or key not in ambiguous)
+
+
+STRONG = frozenset(ctx.STRONG.split("|"))
+WEAK_INTROS = frozenset("tell|told|is this|are you|es usted|eres|êtes-vous|dites à|dile a|prévenir|ask for|message|email|call|contact|ask".split("|"))
+LIST_ONLY = frozenset("im|its".split("|"))  # "im Ernst" is German, "its" mostly the pronoun
+STRONG_AFTER = frozenset("here|hier|speaking|à votre écoute|de chez|ji|al habla|à l'appareil|a l'appareil".split("|"))
+ENDS_PHRASE = frozenset(",!.:?;\n)")
+
+
+def _cue(match: re.Match[str]) -> str:
+    return re.sub(r"[\s,:!]+", " ", match.group()).strip().lower()
+
+
+class _Finder:
+    """Collects the name spans of one text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens, self.at = _tokens(text)
+        self.hits: list[Hit] = []
+
+    def take(self, pos: int, detail: str, *, lower: bool = False, listed: bool | str = False, ends: bool = False) -> bool:
+        i = self.at.get(pos)
+        if i is None:
+            return False
+        first = self.tokens[i].group()
+        if first.islower() and not (lower and _listed(first, common_ok=False)) or fold(first) in LOWER_STOP:
+            return False
+        span = _run(self.text, self.tokens, i, lower=lower)
+        if span is None:
+            return False
+        if listed and not _listed(first, common_ok=True) and not (listed == "or-two" and " " in self.text[span[0] : span[1]]):
+            return False
+        after = self.text[span[1] : span[1] + 1]
+        if ends and after and after not in ENDS_PHRASE and not _listed(first, common_ok=False):
+            if self.text[span[1] : span[1] + 3] != " ji":
+                return False
+        self.hits.append((span[0], span[1], "NAME", f"name ({detail})"))
+        return True
+
+    def context(self) -> None:
+        p = _patterns()
+        for m in p["greeting"].finditer(self.text):
+            self.take(m.end(), "after a greeting", lower=_cue(m) in STRONG, ends=True)
+        for m in p["intro"].finditer(self.text):
+            cue = _cue(m)
+            if cue in LIST_ONLY and not _listed(self.text[m.end() :].split(" ", 1)[0].strip(",.!?"), common_ok=False):
+                continue
+            self.take(m.end(), "after an introduction", lower=cue in STRONG, listed=cue in WEAK_INTROS)
+        for key, detail in (("persona", "persona"), ("title", "after a title"), ("label", "after a label"),
+                                            ("role_paren", "agent's name"), ("dash", "signature")):
+            for m in p[key].finditer(self.text):
+                self.take(m.end(), detail)
+        for m in p["role"].finditer(self.text):
+            self.take(m.end(), "after a role", listed="or-two")  # "our technician Ramesh", "his mum, Tamsin Whitlock"
+        self.speaker_turns()
+        for m in p["sign_off"].finditer(self.text):
+            line = self.text[m.end() :].split("\n", 1)[0]
+            if not set(re.findall(r"\w+", fold(line))) & TEAM:
+                self.take(m.end(), "after a sign-off")
+        for m in p["after"].finditer(self.text):
+            i = self.at.get(m.start(1))
+            if i is None:
+                continue
+            cue = self.text[m.end(1) : m.end()].strip(" ,\t").lower()
+            if i > 0 and self.text[self.tokens[i - 1].end() : m.start(1)] == " " and is_cap(self.tokens[i - 1].group()):
+                if _listed(self.tokens[i - 1].group(), common_ok=True):
+                    i -= 1  # "Leonie Schubert hier"
+            self.take(self.tokens[i].start(), "before a cue", listed=cue not in STRONG_AFTER)
+
+    def listed(self) -> None:
+        _, surnames, _ = lists()
+        for i, token in enumerate(self.tokens):
+            w = token.group()
+            if not is_cap(w) or fold(w) not in lists()[0]:
+                continue
+            if self._looks_like_place(i):
+                continue
+            if _listed(w, common_ok=False):
+                self.take(token.start(), "name list")
+            elif i + 1 < len(self.tokens) and self.text[token.end() : self.tokens[i + 1].start()] == " ":
+                nxt = self.tokens[i + 1].group()
+                if is_cap(nxt) and (fold(nxt) in surnames or _listed(nxt, common_ok=False)):
+                    self.take(token.start(), "name list")
+
+    def _looks_like_place(self, i: int) -> bool:
+        """"in Camden", "Sankt Augustin", "Leche Pascual", "the Roomba 'Rosie'": a listed word that names no one."""
+        start = self.tokens[i].start()
+        if self.text[start - 1 : start] in ("'", "‘", '"', "“"):
+            return True
+        if i == 0 or self.text[self.tokens[i - 1].end() : start] != " ":
+            return False
+        before = self.tokens[i - 1].group()
+        if before.lower() in ctx.PLACE_PREPOSITIONS or fold(before) in TEAM:
+            return True  # "in Camden", "Team Apollo"
+        j = i - 1
+        while j >= 0 and self.text[self.tokens[j].end() : self.tokens[j + 1].start()] == " ":
+            if self.tokens[j].group() in ctx.PLACE_PREFIXES:
+                return True  # "Hotel María Cristina"
+            if not is_cap(self.tokens[j].group()):
+                break
+            j -= 1
+        opening = self.text[: self.tokens[i - 1].start()].rstrip(" \t")[-1:] in ("", ".", "!", "?", ":", "\n", "¿", "¡")
+        # "Leche Pascual", "Performance Line": a capitalised word mid-sentence makes it a product; "Introduce Sarah" is not
+        return not opening and is_cap(before) and len(before) > 1 and not _listed(before, common_ok=True)
+
+    def speaker_turns(self) -> None:
+        """A customer's turn that is only a name: "Customer: Lorna Baxter.", "What's your first name?\nUser: Kwame"."""
+        for m in _patterns()["turn"].finditer(self.text):
+            rest = self.text[m.end() :].split("\n", 1)[0]
+            words = re.match(r"([^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*){0,3})[ \t]*([.,!]|$)", rest)
+            if not words or not all(is_cap(w) for w in words.group(1).split()):
+                continue
+            asked = re.search(r"(?i)\b(?:name|nom|nombre|wer|who)\b[^\n]*\?[ \t]*\n[^\n]*$", self.text[: m.start()] + "x")
+            if len(words.group(1).split()) >= 2 or asked:
+                self.take(m.end(), "customer's turn")
+
+    def last_line(self) -> None:
+        body = self.text.rstrip()
+        head, _, last = body.rpartition("\n")
+        if head.endswith("\n") or head.rstrip(" \t").endswith("\n"):
+            start = len(head) + 1 + (len(last) - len(last.lstrip()))
+            if len(last.split()) <= 3:
+                self.take(start, "signature", listed=True)
+
+    def conjunctions(self) -> None:
+        """"Solène et Maxime", "a Nuria y a Gonzalo": a listed name joined to a found one."""
+        found = {(s, e) for s, e, _, _ in self.hits}
+        for start, end in sorted(found):
+            tail = re.match(r"[ ]+(?:and|or|et|ou|und|oder|y a|y|e|o)[ ]+", self.text[end : end + 8])
+            if tail:
+                self.take(end + tail.end(), "name list", listed=True)
+            head = CONJUNCTIONS.search(self.text[max(0, start - 12) : start])
+            if head:
+                before = self.text[: start - len(head.group())]
+                word = re.search(r"[^\W\d_]+$", before)
+                if word:
+                    self.take(word.start(), "name list", listed=True)
+
+    def propagate(self) -> None:
+        """Every other occurrence of a found name's words: "Mackenzie Ortiz" ... "Mackenzie", "lewis:"."""
+        words = {
+            w
+            for s, e, _, _ in self.hits
+            for w in WORD.findall(self.text[s:e])
+            if len(w) > 1 and w not in STOP and w.lower() not in ctx.PARTICLES and not w.endswith(".")
+        }
+        for w in words:
+            for m in re.finditer(rf"(?<![\w@.]){re.escape(w)}(?![\w@])", self.text):
+                nxt = WORD.match(self.text, m.end() + 1)
+                if nxt and self.text[m.end() : m.end() + 1] == " " and nxt.group().lower() in ctx.THING_NOUNS:
+                    continue  # "Apollo Clinic"
+                self.hits.append((m.start(), m.end(), "NAME", "name (found elsewhere in the text)"))
+        folded = {fold(w) for w in words}
+        for m in _patterns()["speaker"].finditer(self.text):
+            if fold(m.group(1)) in folded:
+                self.hits.append((m.start(1), m.end(1), "NAME", "name (speaker)"))
+
+
+TEAM = frozenset(fold(w) for w in ctx.TEAM_WORDS)
+LOWER_STOP = frozenset(fold(w) for w in STOP if len(w) > 1) | frozenset("my me so an la le el un une im its ok".split())
+
+
+def latin_names(text: str) -> Iterator[Hit]:
+    """Person names in Latin-script text (see the module docstring)."""
+    if not re.search(r"[A-Za-zÀ-ÿ]", text):
+        return
+    finder = _Finder(text)
+    finder.context()
+    finder.listed()
+    finder.last_line()
+    finder.conjunctions()
+    brands = brand_spans(text)
+    finder.hits = [h for h in finder.hits if not any(h[0] < e and s < h[1] for s, e in brands)]
+    finder.propagate()
+    for hit in finder.hits:
+        if not any(hit[0] < e and s < hit[1] for s, e in brands):
+            yield hit

@@ -1,0 +1,122 @@
+"""Words around a person's name, per language: greetings, sign-offs, self-introductions, titles, labels, roles.
+
+Each table maps a language to phrases written by hand for this project (ordinary usage of each language,
+no list copied from elsewhere). `names.py` turns them into patterns:
+- BEFORE: a name follows the phrase ("hi this is luis", "Bei Fragen hilft Ihnen Justus");
+  STRONG ones also accept a lower-case given name from the lists (chat is written in lower case);
+- AFTER: a name comes before the phrase ("Brandi here", "Manon à votre écoute", "Deepak ji");
+- TITLES: a form of address ("Frau Nowak", "Sra. Navarro", "Smt. Iyer");
+- LABELS: a form field ("Kontoinhaber:", "titulaire du compte :", "Name:");
+- SIGN_OFFS: a closing line; the next line, when it looks like a name, is one ("Atentamente,\\nMorena");
+- ROLES: a noun for a person ("our technician Ramesh", "mi abuela Dolores").
+"""
+
+from __future__ import annotations
+
+GREETINGS = {
+    "en": "hi|hello|hey|hiya|dear|morning|good morning|good afternoon|good evening|thanks|thank you|thx|ty|cheers|"
+    "thanks again|many thanks|thank you so much|thanks so much|no problem|bye|see you|sorry|"
+    "anything else,|got it,|ok thanks|namaste",
+    "de": "hallo|hi|liebe|lieber|moin|servus|guten morgen|guten tag|guten abend|danke|danke schön|vielen dank|tschüss|"
+    "grüß dich|grüezi",
+    "fr": "bonjour|bonsoir|salut|coucou|cher|chère|merci|merci beaucoup|merci bien|au revoir|bonne journée",
+    "es": "hola|buenas|buenas tardes|buenas noches|buenos días|buenos dias|estimado|estimada|querido|querida|"
+    "gracias|muchas gracias|mil gracias|vale gracias|adiós|hasta luego",
+}
+INTRODUCTIONS = {
+    "en": "this is|it's|its|it is|i'm|im|i am|my name is|my name's|name's|call me|am i speaking with|"
+    "is this|speaking with|ask for|tell|told|message|email|call|contact|ask|under my wife,|under my husband,|are you|you're through to .{0,30}?, i'm",
+    "de": "hier ist|ich bin|ich bin der|ich bin die|mein name ist|ich heiße|ich heisse|hilft ihnen|wenden sie sich an|"
+    "fragen sie nach|sprechen sie mit|bin ich mit|spreche ich mit",
+    "fr": "c'est|c’est|c'est encore|je suis|je m'appelle|je m’appelle|moi c'est|vous êtes bien|êtes-vous|"
+    "je soussigné|je soussignée|demandez|dites à|prévenir|merci de prévenir|au nom de mon mari,|au nom de ma femme,",
+    "es": "soy|me llamo|mi nombre es|habla|le atiende|te atiende|eres|es usted|pregunta por|preguntad por|dile a|"
+    "decidle a|avisad a|avisad por favor a|yo,|a nombre de mi marido,|a nombre de mi mujer,",
+}
+# after these a lower-case given name is a name too ("hi this is luis", "ok merci nathalie")
+STRONG = (
+    "hi|hello|hey|hiya|thanks|thank you|thx|cheers|this is|it's|its|i'm|im|my name is|call me|"
+    "hallo|hi|danke|hier ist|ich bin|mein name ist|merci|bonjour|salut|c'est|c’est|je suis|je m'appelle|"
+    "hola|gracias|soy|me llamo|buenas|vale gracias|muchas gracias|merci beaucoup|namaste"
+)
+PERSONAS = "you are|you're|du bist|sie sind|tu es|vous êtes|eres|usted es"
+AFTER = (
+    "here|hier|speaking|from our team|from your team|from the team|from the .{1,30}? team|from [A-Z][\\w&-]*|"
+    "à votre écoute|de chez|al habla|le atiende|ji|says|said|told me|will call|may call|"
+    "a l'appareil|à l'appareil|am apparat|del equipo|de l'équipe|aus dem team|vom team"
+)
+TITLES = (
+    "Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Herrn|Frau|Hr\\.|Fr\\.|M\\.|Mme|Mlle|Madame|Monsieur|"
+    "Mademoiselle|Maître|Sr|Sra|Srta|Señor|Señora|Señorita|señor|señora|señorita|Don|Doña|D\\.|Dña|"
+    "Shri|Shrimati|Smt|Sri|Kumari|Km|Mister|Missus|herr|frau|madame|monsieur|mr|mrs|ms"
+)
+LABELS = (
+    "name|full name|account holder|account name|account holder name|holder|contact person|contact|passenger|"
+    "customer name|beneficiary|payee|nominee|signed|signature|from|attn|c/o|"
+    "kontoinhaber|kontoinhaberin|vorname|nachname|unterschrift|ansprechpartner|ansprechpartnerin|empfänger|"
+    "titulaire|titulaire du compte|nom|prénom|nom du titulaire|bénéficiaire|signé|"
+    "titular|titular de la cuenta|nombre|nombre y apellidos|apellidos|fdo\\.|firmado|contacto|beneficiario|destinatario"
+)
+SIGN_OFFS = (
+    "best|best wishes|best regards|kind regards|warm regards|regards|many thanks|thanks|thank you|thanking you|cheers|"
+    "sincerely|yours sincerely|yours faithfully|yours truly|yours|love|take care|all the best|"
+    "viele grüße|viele grüsse|beste grüße|liebe grüße|herzliche grüße|freundliche grüße|mit freundlichen grüßen|"
+    "mit freundlichen grüssen|gruß|grüße|lg|vg|mfg|hochachtungsvoll|danke|vielen dank|"
+    "cordialement|bien cordialement|bien à vous|amicalement|bonne journée|merci|merci d'avance|à bientôt|"
+    "sincères salutations|votre conseiller|votre conseillère|"
+    "atentamente|saludos|un saludo|un abrazo|muchas gracias|gracias|cordialmente|tu gestor|tu gestora|"
+    "su gestor|su gestora|besos|un beso"
+)
+ROLES = (
+    "technician|delivery partner|delivery boy|driver|courier|neighbour|neighbor|wife|husband|mum|mom|dad|son|daughter|"
+    "brother|sister|colleague|manager|agent|advisor|adviser|engineer|friend|boss|"
+    "techniker|nachbar|nachbarin|kollege|kollegin|frau|mann|tochter|sohn|mutter|vater|oma|opa|fahrer|"
+    "technicien|livreur|voisin|voisine|collègue|mari|femme|fille|fils|conseiller|conseillère|"
+    "técnico|técnica|repartidor|repartidora|vecino|vecina|compañero|compañera|marido|mujer|hija|hijo|abuela|abuelo|"
+    "madre|padre|gestor|gestora|asesor|asesora|customer|client|caller|patient|guest"
+)
+# words after which a capitalised word names a thing, not a person ("Luna smart bulb", "Victoria station")
+THING_NOUNS = frozenset(
+    """station airport street road store shop branch outlet clinic city council county home heights line avenue lane square park bridge hospital hotel mall centre center market
+    smart bulb speaker app phone tv watch plus pro max mini ultra edition series model
+    bahnhof flughafen straße strasse platz kopfhörer lautsprecher
+    gare aéroport rue avenue place
+    estación aeropuerto calle plaza avenida
+    Station Airport Street Road Avenue Lane Square Park Bridge Hospital Hotel Mall Centre Center Market
+    Bahnhof Flughafen Kopfhörer Lautsprecher Gare Aéroport Estación Aeropuerto""".split()
+)
+# capitalised words that are no name's part in German, French, Spanish text (English ones: names.NOT_NAMES)
+FOREIGN_STOP = frozenset(
+    """Der Die Das Den Dem Des Ein Eine Einen Einem Und Oder Aber Ich Du Er Sie Es Wir Ihr Ihnen Ihre Ihrem Ihren
+    Ihres Mein Meine Dein Deine Sein Seine Unser Unsere Bitte Danke Hallo Herr Frau Herren Damen Liebe Lieber Sehr
+    Geehrte Geehrter Grüße Gruß Viele Beste Team Kundenservice Kundendialog Kunde Kundin Agent Mitarbeiter Montag
+    Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag Januar Februar März Juni Juli Oktober Dezember Mai
+    Le La Les Un Une Des Du De Et Ou Mais Je Tu Il Elle Nous Vous Ils Elles Mon Ma Mes Ton Ta Votre Vos Notre Nos
+    Bonjour Bonsoir Merci Madame Monsieur Mademoiselle Cher Chère Cordialement Équipe Service Client Cliente
+    Conseiller Conseillère Lundi Mardi Mercredi Jeudi Vendredi Samedi Dimanche Janvier Février Mars Avril Juin
+    Juillet Août Septembre Octobre Novembre Décembre Objet Société
+    El Los Las Una Unos Unas Y O Pero Yo Tú Él Ella Nosotros Usted Ustedes Mi Tu Su Nuestro Hola Gracias Señor
+    Señora Estimado Estimada Atentamente Saludos Equipo Agente Usuario Cliente Lunes Martes Miércoles Jueves
+    Viernes Sábado Domingo Enero Febrero Marzo Abril Mayo Junio Julio Agosto Septiembre Octubre Noviembre
+    Diciembre Buenas Buenos Tardes Días Noches Muy Señores Asesoría Por Favor Tschüss Tschau Ciao Adiós Adieu
+    Servus Moin Salut Coucou Vale Gracias Perfecto Genau Bien""".split()
+)
+# capitalised words before a name that make it a place or a product ("Sankt Augustin", "Hotel María Cristina")
+PLACE_PREFIXES = frozenset(
+    """Sankt St San Santa Santo Saint Sainte Ciudad Villa Puerto Bad Hotel Hôtel Estación Gare Eau Leche Café
+    Restaurant Bar Fort Port Mount Lake Cape Glen Camp Hospital Hôpital Klinik Clínica Colegio Avenida Calle Rue""".split()
+)
+# prepositions of place: a listed name right after one is a place ("in Camden", "Fait à Paris", "a Santiago")
+PLACE_PREPOSITIONS = frozenset("in near at à en nach aus de a zu bei au".split()
+)
+PARTICLES = frozenset("de del de la de los van von der den da di du dos das le la ten ter zu bin ibn al el y e".split())
+# last words of a signature line that make it a team or company, not a person ("Team Apollo", "L'équipe Sonora")
+TEAM_WORDS = frozenset(
+    """team support service desk customer care office bank group ltd inc gmbh ag sa sl sas online app
+    équipe equipo kundendialog kundenservice servicio atención""".split()
+)
+
+ZH_FORMS = "先生|女士|小姐|老师|同学|经理|总监|主任|医生|大夫|教授|律师|阿姨|叔叔|师傅|总|董|工|姐|哥|主管|专员|处长|科长|局长|老板"
+ZH_CUES = "我叫|我是|名叫|叫做|你是|您是|这里是|姓名|联系人|收件人|收货人|签名|客服|找|转告|提醒|告诉|问|谢谢|感谢|此致\\s*敬礼|Hi|Dear|hi|您好|你好"
+# turn labels of the person being served: a turn that is only a name is one ("Customer: Lorna Baxter.")
+SPEAKERS = "customer|caller|user|client|cliente|kunde|kundin|usuario|utilisateur|utilisatrice|appelant|appelante|anrufer"
