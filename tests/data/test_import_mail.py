@@ -62,6 +62,10 @@ SHAPES = [
     ("viele grüße mid-body", "Hallo Bob,\n\nViele Grüße aus Berlin, es ist schön hier. Der Plan steht.\n",
      "Hallo Bob,\n\nViele Grüße aus Berlin, es ist schön hier. Der Plan steht.", ""),
     ("hyphen list", "Options:\n- one\n- two\n", "Options:\n- one\n- two", ""),
+    # our rule: a From/To block with neither an address nor a time is text
+    ("itinerary is text", "Your trip:\nFrom: Berlin\nTo: Munich\n\nEnjoy.\n\nFrom: Bob Smith <bob@example.com>\n"
+     "Sent: Monday, March 4, 2024 10:12 AM\nTo: Anna\nSubject: trip\n\nWhere to?\n", "Your trip:\nFrom: Berlin\nTo: Munich\n\nEnjoy.", "Where to?"),
+    ("outlook without an address", "Yes.\n\nFrom: Bob Smith\nSent: Monday, March 4, 2024 10:12 AM\nTo: Anna\n\nThursday?\n", "Yes.", "Thursday?"),
 ]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gpudoctor.data.mail.parse import AUTO, BULK, UNDECODABLE, Mail, parse_mail
 from gpudoctor.data.mail.source import kind_of, messages
-from gpudoctor.data.mail.strip import split_reply
+from gpudoctor.data.mail.strip import Split, split_reply
 from gpudoctor.data.records import AlpacaFields, Dataset, Message, Record
 from gpudoctor.errors import BadInput
 
@@ -55,10 +55,12 @@ def read_all(sources: list[Path]) -> tuple[list[Mail], list[str]]:
 
 
 def guess_me(mails: list[Mail]) -> str:
+    """The most frequent sender (auto-replies and list mail aside); a tie goes to the one who replies more."""
     senders = Counter(m.sender for m in mails if m.sender and not m.skip)
+    replying = Counter(m.sender for m in mails if m.sender and not m.skip and m.parents)
     if not senders:
         raise BadInput("no message in the sources has a From address (auto-replies and list mail aside); give --me ADDRESS")
-    return senders.most_common(1)[0][0]
+    return max(senders, key=lambda sender: (senders[sender], replying[sender]))
 
 
 def import_mail(sources: list[Path], *, me: list[str] | None = None, fmt: str = "alpaca", instruction: str | None = None) -> ImportResult:
@@ -97,7 +99,7 @@ class _Threads:
     def __init__(self, mails: list[Mail], me: set[str], result: ImportResult) -> None:
         self.mails, self.me, self.result = mails, me, result
         self.by_id: dict[str, Mail] = {}
-        self.texts: dict[int, str] = {}
+        self.splits: dict[int, Split] = {}
         self.duplicates: set[int] = set()
         for mail in mails:
             if mail.message_id and mail.message_id in self.by_id:
@@ -105,13 +107,21 @@ class _Threads:
             elif mail.message_id and not mail.skip:
                 self.by_id[mail.message_id] = mail
 
+    def split(self, mail: Mail) -> Split:
+        if id(mail) not in self.splits:
+            split = split_reply(mail.text)
+            if len(split.new) > MAX_TEXT:
+                split.new, mail.cut = split.new[:MAX_TEXT], True
+            self.splits[id(mail)] = split
+        return self.splits[id(mail)]
+
     def text(self, mail: Mail) -> str:
-        if id(mail) not in self.texts:
-            new = split_reply(mail.text).new
-            if len(new) > MAX_TEXT:
-                new, mail.cut = new[:MAX_TEXT], True
-            self.texts[id(mail)] = new
-        return self.texts[id(mail)]
+        return self.split(mail).new
+
+    def quoted(self, mail: Mail) -> str:
+        """The own text of the message that `mail` quotes ('' when it quotes nothing)."""
+        quoted = self.split(mail).quoted
+        return split_reply(quoted).new[:MAX_TEXT] if quoted else ""
 
     def parent(self, mail: Mail) -> Mail | None:
         return next((self.by_id[p] for p in mail.parents if p in self.by_id and p != mail.message_id), None)
@@ -138,7 +148,7 @@ class _Threads:
             return NO_TEXT
         parent = self.parent(mail)
         if parent is None:
-            if split_reply(mail.text).quoted and own_quoted(mail.text):
+            if self.quoted(mail):
                 return ""
             return NOT_FOUND if mail.parents else NOT_REPLY
         if parent.sender in self.me:
@@ -150,18 +160,13 @@ class _Threads:
         seen = {id(mail)}
         current = self.parent(mail)
         if current is None:
-            return [_Turn(False, own_quoted(mail.text), -id(mail)), *turns]
+            return [_Turn(False, self.quoted(mail), -id(mail)), *turns]
         while current is not None and id(current) not in seen and len(turns) < MAX_TURNS:  # References may loop
             seen.add(id(current))
             if self.text(current):
                 turns.insert(0, _Turn(current.sender in self.me, self.text(current), id(current)))
             current = self.parent(current)
         return turns
-
-
-def own_quoted(text: str) -> str:
-    """The own text of the message that `text` quotes."""
-    return split_reply(split_reply(text).quoted).new[:MAX_TEXT]
 
 
 def _alpaca(original: _Turn, reply: _Turn, instruction: str, index: int) -> Record:

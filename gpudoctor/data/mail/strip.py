@@ -11,6 +11,7 @@ forms) and proposes a signature. On top of it, a few rules of our own, each for 
   any line starting "Thanks," or "Viele Grüße", which would drop the body of many replies;
 - mobile footers it does not know ("Von meinem iPhone gesendet", "Envoyé de mon iPhone");
 - "> " lines without an attribution line are quoted text too;
+- a "From: … To: …" block with no address and no time in it is body text ("From: Berlin\nTo: Munich");
 - lines longer than LONG_LINE are hidden from it (its "On … wrote:" pattern is cubic in a line's length).
 """
 
@@ -31,6 +32,7 @@ MOBILE = re.compile(
 )
 SIGN_OFF = re.compile(r"^[^\W\d_][\w \t'’/&.-]{0,40}[,，!]?$")
 SENTENCE_INSIDE = re.compile(r"[.!?。！？]\s*\S")
+HEADER_FIELD = re.compile(r"(?m)^[*> ]*[^\s:]{1,20} ?:")
 
 
 @dataclass
@@ -45,7 +47,7 @@ def split_reply(text: str) -> Split:
     text, hidden = _hide_long_lines(text)
     ours = OUR_HEADER.search(text)
     cut = ours.start() if ours else len(text)
-    parsed = EmailMessage(text=text[:cut], languages=list(LANGUAGES), keep_hyphen_lists=True).read()
+    parsed = _parse(text[:cut])
     first = parsed.replies[0] if parsed.replies else None
     new = first.content if first is not None and not first.headers else ""
     if first is not None and not first.headers and first.signatures and _is_signature(first.signatures):
@@ -67,6 +69,22 @@ def split_reply(text: str) -> Split:
         quoted = quoted or "\n".join(quote_lines)
     quoted = re.sub(r"(?m)^> ?", "", quoted)
     return Split(new=_tidy(_restore(new, hidden)), quoted=_tidy(_restore(quoted, hidden)))
+
+
+def _parse(text: str) -> EmailMessage:
+    """mail-parser-reply's reading, except that a "From: … To: …" block with neither an address nor a time
+    in it ("From: Berlin\nTo: Munich" in an itinerary) is text, not the start of a quoted original."""
+    for _ in range(5):
+        parsed = EmailMessage(text=text, languages=list(LANGUAGES), keep_hyphen_lists=True).read()
+        header = next((r.headers for r in parsed.replies if r.headers), "")
+        if len(HEADER_FIELD.findall(header)) < 2 or re.search(r"@|\d{1,2}:\d{2}", header):
+            break
+        text = text.replace(header, HEADER_FIELD.sub(lambda m: m.group(0)[:-1] + "\u2060:", header))
+    parsed.text = parsed.text.replace("\u2060", "")
+    for reply in parsed.replies:
+        reply.content, reply.headers = reply.content.replace("\u2060", ""), reply.headers.replace("\u2060", "")
+        reply.signatures = reply.signatures.replace("\u2060", "")
+    return parsed
 
 
 def own_text(text: str) -> str:
