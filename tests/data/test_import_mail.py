@@ -65,6 +65,14 @@ SHAPES = [
     # our rule: a From/To block with neither an address nor a time is text
     ("itinerary is text", "Your trip:\nFrom: Berlin\nTo: Munich\n\nEnjoy.\n\nFrom: Bob Smith <bob@example.com>\n"
      "Sent: Monday, March 4, 2024 10:12 AM\nTo: Anna\nSubject: trip\n\nWhere to?\n", "Your trip:\nFrom: Berlin\nTo: Munich\n\nEnjoy.", "Where to?"),
+    # our rule: answers between the quoted lines, under an attribution at the top
+    ("answers below the quote", "On Tue, Apr 29, 2014 at 4:22 PM, Bob <bob@example.com> wrote:\n\n> Can you do Monday?\n\n"
+     "Yes, Monday works.\n\n> And Tuesday?\n\nNo.\n", "Yes, Monday works.\n\nNo.", "Can you do Monday?\nAnd Tuesday?"),
+    ("disclaimer", "CAUTION: This email originated from outside of the organization. Do not click links.\n\nHi team,\n"
+     "The file is ready.\n", "Hi team,\nThe file is ready.", ""),
+    ("sent from my desk is text", "Here it is.\n\nSent from my desk, which is easier than my phone.\n",
+     "Here it is.\n\nSent from my desk, which is easier than my phone.", ""),
+    ("outlook mobile footer", "Ok.\n\nGet Outlook for iOS<https://aka.ms/o0ukef>\n", "Ok.", ""),
     ("outlook without an address", "Yes.\n\nFrom: Bob Smith\nSent: Monday, March 4, 2024 10:12 AM\nTo: Anna\n\nThursday?\n", "Yes.", "Thursday?"),
 ]
 

@@ -10,7 +10,9 @@ forms) and proposes a signature. On top of it, a few rules of our own, each for 
   sign-off line such as "Best regards," with at most a few short lines after it): its own rule cuts at
   any line starting "Thanks," or "Viele Grüße", which would drop the body of many replies;
 - mobile footers it does not know ("Von meinem iPhone gesendet", "Envoyé de mon iPhone");
-- "> " lines without an attribution line are quoted text too;
+- "> " lines without an attribution line are quoted text too, and a reply that starts with the attribution
+  and answers between the quoted lines keeps its answers;
+- its disclaimers ("CAUTION: This email originated …") go, as its own `body` drops them;
 - a "From: … To: …" block with no address and no time in it is body text ("From: Berlin\nTo: Munich");
 - lines longer than LONG_LINE are hidden from it (its "On … wrote:" pattern is cubic in a line's length).
 """
@@ -26,8 +28,8 @@ LANGUAGES = ("en", "de", "fr", "es", "zh")  # not "ja": its empty "sent from" pa
 LONG_LINE = 400
 OUR_HEADER = re.compile(r"^(?:> ?)*(?:El\s.+\sescribió\s?:|[^\n]{0,300}?写道\s?[：:])[ \t]*$", re.MULTILINE)
 MOBILE = re.compile(
-    r"^(?:Sent from my|Get Outlook for|Gesendet von|Von meinem .{1,40} gesendet|Envoyé de mon|Envoyé depuis"
-    r"|Enviado desde mi|从我的.{1,20}发送|发自我的)[^\n]{0,60}$",
+    r"^(?:Sent from my|Get Outlook for|Gesendet von|Von meinem [^\n,.;!?]{1,40} gesendet|Envoyé de mon|Envoyé depuis"
+    r"|Enviado desde mi|从我的.{1,20}发送|发自我的)[^\n,;!?]{0,60}$",
     re.MULTILINE | re.IGNORECASE,
 )
 SIGN_OFF = re.compile(r"^[^\W\d_][\w \t'’/&.-]{0,40}[,，!]?$")
@@ -52,6 +54,8 @@ def split_reply(text: str) -> Split:
     new = first.content if first is not None and not first.headers else ""
     if first is not None and not first.headers and first.signatures and _is_signature(first.signatures):
         new = new[: new.rfind(first.signatures)]
+    for disclaimer in first.disclaimers if first is not None and not first.headers else []:
+        new = new.replace(disclaimer, "")  # "CAUTION: This email originated from outside …"
     quoted = ""
     headers = [r.headers for r in parsed.replies if r.headers]
     if headers:
@@ -61,6 +65,8 @@ def split_reply(text: str) -> Split:
         quoted += "\n" + text[cut:]
     elif ours:
         quoted = text[ours.end():]
+    if not new.strip() and quoted:
+        new, quoted = _answers_below(quoted)
     new = re.split(r"(?m)^--[ \t]*$", new)[0]  # the "-- " signature delimiter, wherever the library stopped
     new = MOBILE.sub("", new)
     quote_lines = [line for line in new.split("\n") if line.startswith(">")]
@@ -69,6 +75,15 @@ def split_reply(text: str) -> Split:
         quoted = quoted or "\n".join(quote_lines)
     quoted = re.sub(r"(?m)^> ?", "", quoted)
     return Split(new=_tidy(_restore(new, hidden)), quoted=_tidy(_restore(quoted, hidden)))
+
+
+def _answers_below(rest: str) -> tuple[str, str]:
+    """A reply that starts with the attribution and answers between "> " lines: (its lines, the quoted ones)."""
+    lines = rest.split("\n")
+    quoted = [line for line in lines if line.startswith(">")]
+    if not quoted or not any(line and not line.startswith(">") for line in lines):
+        return "", rest
+    return "\n".join(line for line in lines if not line.startswith(">")), "\n".join(quoted)
 
 
 def _parse(text: str) -> EmailMessage:
