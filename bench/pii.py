@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/pii.py [--split dev|holdout|all] [--no-nlp] [--misses name] [--set PATH]
 
 A planted value counts as found when it is gone from the scrubbed text (every occurrence as a whole
-word; a multi-word name only when every word of it is gone). A must-keep string counts as kept when
+word; a multi-word name only when every word of it is gone, lower-case particles like "de" aside). A must-keep string counts as kept when
 it occurs in the scrubbed text as often as in the original. With the optional named-entity backend
 installed (gpudoctor.data.pii.ner finds a model in the user's cache) the figures are printed again
 with it switched on.
@@ -48,8 +48,13 @@ def present(part: str, text: str) -> bool:
     return re.search(rf"(?<![^\W_]){re.escape(part)}(?![^\W_])", text) is not None
 
 
+PARTICLES = frozenset("de del la las los van von der den da di du dos das le ten zu y i e".split())
+
+
 def found(value: str, kind: str, scrubbed: str) -> bool:
     parts = value.split() if kind == "name" else [value]
+    if kind == "name" and len(parts) > 1:  # "María de la Fuente": "de", "la" stay in the rest of the text
+        parts = [p for p in parts if p not in PARTICLES]
     return not any(present(p, scrubbed) for p in parts)
 
 

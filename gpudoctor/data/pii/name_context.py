@@ -117,6 +117,5 @@ TEAM_WORDS = frozenset(
 )
 
 ZH_FORMS = "先生|女士|小姐|老师|同学|经理|总监|主任|医生|大夫|教授|律师|阿姨|叔叔|师傅|总|董|工|姐|哥|主管|专员|处长|科长|局长|老板"
-ZH_CUES = "我叫|我是|名叫|叫做|你是|您是|这里是|姓名|联系人|收件人|收货人|签名|客服|找|转告|提醒|告诉|问|谢谢|感谢|此致\\s*敬礼|Hi|Dear|hi|您好|你好"
 # turn labels of the person being served: a turn that is only a name is one ("Customer: Lorna Baxter.")
 SPEAKERS = "customer|caller|user|client|cliente|kunde|kundin|usuario|utilisateur|utilisatrice|appelant|appelante|anrufer"

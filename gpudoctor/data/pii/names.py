@@ -66,7 +66,8 @@ def _chinese_patterns() -> dict[str, re.Pattern[str]]:
         "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是)([小老]{HAN})"),
         "intro": re.compile(rf"(?:我是|我叫|你是|您是)({surname}{HAN}{{1,2}})(?=[，,。！!\s]|$)"),
         "sign_off": re.compile(
-            rf"(?m)(?:谢谢|感谢|此致\s*敬礼|祝好)[！!。，,]?\s*\n\s*(?:(?:[A-Za-z]+|{HAN}{{1,4}}部)[ \t]+)?({surname}{HAN}{{1,2}})[ \t]*$"
+            rf"(?m)(?:谢谢|感谢|此致\s*敬礼|祝好)[！!。，,]?[ \t]*\n(?:[ \t]*\n)?[ \t]*(?!谢谢|感谢|此致|敬礼)"
+            rf"(?:(?:[A-Za-z]+|{HAN}{{1,4}}部)[ \t]+)?({surname}{HAN}{{1,2}})[ \t]*$"
         ),
         # the customer's turn is only a name (the answer to 您的姓名是？)
         "turn": re.compile(rf"(?m)^(?:用户|客户|顾客)[:：][ \t]*({surname}{HAN}{{1,2}})[ \t]*$"),
