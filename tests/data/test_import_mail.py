@@ -266,6 +266,42 @@ def test_chat_format_holds_the_whole_thread(tmp_path):
     ]]
 
 
+RAW_CHARSETS = [  # (declared charset, body bytes of Bob's question, what the input must read)
+    ("utf-8", "Grüße, wann passt es?".encode("cp1252"), "Grüße, wann passt es?"),  # declared UTF-8, really cp1252
+    ("x-no-such-charset", "Grüße aus Köln?".encode("cp1252"), "Grüße aus Köln?"),
+    ("iso-8859-1", "Café “à” 10h ?".encode("utf-8"), "Café “à” 10h ?"),  # declared latin-1, really UTF-8
+    ("gb2312", "您好，订单什么时候到？".encode("gb18030"), "您好，订单什么时候到？"),
+]
+
+
+def raw(headers: str, body: bytes) -> bytes:
+    return headers.replace("\n", "\r\n").encode("ascii") + b"\r\n" + body
+
+
+def test_wrong_charsets_in_a_mailbox_are_repaired_and_counted(tmp_path):
+    items = []
+    for i, (charset, body, _) in enumerate(RAW_CHARSETS):
+        items.append(raw(f"From: {BOB}\nMessage-ID: <c{i}@x>\nContent-Type: text/plain; charset={charset}\n"
+                         "Content-Transfer-Encoding: 8bit\n", body))
+        items.append(message(ME, f"<r{i}@x>", f"Answer {i}.", reply_to=f"<c{i}@x>"))
+    result = import_mail([write_mbox(tmp_path / "box", items)], me=["anna@example.com"])
+    assert pairs(result) == [(text, f"Answer {i}.") for i, (_, _, text) in enumerate(RAW_CHARSETS)]
+    assert result.charset_repaired == 2
+
+
+def test_chat_threads_start_with_the_other_party(tmp_path):
+    items = [
+        message(ME, "<t1@x>", "Hi Bob, can we talk about the offer?"),
+        message(BOB, "<t2@x>", "Sure, what about it?\n\nOn Mon, Anna wrote:\n> Hi Bob, can we talk about the offer?", reply_to="<t1@x>"),
+        message(ME, "<t3@x>", "The price.\n\nOn Tue, Bob wrote:\n> Sure, what about it?", reply_to="<t2@x>"),
+    ]
+    result = import_mail([write_mbox(tmp_path / "box", items)], me=["anna@example.com"], fmt="sharegpt")
+    assert [[(m.role, m.content) for m in r.messages] for r in result.dataset.records] == [
+        [("user", "Sure, what about it?"), ("assistant", "The price.")]
+    ]
+    assert dict(result.skipped) == {NOT_MINE: 1, NOT_REPLY: 1}
+
+
 def test_parse_never_raises():
     assert parse_mail(b"", "x").skip == UNDECODABLE
     assert parse_mail(b"\xff" * 100, "x").skip == UNDECODABLE
@@ -282,9 +318,9 @@ def test_cli_end_to_end(cli, tmp_path):
     code, out = run_cli(cli, source, "-o", tmp_path / "pairs.json", "--instruction", "Answer as Anna.")
     assert code == 0, out
     assert "me         anna@example.com (the most frequent sender; --me to choose)" in out
-    assert f"wrote      {tmp_path / 'pairs.json'}: 11 alpaca records" in out
+    assert f"wrote      {tmp_path / 'pairs.json'}: 11 records (alpaca; 9 messages replied to)" in out
     assert "auto-reply 3 · bulk or list mail 3 · no text after removing quotes and signature 1 · original not found 1" in out
-    assert "cut        1 messages" in out
+    assert "cut        1 message(s) over the cap cut to 20,000 characters" in out
     loaded = load_dataset(tmp_path / "pairs.json")
     assert loaded.format == "alpaca" and len(loaded.records) == 11
     assert loaded.records[0].alpaca.instruction == "Answer as Anna." and loaded.records[3].alpaca.output == "好的，周四可以。"
@@ -301,8 +337,10 @@ def test_cli_bad_sources_are_one_line_exit_2(cli, tmp_path):
                          (tmp_path / "empty", "neither a Maildir")):
         code, out = run_cli(cli, source, "-o", tmp_path / "out.json")
         assert code == 2 and says in out and len(out.strip().splitlines()) == 1 and "Traceback" not in out
-    code, out = run_cli(cli, tmp_path / "notes.txt", "-o", tmp_path / "x.json", "--format", "csv")
-    assert code == 2
+    mbox = write_mbox(tmp_path / "box", mailbox_messages()[:2])
+    code, out = run_cli(cli, mbox, "-o", tmp_path / "x.json", "--format", "csv")
+    assert code == 2 and "--format csv: choose alpaca, chat (messages) or sharegpt" in out
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_nothing_to_write_is_exit_1_and_leaves_the_output_alone(cli, tmp_path):

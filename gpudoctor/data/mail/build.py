@@ -80,7 +80,7 @@ def import_mail(sources: list[Path], *, me: list[str] | None = None, fmt: str = 
     else:
         records = [_chat(chain, instruction, i) for i, chain in enumerate(_longest(chains))]
     result.dataset.records = records
-    result.originals_used = len({id(c[-2]) for c in chains})
+    result.originals_used = len({c[-2].key for c in chains})
     result.cut += sum(m.cut for m in mails)
     result.charset_repaired = sum(m.charset_repaired for m in mails)
     return result
