@@ -203,10 +203,10 @@ def acquire_lock(folder: Path, say: Callable[[str], None]) -> RunLock:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
+            seen = _raw(path)
             reason = stale_reason(path, folder)
-            if reason:
+            if reason and _take_over(path, seen, token):
                 say(f"--output {folder}: taking over the stale lock {path.name} ({reason})")
-                path.unlink(missing_ok=True)
             continue
         except OSError as err:
             raise BadInput(_unwritable(folder, folder, err)) from None
@@ -236,6 +236,31 @@ def check_unchanged(folder: Path, before: tuple[bytes | None, tuple[str, ...]]) 
     """BadInput when another run wrote run.yaml or checkpoints between the checks and taking the lock."""
     if folder_state(folder) != before:
         raise BadInput(f"--output {folder}: another run wrote to the folder while this one started; look at it, then start again")
+
+
+def _raw(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _take_over(path: Path, seen: bytes | None, token: str) -> bool:
+    """Move the stale lock aside (a rename: of two runs taking it over, one wins), and put it back when
+    what was moved is not the lock judged stale (another run took over first and holds it now)."""
+    aside = path.with_name(f"{path.name}.stale-{token}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    moved = _raw(aside)
+    if moved != seen:
+        try:
+            os.link(aside, path)  # fails when yet another lock is there already
+        except OSError:
+            pass
+    aside.unlink(missing_ok=True)
+    return moved == seen
 
 
 def release_lock(lock: RunLock) -> None:

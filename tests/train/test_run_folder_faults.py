@@ -245,6 +245,37 @@ def test_a_stale_lock_is_taken_over_and_released(cli, tiny_model, support_data, 
     assert not (out / LOCK_NAME).exists() and (out / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.parametrize(
+    ("recorded", "now", "reason"),
+    [
+        ({"boot_id": "before"}, {"_boot_id": "after"}, "ran before this machine restarted"),
+        ({"proc_start": "100"}, {"_proc_start": "200"}, "is now another process"),
+    ],
+)
+def test_a_live_pid_that_is_not_the_holder_is_stale(tmp_path, monkeypatch, recorded, now, reason):
+    """A reboot or a reused pid (a power cut, then another process under the same number) frees the lock."""
+    for name, value in now.items():
+        monkeypatch.setattr(runfolder, name, lambda *args, value=value: value)
+    write_lock(tmp_path, **recorded)  # our own pid: alive
+    assert runfolder.stale_reason(tmp_path / LOCK_NAME, tmp_path) == f"pid {os.getpid()} {reason}"
+    lock = runfolder.acquire_lock(tmp_path, lambda line: None)
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == lock.token
+    runfolder.release_lock(lock)
+    assert list(tmp_path.iterdir()) == []  # tmp_path existed before: kept, only the lock is gone
+
+
+def test_an_unreadable_lock_is_held_while_young_and_stale_when_old(tmp_path):
+    from gpudoctor.errors import ProblemFound
+
+    lock = tmp_path / LOCK_NAME
+    lock.write_bytes(b"")  # created (O_EXCL) but not yet written, or cut short by a crash
+    with pytest.raises(ProblemFound, match="another run is taking the lock"):
+        runfolder.stale_reason(lock, tmp_path)
+    old = time.time() - 2 * runfolder.UNREADABLE_LOCK_STALE_S
+    os.utime(lock, (old, old))
+    assert runfolder.stale_reason(lock, tmp_path).startswith("an unreadable lock file")
+
+
 def test_an_error_after_the_lock_releases_it_and_leaves_no_folder(cli, tiny_model, support_data, tmp_path, monkeypatch):
     from gpudoctor.errors import BadInput
     from gpudoctor.train import run
