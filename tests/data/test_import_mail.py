@@ -102,6 +102,28 @@ def test_html_bodies_become_text_with_blockquotes_quoted():
     assert split_reply(text).new == "Sounds good,\nsee you."
 
 
+OUTLOOK_HTML = (
+    '<html><head><style>.x{}</style></head><body><div>Yes, Thursday works.</div><div><br></div><div>Regards,<br>Anna</div>'
+    '<hr tabindex="-1"><div id="divRplyFwdMsg"><font><b>From:</b> Bob Smith &lt;bob@example.com&gt;<br><b>Sent:</b> Monday, '
+    'March 4, 2024 10:12 AM<br><b>To:</b> Anna<br><b>Subject:</b> Meeting</font><div>&nbsp;</div></div><div>Does Thursday work?</div>'
+    '</body></html>'
+)
+GMAIL_HTML = (
+    '<div dir="ltr">Sure, see you then.</div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">On Mon, Mar 4, 2024 '
+    'at 10:12 AM Bob Smith &lt;<a href="mailto:bob@example.com">bob@example.com</a>&gt; wrote:<br></div><blockquote class='
+    '"gmail_quote"><div dir="ltr">Lunch at noon?<br></div></blockquote></div>'
+)
+
+
+@pytest.mark.parametrize(("html", "new", "original"), [
+    (OUTLOOK_HTML, "Yes, Thursday works.", "Does Thursday work?"),
+    (GMAIL_HTML, "Sure, see you then.", "Lunch at noon?"),
+], ids=["outlook", "gmail"])
+def test_html_replies_of_the_big_clients(html, new, original):
+    split = split_reply(html_to_text(html))
+    assert (split.new, split_reply(split.quoted).new) == (new, original)
+
+
 @pytest.mark.parametrize(
     ("raw", "declared", "text", "repaired"),
     [

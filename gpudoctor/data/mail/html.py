@@ -28,8 +28,9 @@ class _TextParser(HTMLParser):
 
     def _end_line(self, *, blank: bool = False) -> None:
         """End the current line; `blank` (a <br> on an empty line, a </p>) also leaves one empty line."""
-        text = "".join(self.line)
-        text = text if self.pre else re.sub(r"[ \t\r\n\f\u00a0]+", " ", text).strip()
+        raw = "".join(self.line)
+        text = raw if self.pre else re.sub(r"[ \t\r\n\f\u00a0]+", " ", raw).strip()
+        blank = blank or (not text and "\u00a0" in raw)  # <div>&nbsp;</div>: Outlook's empty line
         if text:
             self.lines.append((self.depth, text))
         if (blank or (self.pre and not text)) and self.lines and self.lines[-1][1]:
@@ -39,6 +40,8 @@ class _TextParser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in HIDDEN:
             self.hidden += 1
+        elif tag == "hr":
+            self._end_line(blank=True)
         elif tag == "br":
             self._end_line(blank=not "".join(self.line).strip())
         elif tag in BLOCKS or tag == "blockquote":
