@@ -46,6 +46,8 @@ SHAPES = [
      "> ¿Le va bien el jueves?\n", "Sí, el jueves va bien.", "¿Le va bien el jueves?"),
     # our rule: Chinese attribution lines that do not start with the date
     ("chinese apple", "好的，周四可以。\n\n在 2024年3月4日 10:12，Bob <bob@example.cn> 写道：\n> 周四可以吗？\n", "好的，周四可以。", "周四可以吗？"),
+    ("a sentence ending in escribió/写道 is text", "El cliente escribió:\n«Gracias.»\n他在信里写道：\n谢谢。\n",
+     "El cliente escribió:\n«Gracias.»\n他在信里写道：\n谢谢。", ""),
     ("chinese gmail", "好的。\n\nBob <bob@example.cn> 于2024年3月4日周一 10:12写道：\n> 周四可以吗？\n", "好的。", "周四可以吗？"),
     # our rule: "> " lines without an attribution are quoted
     ("bare quote", "Thanks!\n\n> Can you send the report?\n> Bob\n", "Thanks!", "Can you send the report?\nBob"),

@@ -26,7 +26,9 @@ from mailparser_reply.parser import EmailMessage
 
 LANGUAGES = ("en", "de", "fr", "es", "zh")  # not "ja": its empty "sent from" pattern matches any short line
 LONG_LINE = 400
-OUR_HEADER = re.compile(r"^(?:> ?)*(?:El\s.+\sescribió\s?:|[^\n]{0,300}?写道\s?[：:])[ \t]*$", re.MULTILINE)
+OUR_HEADER = re.compile(  # with a date, a time or an address in the line: "El cliente escribió:" is body text
+    r"^(?=[^\n]*\d)(?=[^\n]*(?:@|年|\d:\d))(?:> ?)*(?:El\s[^\n]+\sescribió\s?:|[^\n]{0,300}?写道\s?[：:])[ \t]*$", re.MULTILINE
+)
 MOBILE = re.compile(
     r"^(?:Sent from my|Get Outlook for|Gesendet von|Von meinem [^\n,.;!?]{1,40} gesendet|Envoyé de mon|Envoyé depuis"
     r"|Enviado desde mi|从我的.{1,20}发送|发自我的)[^\n,;!?]{0,60}$",
