@@ -209,6 +209,7 @@ def mailbox_messages() -> list[EmailMessage | bytes]:
         b"From: Anna Example <anna@example.com>\nMessage-ID: <[>\nIn-Reply-To: <m1@x>\n\nBroken header, still read.\n",
         b"\x00\x01\x02 not a message at all \xff\xfe",
         b"From: Bob <bob@example.com>\nMessage-ID: <mime@x>\nContent-Type: multipart/mixed\n\nno boundary at all\n",
+        message(ME, None, "No Message-ID, no Date.", reply_to="<a1@x>"),
     ]
 
 
@@ -224,6 +225,7 @@ EXPECTED_PAIRS = [
     ("Loop two", "Out of the loop."),
     ("Can you send the report?", "x" * 20_000),
     ("Which part?", "Broken header, still read."),
+    ("Please send the file.", "No Message-ID, no Date."),
 ]
 EXPECTED_SKIPPED = {
     NOT_MINE: 10, AUTO: 3, BULK: 3, NOT_FOUND: 1, NOT_REPLY: 1, NO_TEXT: 1, TO_MYSELF: 1, DUPLICATE: 1, UNDECODABLE: 1,
@@ -266,6 +268,17 @@ def test_maildir_and_eml_folder_give_the_same_pairs(tmp_path):
         (emls / f"{i:02}.eml").write_bytes(item.as_bytes())
     assert sorted(pairs(import_mail([tmp_path / "Maildir"], me=["anna@example.com"]))) == sorted(pairs(mbox_result))
     assert pairs(import_mail([emls], me=["anna@example.com"])) == pairs(mbox_result) == EXPECTED_PAIRS[:4]
+
+
+def test_one_eml_file_and_stray_files_in_a_maildir(tmp_path):
+    reply = message(ME, "<q2@x>", "Noted.\n\nLe lun. 4 mars 2024 à 10:12, Zoé <zoe@example.fr> a écrit :\n> Réunion jeudi ?", reply_to="<gone@x>")
+    (tmp_path / "reply.eml").write_bytes(reply.as_bytes())
+    assert pairs(import_mail([tmp_path / "reply.eml"])) == [("Réunion jeudi ?", "Noted.")]
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    maildir.add(reply)
+    (tmp_path / "Maildir" / "cur" / "stray-binary").write_bytes(b"\x00\xff" * 50)
+    result = import_mail([tmp_path / "Maildir"], me=["anna@example.com"])
+    assert pairs(result) == [("Réunion jeudi ?", "Noted.")] and dict(result.skipped) == {UNDECODABLE: 1}
 
 
 def test_sent_and_inbox_as_two_sources_and_me_given(tmp_path):
@@ -342,11 +355,11 @@ def test_cli_end_to_end(cli, tmp_path):
     code, out = run_cli(cli, source, "-o", tmp_path / "pairs.json", "--instruction", "Answer as Anna.")
     assert code == 0, out
     assert "me         anna@example.com (the most frequent sender; --me to choose)" in out
-    assert f"wrote      {tmp_path / 'pairs.json'}: 11 records (alpaca; 9 messages replied to)" in out
+    assert f"wrote      {tmp_path / 'pairs.json'}: 12 records (alpaca; 9 messages replied to)" in out
     assert "auto-reply 3 · bulk or list mail 3 · no text after removing quotes and signature 1 · original not found 1" in out
     assert "cut        1 message(s) over the cap cut to 20,000 characters" in out
     loaded = load_dataset(tmp_path / "pairs.json")
-    assert loaded.format == "alpaca" and len(loaded.records) == 11
+    assert loaded.format == "alpaca" and len(loaded.records) == 12
     assert loaded.records[0].alpaca.instruction == "Answer as Anna." and loaded.records[3].alpaca.output == "好的，周四可以。"
     for fmt, expected in (("chat", "messages"), ("sharegpt", "sharegpt")):
         code, out = run_cli(cli, source, "-o", tmp_path / f"{fmt}.jsonl", "--format", fmt)
