@@ -97,6 +97,8 @@ def _render_check(report: CheckReport) -> None:
         if "NOT scanned" in line or "not scanned" in line:
             rows.append(("", line.replace("NOT scanned: ", "not scanned: ")))
     rows.append(("templates", ", ".join(f"{k} in {len(v)}" for k, v in report.template_placeholders.items()) or "none"))
+    if report.consistent:  # details the replies share (data/consistent.py); the row is shown only when there are some
+        rows.append(("repeated", " · ".join(f"'{d.text}' in {len(d.records)} replies ({d.share:.0%}, {d.why})" for d in report.consistent[:MAX_LISTED])))
     for label, value in rows:
         out.print(f"{label:<11} {value}", markup=False, soft_wrap=True)
     out.print()
@@ -119,6 +121,8 @@ def clean(
     near: bool = typer.Option(False, "--near", help="Also drop near duplicates (MinHash similarity ≥ 0.8)."),
     keep_empty: bool = typer.Option(False, "--keep-empty", help="Keep records with an empty prompt or reply."),
     no_nlp: bool = typer.Option(False, "--no-nlp", help="Skip the optional NLP name recognisers (jieba)."),
+    names: str | None = typer.Option(None, "--names", help="Your own names to replace always, comma-separated (staff, the agent's own name): case-insensitive, whole words."),
+    names_file: Path | None = typer.Option(None, "--names-file", help="Like --names, one name per line (# starts a comment)."),
 ) -> None:
     from gpudoctor.atomic import write_json
     from gpudoctor.cli.output import console
@@ -126,9 +130,13 @@ def clean(
     from gpudoctor.data.load import load_dataset
     from gpudoctor.data.write import write_dataset
 
+    from gpudoctor.data.clean import read_names
+
+    own = read_names(names, names_file)
     dataset = load_dataset(file)
     result = clean_dataset(
-        dataset, use_nlp=not no_nlp, numbered=numbered, drop_duplicates=not keep_duplicates, near=near, drop_empty=not keep_empty
+        dataset, use_nlp=not no_nlp, numbered=numbered, drop_duplicates=not keep_duplicates, near=near, drop_empty=not keep_empty,
+        names=own,
     )
     report_file = report_path or output.with_name(output.name + ".report.json")
     write_dataset(result.dataset, output)
@@ -137,6 +145,9 @@ def clean(
     kinds = " · ".join(f"{k} {v}" for k, v in result.counts().items()) or "none"
     out.print(f"wrote {output}: {len(result.dataset.records):,} of {len(dataset.records):,} records", markup=False, soft_wrap=True)
     out.print(f"replaced   {kinds} in {len({r.record for r in result.replacements})} records", markup=False, soft_wrap=True)
+    if own:
+        mine = sum(r.detail == "your --names list" for r in result.replacements)
+        out.print(f"names      {mine} occurrences of your {len(own)} names replaced ({', '.join(own[:MAX_LISTED])})", markup=False, soft_wrap=True)
     dropped = " · ".join(f"{reason} {n}" for reason, n in result.dropped_counts().items()) or "none"
     out.print(f"dropped    {dropped}", markup=False, soft_wrap=True)
     out.print(f"report     {report_file} (holds the original values: keep it private)", markup=False, soft_wrap=True)

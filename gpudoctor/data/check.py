@@ -10,6 +10,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from gpudoctor.data.consistent import Detail, consistent_details, names_option
 from gpudoctor.data.dedupe import find_duplicates
 from gpudoctor.data.lang import guess_language
 from gpudoctor.data.pii import scan_texts, scanners_in_use
@@ -56,6 +57,7 @@ class CheckReport:
     personal_data_counts: dict[str, int]
     template_placeholders: dict[str, list[int]]
     scanned: list[str]
+    consistent: list[Detail] = field(default_factory=list)  # details repeated in most replies (see data/consistent.py)
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -117,6 +119,10 @@ def check_dataset(
                     if not kinds[span.kind] or kinds[span.kind][-1] != record.number:
                         kinds[span.kind].append(record.number)
     duplicates = find_duplicates(dataset)
+    in_replies = {
+        r.index: {s.text.casefold() for m in r.messages if m.role == "assistant" for s in spans.get(m.content, ())}
+        for r in dataset.records
+    } if pii else {}
     report = CheckReport(
         path=dataset.path,
         format=dataset.format,
@@ -131,6 +137,7 @@ def check_dataset(
         personal_data_counts=dict(sorted(counts.items())),
         template_placeholders=dict(placeholders),
         scanned=scanners_in_use(use_nlp) if pii else ["personal data: not scanned (--no-pii)"],
+        consistent=consistent_details(dataset, in_replies),
     )
     report.findings = _findings(report)
     return report
@@ -161,6 +168,11 @@ def _findings(r: CheckReport) -> list[Finding]:
         kinds = ", ".join(f"{k} {r.personal_data_counts[k]}" for k in other)
         found.append(Finding("warning", f"personal data in {len(records)} records ({kinds})", records,
                              f"review, then replace with placeholders: gpudoctor data clean {path} -o CLEAN.json"))
+    if r.consistent:
+        shown = ", ".join(f"'{d.text}' {d.share:.0%}" for d in r.consistent[:MAX_LISTED])
+        records = sorted({n for d in r.consistent for n in d.records})
+        found.append(Finding("warning", f"the same details recur in the replies ({shown}): the model will learn to say them",
+                             records, f"replace them: gpudoctor data clean {path} -o CLEAN.json --names {names_option(r.consistent)}"))
     if r.exact_duplicates:
         share = len(r.exact_duplicates) / r.records
         found.append(Finding("error" if share > 0.2 else "warning",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gpudoctor.data.dedupe import find_duplicates
+from gpudoctor.errors import BadInput
 from gpudoctor.data.pii import scanners_in_use
 from gpudoctor.data.records import Dataset, Record
 from gpudoctor.data.scrub import Replacement, scrub_dataset
@@ -45,6 +48,18 @@ class CleanResult:
         }
 
 
+def read_names(names: str | None, names_file: Path | None) -> list[str]:
+    """--names "Sam,Jennifer Alvarez" and --names-file (one a line, # comments), in order, without repeats."""
+    found = [n.strip() for n in (names or "").split(",")]
+    if names_file is not None:
+        try:
+            lines = names_file.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise BadInput(f"--names-file {names_file}: cannot read it ({type(err).__name__}); one name per line, UTF-8") from None
+        found += [line.split("#", 1)[0].strip() for line in lines]
+    return list(dict.fromkeys(n for n in found if n))
+
+
 def _empty_reason(record: Record) -> str | None:
     users = [m for m in record.messages if m.role == "user"]
     replies = [m for m in record.messages if m.role == "assistant"]
@@ -63,8 +78,13 @@ def clean_dataset(
     drop_duplicates: bool = True,
     near: bool = False,
     drop_empty: bool = True,
+    names: Iterable[str] = (),
+    scan: bool = True,
 ) -> CleanResult:
-    """A new dataset (the input is untouched), the replacements made and the records dropped."""
+    """A new dataset (the input is untouched), the replacements made and the records dropped.
+
+    `names`: the user's own list (staff names, the agent's own name), always replaced by <NAME>: case-insensitive,
+    whole words, every occurrence. `scan=False` replaces only that list."""
     dropped: list[Dropped] = []
     drop: set[int] = set()
     if drop_empty:
@@ -73,7 +93,7 @@ def clean_dataset(
             if reason:
                 dropped.append(Dropped(record.number, reason))
                 drop.add(record.index)
-    scrubbed, replacements = scrub_dataset(dataset, use_nlp=use_nlp, numbered=numbered)
+    scrubbed, replacements = scrub_dataset(dataset, use_nlp=use_nlp, numbered=numbered, names=names, scan=scan)
     if drop_duplicates:
         # duplicates are judged after scrubbing: two records that differ only by a phone number are one
         found = find_duplicates(scrubbed, near=near)
@@ -86,4 +106,5 @@ def clean_dataset(
     kept = [r for r in scrubbed.records if r.index not in drop]
     replacements = [r for r in replacements if r.record - 1 not in drop]
     dropped.sort(key=lambda d: d.record)
-    return CleanResult(subset(scrubbed, kept), replacements, dropped, scanners_in_use(use_nlp))
+    scanned = scanners_in_use(use_nlp) if scan else ["personal data: not scanned (only the --names list)"]
+    return CleanResult(subset(scrubbed, kept), replacements, dropped, scanned)

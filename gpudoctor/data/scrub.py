@@ -7,7 +7,8 @@ the same number as an earlier "Sarah Jones"). The input dataset is not changed: 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gpudoctor.data.pii import Span, find_pii, scan_texts
@@ -94,16 +95,49 @@ def scrub_record(
     return Record(record.index, messages, record.line, None, record.tools), changes
 
 
-def scrub_dataset(dataset: Dataset, *, use_nlp: bool = True, numbered: bool = False) -> tuple[Dataset, list[Replacement]]:
+def names_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern for the user's own list: case-insensitive, whole words (Chinese names: anywhere), longest first."""
+    wanted = sorted({" ".join(n.split()) for n in names if n.strip()}, key=len, reverse=True)
+    if not wanted:
+        return None
+    parts = []
+    for name in wanted:
+        body = r"\s+".join(re.escape(word) for word in name.split())
+        cased = re.match(r"[^\W_]", name[0]) and not re.match(r"[\u3400-\u9fff]", name[0])
+        parts.append(rf"(?<![^\W_]){body}(?![^\W_])" if cased else body)
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+def with_names(text: str, spans: list[Span], pattern: re.Pattern[str] | None) -> list[Span]:
+    """The scanner's spans plus every occurrence of the user's names; where they overlap, the user's list wins."""
+    if pattern is None:
+        return spans
+    own = [Span(m.start(), m.end(), "NAME", "your --names list", m.group()) for m in pattern.finditer(text)]
+    if not own:
+        return spans
+    rest = [s for s in spans if not any(s.start < o.end and o.start < s.end for o in own)]
+    return sorted(own + rest, key=lambda s: s.start)
+
+
+def scrub_dataset(
+    dataset: Dataset, *, use_nlp: bool = True, numbered: bool = False, names: Iterable[str] = (), scan: bool = True
+) -> tuple[Dataset, list[Replacement]]:
+    """Scrub every record; `names` (the user's own list: staff, the agent's name) is always replaced as NAME,
+    with or without the scanner (`scan=False`: only the list)."""
     records: list[Record] = []
     changes: list[Replacement] = []
     texts = [m.content for r in dataset.records for m in r.messages]
     for r in dataset.records:
         if r.alpaca is not None:
             texts += [r.alpaca.instruction, r.alpaca.input, r.alpaca.output, r.alpaca.system]
-    found_spans = scan_texts(texts, use_nlp=use_nlp)
+    found_spans = scan_texts(texts, use_nlp=use_nlp) if scan else {}
+    pattern = names_pattern(names)
+
+    def spans_of(text: str) -> list[Span]:
+        return with_names(text, found_spans.get(text, []), pattern)
+
     for record in dataset.records:
-        cleaned, found = scrub_record(record, numbered=numbered, scan=found_spans.__getitem__)
+        cleaned, found = scrub_record(record, numbered=numbered, scan=spans_of)
         records.append(cleaned)
         changes += found
     return Dataset(dataset.path, dataset.format, dataset.container, records), changes
