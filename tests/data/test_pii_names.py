@@ -124,6 +124,20 @@ def test_ordinary_words_that_are_names_need_context():
     assert scrubbed(text) == text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Line a baking sheet with paper.",
+        "During an El Niño year the rains come late.",
+        "We flew from London to Paris, then on to Argentina.",
+        "Ingredients:\n- Eggs\n- Water",
+        "Same here, the 2021 Season was long. However, here are the scores.",
+    ],
+)
+def test_general_text_look_alikes_stay(text):
+    assert scrubbed(text) == text
+
+
 def test_name_lists_cover_every_latin_locale():
     given, surnames, common = lists()
     for name in ("Olivia", "Freya", "Mathis", "Leonie", "Encarnacion", "Aarav"):

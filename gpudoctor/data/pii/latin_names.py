@@ -50,6 +50,7 @@ WORD = re.compile(r"[A-Z]\.(?:-[A-Z]\.)?|[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d
 CONJUNCTIONS = re.compile(r"[ ]+(?:and|or|et|ou|und|oder|y a|y|e|o)[ ]+$")
 
 
+@functools.lru_cache(maxsize=65536)
 def fold(word: str) -> str:
     """Accent- and case-insensitive key: "María" and "MARIA" -> "maria"."""
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)).casefold()
@@ -72,6 +73,7 @@ def lists() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
             if w.endswith("*"):
                 ambiguous.add(fold(w.rstrip("*")))
     ambiguous |= _common_words(package.joinpath("sources", "SOURCES.md").read_text(encoding="utf-8"))
+    ambiguous |= {fold(w) for w in ctx.PLACE_NAMES}
     return frozenset(given), frozenset(surnames), frozenset(ambiguous)
 
 
@@ -92,8 +94,9 @@ def _common_words(sources_md: str) -> set[str]:
 def _brands() -> re.Pattern[str]:
     text = resources.files("gpudoctor.data.pii").joinpath("names_brands.txt").read_text(encoding="utf-8")
     entries = sorted(_lines(text), key=len, reverse=True)
-    latin = [rf"(?<!\w){re.escape(e)}(?!\w)" for e in entries if e.isascii() or not re.match(r"[\u4e00-\u9fff]", e)]
-    return re.compile("|".join(latin + [re.escape(e) for e in entries if re.match(r"[\u4e00-\u9fff]", e)]))
+    han = [re.escape(e) for e in entries if re.match(r"[\u4e00-\u9fff]", e)]
+    latin = [re.escape(e) for e in entries if not re.match(r"[\u4e00-\u9fff]", e)]
+    return re.compile(rf"(?<!\w)(?:{'|'.join(latin)})(?!\w)|{'|'.join(han)}")
 
 
 def brand_spans(text: str) -> list[tuple[int, int]]:
@@ -125,8 +128,9 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         "turn": re.compile(rf"(?im)^[ \t]*(?:{ctx.SPEAKERS})[ \t]*:[ \t]*(?:(?:yes|no|oui|non|sí|si|ja|nein|it's|c'est|soy)[ ,]+)?(?=[A-ZÀ-Þ])"),
         "role_paren": re.compile(r"(?m)^[ \t]*[^\W\d_]+[ \t]*\([ \t]*(?=[^\W\d_][^)\n]{0,40}\)[ \t]*:)"),
         "sign_off": re.compile(rf"(?im)^[ \t]*(?:{ctx.SIGN_OFFS})[ \t]*[,.!]?[ \t]*\n[ \t]*(?=[^\W\d_])"),
-        "dash": re.compile(r"(?m)(?:^|[ \t])-{1,2}[ \t]?(?=[A-ZÀ-Þ][^\W\d_]+[ \t]*$)"),
-        "after": re.compile(rf"(?<![\w'])([^\W\d_][\w'’-]*)[ \t]*,?[ \t]+(?:{ctx.AFTER})(?![\w])"),
+        # "-Trevor", "-- Brent", "… fine? - Meera" on the last line (a "- Eggs" bullet list is not one)
+        "dash": re.compile(r"(?:^|\n)--[ \t]?(?=[A-ZÀ-Þ][^\W\d_]+\s*\Z)|(?:^|[^\n])(?:-|[ \t]-[ \t])(?=[A-ZÀ-Þ][^\W\d_]+\s*\Z)"),
+        "after": re.compile(rf"(?<![\w'])([^\W\d_][\w'’-]*)[ \t]+(?:{ctx.AFTER})(?![\w])(?! is| are| you| we|['’]s)"),
         "speaker": re.compile(r"(?m)^[ \t]*([^\W\d_]+)[ \t]*:"),
     }
 
@@ -224,7 +228,9 @@ class _Finder:
             cue = _cue(m)
             if cue in LIST_ONLY and not _listed(self.text[m.end() :].split(" ", 1)[0].strip(",.!?"), common_ok=False):
                 continue
-            self.take(m.end(), "after an introduction", lower=cue in STRONG, listed=cue in WEAK_INTROS)
+            greeted = re.search(r"(?i)\b(?:hi|hey|hiya|hello|ok|yes)[ ,]*$", self.text[max(0, m.start() - 8) : m.start()])
+            lower = cue in STRONG and (cue not in LIST_ONLY or greeted is not None)  # "hi its tanya", not "its banks"
+            self.take(m.end(), "after an introduction", lower=lower, listed=cue in WEAK_INTROS)
         for key, detail in (("persona", "persona"), ("title", "after a title"), ("label", "after a label"),
                                             ("role_paren", "agent's name"), ("dash", "signature")):
             for m in p[key].finditer(self.text):
@@ -252,7 +258,7 @@ class _Finder:
             w = token.group()
             if not is_cap(w) or fold(w) not in lists()[0]:
                 continue
-            if self._looks_like_place(i):
+            if self._looks_like_place(i) or self._imperative(i):
                 continue
             if _listed(w, common_ok=False):
                 self.take(token.start(), "name list")
@@ -269,7 +275,7 @@ class _Finder:
         if i == 0 or self.text[self.tokens[i - 1].end() : start] != " ":
             return False
         before = self.tokens[i - 1].group()
-        if before.lower() in ctx.PLACE_PREPOSITIONS or fold(before) in TEAM:
+        if before.lower() in ctx.PLACE_PREPOSITIONS or fold(before) in TEAM or before in ctx.ARTICLES:
             return True  # "in Camden", "Team Apollo"
         j = i - 1
         while j >= 0 and self.text[self.tokens[j].end() : self.tokens[j + 1].start()] == " ":
@@ -281,6 +287,12 @@ class _Finder:
         opening = self.text[: self.tokens[i - 1].start()].rstrip(" \t")[-1:] in ("", ".", "!", "?", ":", "\n", "¿", "¡")
         # "Leche Pascual", "Performance Line": a capitalised word mid-sentence makes it a product; "Introduce Sarah" is not
         return not opening and is_cap(before) and len(before) > 1 and not _listed(before, common_ok=True)
+
+    def _imperative(self, i: int) -> bool:
+        """"Line a baking sheet", "Mark the box": a listed word opening a sentence, then an article, is a verb."""
+        start = self.tokens[i].start()
+        opening = self.text[:start].rstrip(" \t")[-1:] in ("", ".", "!", "?", ":", "\n")
+        return opening and re.match(r" (?:a|an|the|your|this|these|it)\b", self.text[self.tokens[i].end() :]) is not None
 
     def speaker_turns(self) -> None:
         """A customer's turn that is only a name: "Customer: Lorna Baxter.", "What's your first name?\nUser: Kwame"."""
@@ -348,6 +360,8 @@ def latin_names(text: str) -> Iterator[Hit]:
     finder.listed()
     finder.last_line()
     finder.conjunctions()
+    if not finder.hits:
+        return
     brands = brand_spans(text)
     finder.hits = [h for h in finder.hits if not any(h[0] < e and s < h[1] for s, e in brands)]
     finder.propagate()

@@ -77,7 +77,7 @@ ROLES = (
 )
 # words after which a capitalised word names a thing, not a person ("Luna smart bulb", "Victoria station")
 THING_NOUNS = frozenset(
-    """station airport street road store shop branch outlet clinic city council county home heights line avenue lane square park bridge hospital hotel mall centre center market
+    """station airport street road chart graph table plot store shop branch outlet clinic city council county home heights line avenue lane square park bridge hospital hotel mall centre center market
     smart bulb speaker app phone tv watch plus pro max mini ultra edition series model
     bahnhof flughafen straße strasse platz kopfhörer lautsprecher
     gare aéroport rue avenue place
@@ -99,7 +99,7 @@ FOREIGN_STOP = frozenset(
     Señora Estimado Estimada Atentamente Saludos Equipo Agente Usuario Cliente Lunes Martes Miércoles Jueves
     Viernes Sábado Domingo Enero Febrero Marzo Abril Mayo Junio Julio Agosto Septiembre Octubre Noviembre
     Diciembre Buenas Buenos Tardes Días Noches Muy Señores Asesoría Por Favor Tschüss Tschau Ciao Adiós Adieu
-    Servus Moin Salut Coucou Vale Gracias Perfecto Genau Bien""".split()
+    Servus Moin Salut Coucou Vale Gracias Perfecto Genau Bien Same""".split()
 )
 # capitalised words before a name that make it a place or a product ("Sankt Augustin", "Hotel María Cristina")
 PLACE_PREFIXES = frozenset(
@@ -119,3 +119,13 @@ TEAM_WORDS = frozenset(
 ZH_FORMS = "先生|女士|小姐|老师|同学|经理|总监|主任|医生|大夫|教授|律师|阿姨|叔叔|师傅|总|董|工|姐|哥|主管|专员|处长|科长|局长|老板"
 # turn labels of the person being served: a turn that is only a name is one ("Customer: Lorna Baxter.")
 SPEAKERS = "customer|caller|user|client|cliente|kunde|kundin|usuario|utilisateur|utilisatrice|appelant|appelante|anrufer"
+# places that official registers also list as given names (London, Paris, Savannah): without context they are places
+PLACE_NAMES = frozenset(
+    """London Paris Rome Roma France Florence Sydney Austin Dallas Houston Phoenix Denver Orlando Georgia Virginia
+    Carolina Dakota Jordan India China Asia Africa America Israel Chelsea Victoria Madison Brooklyn Savannah Boston
+    Berlin Madrid Sevilla Valencia Toledo Lourdes Siena Verona Milan Vienna Geneva Lorraine Normandie Bretagne
+    Kent York Lincoln Chester Windsor Camden Logan Devon Cornwall Sierra Nevada Roman Egypt Kenya Cuba Peru Chile
+    Argentina Brazil Bolivia Colombia Venezuela Panama Jamaica Italia Germany Canada Mexico Japan Sahara""".split()
+)
+# articles: a listed word after one is a title or a thing ("El Niño", "The Mona Lisa", "the John Lewis store")
+ARTICLES = frozenset("the The El La Le Les Los Las Der Die Das Il Lo el le".split())

@@ -1,13 +1,11 @@
-"""Person names: English names from shipped name lists and context, Chinese names from surnames and context.
+"""Person names: Latin-script names (latin_names.py) and Chinese names from surnames and context.
 
-Core rules (no extra packages):
-- a listed given name, capitalised, optionally followed by capitalised surnames ("Sarah", "Sarah
-  O'Connor"); given names that are also ordinary words ("Grace", "May", "Will") need a surname
-  after them or a cue before them;
-- a cue before a capitalised word: a title ("Dr. Okafor"), "my name is", a greeting or sign-off
-  ("Dear Priya", "Thanks,\\nPriya");
-- Chinese: a listed surname plus one or two characters after a cue ("我叫王小明") or before a
-  form of address ("王先生", "李老师").
+Latin script (English, German, French, Spanish, Indian English): official given-name lists plus context
+rules per language, see `latin_names` and `name_context`.
+Chinese, core rules (no extra packages): a listed surname plus one or two characters after a cue
+("我叫王小明", "户名：潘晓东", "谢谢\n林小雨") or before a form of address ("王先生", "跟耿经理说", "罗工");
+小/老 + surname ("小李", "老王"), and 小/老 + any character after 客服/你是 ("客服小美"). Brands made of
+surnames (王老吉, 周大福) stay. A name found once is removed wherever it occurs in the text.
 With the `nlp` extra, jieba's part-of-speech tagger adds Chinese person names (tag nr) that start
 with a listed surname.
 """
