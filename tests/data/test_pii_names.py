@@ -7,8 +7,11 @@ of tests/fixtures/data/pii_set with bench/pii.py (jieba off, so that they hold o
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -177,10 +180,30 @@ def test_named_entity_backend_is_off_unless_asked_and_used_when_given():
 
 
 def test_named_entity_backend_loads_only_official_models(monkeypatch):
-    monkeypatch.setenv("GPUDOCTOR_NER_MODEL", "someone/reupload-of-a-model")
-    ner.reset()
+    """A fake spaCy: a re-upload's name is never loaded; an official pipeline is, by name, and its PERSON spans used."""
+    loaded = []
+
+    class Ent:
+        def __init__(self, start, end, label):
+            self.start_char, self.end_char, self.label_ = start, end, label
+
+    def load(name, exclude=()):
+        loaded.append(name)
+        return lambda text: type("Doc", (), {"ents": [Ent(4, 10, "PER"), Ent(14, 21, "LOC")]})()
+
+    fake = types.ModuleType("spacy")
+    fake.__spec__ = importlib.machinery.ModuleSpec("spacy", None)
+    fake.__version__ = "0-test"
+    fake.load = load
+    monkeypatch.setitem(sys.modules, "spacy", fake)
     try:
-        assert ner.backend() is None
+        monkeypatch.setenv("GPUDOCTOR_NER_MODEL", "someone/reupload-of-a-model")
+        ner.reset()
+        assert ner.backend() is None and loaded == []
+        monkeypatch.setenv("GPUDOCTOR_NER_MODEL", "xx_ent_wiki_sm")
+        ner.reset()
+        assert ner.backend() is not None and loaded == ["xx_ent_wiki_sm"]
+        assert list(ner.ner_names("Ask Ingmar in Uppsala")) == [(4, 10, "NAME", "name (named-entity model)")]
     finally:
         ner.reset()
 
