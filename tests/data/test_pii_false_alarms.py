@@ -90,6 +90,8 @@ KEPT = [
     "For queries call 1860-500-1066 or the toll-free 1-800-555-0199.",
     "如有疑问请致电4008-123-456。",
     "Fare: ₹3,415.00 for train 12951 on platform 4",
+    "after firmware 2.0.11.4 the router reboots; v10.2.0.118 is the beta",
+    "路由器版本号3.1.2.0，系统 4.0.1.120",
 ]
 
 
@@ -130,6 +132,8 @@ IDS = [
     ("fr_FR", "N° de sécurité sociale : 1 91 03 69 123 456 06", "1 91 03 69 123 456 06"),
     ("es_ES", "DNI: 48201937D", "48201937D"),
     ("es_ES", "Mi NIE es X4471229Y y mi teléfono 612 345 678.", "X4471229Y"),
+    ("de_DE", "Ihre Rentenversicherungsnummer lautet 12 150385 M 517.", "12 150385 M 517"),
+    ("en_IN", "my UPI id is rahul.mehta@oksbi, send it there", "rahul.mehta@oksbi"),
 ]
 
 

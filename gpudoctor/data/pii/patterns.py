@@ -203,6 +203,11 @@ def _card_grouping(value: str) -> bool:
     return len(groups) == 1 or groups[:-1] == [4] * (len(groups) - 1) or groups in ([4, 6, 5], [4, 6, 4])
 
 
+VERSION_LABEL = re.compile(
+    r"(?:(?<![A-Za-z])[vV]|(?i:\b(?:version|ver|build|firmware|release|update|rev)\b\.?)|[A-Za-z]*OS|版本号?|固件|系统)\s*[:：]?\s*$"
+)
+
+
 def ips(text: str) -> Iterator[Hit]:
     if "." in text:
         for m in IPV4.finditer(text):
@@ -210,6 +215,8 @@ def ips(text: str) -> Iterator[Hit]:
                 ipaddress.IPv4Address(m.group())
             except ValueError:
                 continue
+            if VERSION_LABEL.search(text[max(0, m.start() - 20) : m.start()]):
+                continue  # v8.4.1.6, "HarmonyOS 4.2.0.137", "版本号 3.1.2.0": a version, not an address
             yield m.start(), m.end(), "IP", "IPv4"
     if text.count(":") >= 2:
         for m in IPV6.finditer(text):
@@ -243,6 +250,7 @@ ID_HINT = re.compile(r"\d{3}[- ]\d{2}[- ]\d{4}|\d{17}|[A-Z]{2} ?\d{2}|\d{7}|\d(?
 
 
 def national_ids(text: str) -> Iterator[Hit]:
+    yield from labelled_ids(text)  # gated by its labels
     if not ID_HINT.search(text):
         return
     for m in US_SSN.finditer(text):
@@ -255,7 +263,6 @@ def national_ids(text: str) -> Iterator[Hit]:
     for m in IBAN.finditer(text):
         if iban_ok(m.group()):
             yield m.start(), m.end(), "ID", "IBAN"
-    yield from labelled_ids(text)
     for m in ES_DNI.finditer(text):
         if es_dni_ok(m.group()):
             yield m.start(), m.end(), "ID", "Spanish DNI/NIE"
@@ -282,6 +289,9 @@ LABELLED = [
     (re.compile(r"\ba/c\b|account (?:no|number)|acct|kontonummer|num[ée]ro de compte|n[úu]mero de cuenta|账号|卡号", re.I),
      re.compile(r"(?<![\d])\d{9,18}(?![\d])"), "bank account number", None),
     (re.compile(r"身份证"), CN_ID, "Chinese resident id", None),
+    (re.compile(r"(?:renten|sozial)?versicherungsnummer|\bSV-?Nummer\b|\bRVNR\b", re.I),
+     re.compile(r"(?<![\dA-Za-z])\d{2} ?\d{6} ?[A-Z] ?\d{3}(?![\dA-Za-z])"), "German social insurance number", None),
+    (re.compile(r"\bUPI\b|\bVPA\b", re.I), re.compile(r"(?<![\w.@-])[\w.-]{2,}@[A-Za-z]{2,}(?![\w.@-])"), "UPI id", None),
 ]
 LABEL_WINDOW = 80  # characters before the number where its label may stand
 
