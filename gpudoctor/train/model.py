@@ -113,7 +113,7 @@ def check_weights(model_dir: Path) -> None:
     for path in files:
         problem = safetensors_problem(path)
         if problem:
-            raise BadInput(f"{path}: {problem}; download or copy the model again")
+            raise BadInput(f"{path}: cannot load the weights ({problem}); download or copy the model again")
 
 
 def safetensors_problem(path: Path) -> str | None:
@@ -128,6 +128,9 @@ def safetensors_problem(path: Path) -> str | None:
             if len(head) < 8:
                 return f"not a safetensors file ({size} bytes)"
             (length,) = struct.unpack("<Q", head)
+            if handle.read(1) != b"{":
+                return f"not a safetensors file ({size} bytes, no JSON header)"
+            handle.seek(8)
             if 8 + length > size:
                 return f"truncated ({size} bytes; its header alone says {8 + length})"
             header = json.loads(handle.read(length))
