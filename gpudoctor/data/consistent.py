@@ -26,7 +26,7 @@ from gpudoctor.data.records import Dataset, Record
 
 MIN_SHARE = 0.30
 MIN_RECORDS = 5
-SAMPLE = 5000
+SAMPLE = 2000  # enough to tell a 30% share within a few points
 PROMPT_RATIO = 0.25  # a word in at least this share of the prompts, relative to its share of replies, is common
 
 TOKEN = re.compile(
@@ -188,12 +188,14 @@ def consistent_details(dataset: Dataset, pii_values: Mapping[int, set[str]] | No
     if not found:
         return []
     found = _phrases(found, [_replies(r) for r in sample])
-    replies = [_replies(r) for r in records]
+    # every record, for exact shares: plain joins (a placeholder never matches a detail's pattern)
+    replies = ["\n".join(m.content for m in r.messages if m.role == "assistant") for r in records]
     with_reply = sum(bool(t.strip()) for t in replies) or 1
     details = []
+    lowered = [t.lower() for t in replies]  # a substring test first: the whole-word pattern is slow on long texts
     for spelling, why in found.values():
-        pattern = _detail_pattern(spelling)
-        numbers = [r.number for r, text in zip(records, replies) if pattern.search(text)]
+        pattern, needle = _detail_pattern(spelling), spelling.lower()
+        numbers = [r.number for r, text, low in zip(records, replies, lowered) if needle in low and pattern.search(text)]
         if len(numbers) >= max(MIN_RECORDS, MIN_SHARE * with_reply):
             details.append(Detail(spelling, why, numbers, len(numbers) / with_reply))
     return sorted(details, key=lambda d: (-d.share, d.text))
