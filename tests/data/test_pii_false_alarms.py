@@ -92,6 +92,8 @@ KEPT = [
     "Fare: ₹3,415.00 for train 12951 on platform 4",
     "after firmware 2.0.11.4 the router reboots; v10.2.0.118 is the beta",
     "路由器版本号3.1.2.0，系统 4.0.1.120",
+    "a loan of Rs. 12,50,000 was sanctioned for a flat worth 1.299.000 €; the city has 83 200 000 visitors",
+    "GTIN 4006381333931, ISBN 978-3-16-148410-0, IMEI 356938035643809",
 ]
 
 

@@ -111,7 +111,8 @@ DATE = re.compile(
 # Words that name a transaction or a document: the number after them is a reference, not a phone.
 REFERENCE_LABEL = re.compile(
     r"(?:\b(?:order|orders|invoice|inv|ticket|case|ref|reference|tracking|waybill|awb|consignment|shipment|parcel|transaction"
-    r"|txn|contract|policy|booking|reservation|pnr|complaint|claim|receipt|serial|model|sku|part|article|version|build"
+    r"|txn|contract|policy|booking|reservation|pnr|complaint|claim|receipt|serial|s/n|model|sku|part|article|version|build"
+    r"|gtin|ean|isbn|upc|imei|asin|artikelnummer|art\.-nr"
     r"|bestellnummer|bestellung|rechnungsnummer|rechnung|auftrag|auftragsnummer|vertrag|vertragsnummer|sendungsnummer"
     r"|vorgang|vorgangsnummer|aktenzeichen|kundennummer|commande|facture|dossier|contrat|colis|r[ée]f[ée]rence|pedido"
     r"|factura|contrato|expediente|env[íi]o|localizador|albar[áa]n)\b|订单号?|运单号?|快递单号?|单号|发票号?|编号|合同号?|工单号?|流水号)"
@@ -169,6 +170,7 @@ def _phone_cue(text: str, start: int, end: int) -> bool:
 
 YEAR_RANGE = re.compile(r"^\(?\d{4}\s*[-\u2013/]\s*\d{4}\)?$")
 DECIMAL = re.compile(r"^\(?-?\d+[.,]\d+$")
+AMOUNT = re.compile(r"^(?:\d{1,2}(?P<a>[ .])\d{3}(?:(?P=a)\d{3})+|\d{1,3}(?:(?P<b>[ .])\d{3})*(?P=b)000)$")
 
 
 def _phone_like(raw: str) -> bool:
@@ -177,6 +179,8 @@ def _phone_like(raw: str) -> bool:
     if digits < 7 or YEAR_RANGE.match(raw) or DECIMAL.search(raw) or "  " in raw:  # "  " : a table row
         return False
     if raw.isdigit() and digits < 10:  # a bare 7-9 digit number is a quantity more often than a phone
+        return False
+    if "," in raw or AMOUNT.match(raw):  # 12,50,000 · 83 200 000 · 1.299.000: amounts, grouped in thousands
         return False
     return True
 
