@@ -94,6 +94,7 @@ KEPT = [
     "路由器版本号3.1.2.0，系统 4.0.1.120",
     "a loan of Rs. 12,50,000 was sanctioned for a flat worth 1.299.000 €; the city has 83 200 000 visitors",
     "GTIN 4006381333931, ISBN 978-3-16-148410-0, IMEI 356938035643809",
+    "the ratio (161.86 / 74.99) is about 2.16",
 ]
 
 
@@ -179,6 +180,11 @@ ADDRESSES = [
 @pytest.mark.parametrize("locale,text,address", ADDRESSES, ids=[f"{a[0]}-{i}" for i, a in enumerate(ADDRESSES)])
 def test_address_forms_per_locale(locale, text, address):
     assert covered_as(text, address, "ADDRESS"), (locale, find_pii(text, use_nlp=False))
+
+
+def test_an_address_in_json_text_starts_after_the_quote():
+    text = '{"location": "181 Thompson St, New York, NY 10012"}'
+    assert [(s.kind, s.text) for s in find_pii(text, use_nlp=False)] == [("ADDRESS", "181 Thompson St, New York, NY 10012")]
 
 
 def test_an_address_line_does_not_swallow_the_name_before_it():

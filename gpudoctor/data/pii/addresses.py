@@ -133,7 +133,8 @@ def address_lines(text: str) -> Iterator[Hit]:
             taken.pop(0)  # a name or a company before the address: "Gérard Fontaine, 14 impasse des Vignes, …"
         if len(taken) < 2:
             continue  # a postcode alone is left to the postcode rule (UK) or to nothing
-        start = text.find(taken[0].split()[0], line_start, m.end())
+        first = taken[0].split()[0].lstrip("\"'“‘«([")  # '"181 Thompson St' in JSON text: the quote is not the address
+        start = text.find(first, line_start, m.end())
         if start >= 0:
             yield start, m.end(), "ADDRESS", "address line (postcode)"
 

@@ -182,6 +182,8 @@ def _phone_like(raw: str) -> bool:
         return False
     if "," in raw or AMOUNT.match(raw):  # 12,50,000 · 83 200 000 · 1.299.000: amounts, grouped in thousands
         return False
+    if "/" in raw and "." in raw:  # "161.86 / 74.99": arithmetic, not a phone
+        return False
     return True
 
 
