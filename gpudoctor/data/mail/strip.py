@@ -9,6 +9,8 @@ forms) and proposes a signature. On top of it, a few rules of our own, each for 
 - its signature is taken only when it looks like one (a "-- " line, a "Sent from my …" line, or a short
   sign-off line such as "Best regards," with at most a few short lines after it): its own rule cuts at
   any line starting "Thanks," or "Viele Grüße", which would drop the body of many replies;
+- its keep_hyphen_lists switch is on: by default it takes any line starting "- " for a "-Name" signature
+  and drops bullet lists with everything after them;
 - mobile footers it does not know ("Von meinem iPhone gesendet", "Envoyé de mon iPhone");
 - "> " lines without an attribution line are quoted text too, and a reply that starts with the attribution
   and answers between the quoted lines keeps its answers;
@@ -102,11 +104,6 @@ def _parse(text: str) -> EmailMessage:
         reply.content, reply.headers = reply.content.replace("\u2060", ""), reply.headers.replace("\u2060", "")
         reply.signatures = reply.signatures.replace("\u2060", "")
     return parsed
-
-
-def own_text(text: str) -> str:
-    """The message's own new text."""
-    return split_reply(text).new
 
 
 def _is_signature(block: str) -> bool:
