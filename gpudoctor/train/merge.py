@@ -336,6 +336,7 @@ def merge(request: MergeRequest, *, say: Any = print, room: Room | None = None, 
     say(
         f"verify: max |logit difference| {check.max_abs_diff:.2g}, top token agrees at {check.top1_agreement:.1%} of "
         f"{check.positions} positions ({len(prompts)} prompts) vs gpudoctor chat (base 4-bit + adapter)"
+        + ("" if dtype == "fp32" else f"; this includes rounding the weights to {dtype} (--dtype fp32 shows the merge alone)")
     )
     say(f"wrote {request.output} (merged into {'the dequantized NF4 base' if into == 'nf4' else 'the original weights'}; see {MANIFEST})")
     return manifest
