@@ -4,7 +4,8 @@ A model learns whatever its replies share: an agent's name in every sign-off ("â
 number, a ticket signature. A detail is flagged when, case-folded, it appears in at least MIN_SHARE of
 the records' replies (and in at least MIN_RECORDS of them) and it is not a common word. What counts as
 common is taken from the data itself, not from a word list:
-- a word the prompts use about as often is the language's (or the domain's) own: "charger", "Ihnen";
+- a word the prompts use about as often, or a word the prompts use in another form (same first five letters:
+  "Fragen" / "Frage"), is the language's (or the domain's) own;
 - only specific tokens are candidates: a word written capitalised where it does not open a sentence
   (a name, a brand), a token with digits ("+44 20 7946 0958", "REF-2291"), an e-mail address, or a
   value the personal-data scan found in the replies (which also covers lower-case and Chinese names);
@@ -74,6 +75,13 @@ def _sample(records: Sequence[Record]) -> list[Record]:
     return [records[int(i * step)] for i in range(SAMPLE)]
 
 
+STEM = 5  # "Fragen" in the replies, "Frage" in the prompts: the same word (German nouns are all capitalised)
+
+
+def _stem(word: str) -> str:
+    return "~" + word[:STEM]  # "~" keeps stems apart from whole words in the same counter
+
+
 def _specific(token: str) -> str | None:
     """Why a token is a candidate on its own shape: digits, an e-mail; None for words (judged by their case)."""
     if "@" in token:
@@ -123,8 +131,9 @@ def _candidates(sample: list[Record], pii_values: Mapping[int, set[str]]) -> dic
         return {}
     in_prompts: Counter[str] = Counter()
     for record in sample:
-        in_prompts.update(set(TOKEN.findall(_prompts(record).casefold())) & frequent)
-    frequent = {t for t in frequent if in_prompts[t] < PROMPT_RATIO * in_replies[t]}
+        words = set(TOKEN.findall(_prompts(record).casefold()))
+        in_prompts.update((words & frequent) | {_stem(w) for w in words if len(w) >= STEM})
+    frequent = {t for t in frequent if max(in_prompts[t], in_prompts[_stem(t)] if len(t) >= STEM else 0) < PROMPT_RATIO * in_replies[t]}
     scanned = {v for r in sample for v in pii_values.get(r.index, set())}
     found: dict[str, tuple[str, str]] = {}
     words = set()

@@ -160,3 +160,27 @@ def test_names_file_and_its_errors(cli, tmp_path):
     assert missing.exit_code != 0
     message = missing.stderr.strip()
     assert "\n" not in message and "--names-file" in message and "cannot read it" in message
+
+
+LOCALE_SETS = {
+    "de_DE": (["Ihre Bestellung ist unterwegs und kommt morgen an.", "Die Gutschrift wird in fünf Werktagen gebucht.",
+               "Bitte starten Sie das Gerät neu und halten Sie die Taste gedrückt.", "Die Rechnung finden Sie in Ihrem Kundenkonto."],
+              "Frage {i} zu meiner Bestellung", "\n\nBei Fragen hilft Ihnen Justus weiter.\nMit freundlichen Grüßen\nIhr Kundenservice",
+              ["Justus", "Kundenservice"]),
+    "fr_FR": (["Votre colis est parti ce matin.", "Le remboursement apparaîtra sous cinq jours ouvrés.",
+               "Merci de redémarrer la box et de patienter une minute.", "La facture est disponible dans votre espace client."],
+              "Question {i} sur ma commande", "\n\nCordialement,\nNathalie Lefèvre", ["Nathalie Lefèvre"]),
+    "es_ES": (["Su pedido ya ha salido del almacén.", "El abono llegará en cinco días hábiles.",
+               "Reinicie el router y espere un minuto.", "La factura está en su área de cliente."],
+              "Pregunta {i} sobre mi pedido", "\n\nAtentamente,\nMorena\nAtención al cliente", ["Morena"]),
+}
+
+
+@pytest.mark.parametrize("locale", sorted(LOCALE_SETS))
+def test_sign_offs_per_locale(tmp_path, locale):
+    bodies, prompt, signature, expected = LOCALE_SETS[locale]
+    rows = [{"instruction": prompt.format(i=i), "input": "", "output": bodies[i % len(bodies)] + signature} for i in range(24)]
+    path = write(tmp_path, rows)
+    assert sorted(d.text for d in check_dataset(load_dataset(path), pii=False).consistent) == expected
+    cleaned = clean_dataset(load_dataset(path), names=expected, scan=False).dataset
+    assert consistent_details(cleaned) == []
