@@ -201,6 +201,11 @@ def complete(folder: Path) -> bool:
     return sizes is not None and wrong_size(folder, sizes) is None
 
 
+def newest_complete(output: Path) -> Path | None:
+    """The newest sealed checkpoint under <output>/checkpoints (sizes checked, contents not read)."""
+    return next((path for _, path in listed(output / "checkpoints") if complete(path)), None)
+
+
 def announce(output: Path, checkpoint: Path | None, say: Callable[[str], None]) -> None:
     """Say which checkpoint a --resume continues from and why newer ones were passed over."""
     if checkpoint is None:

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 from pathlib import Path
 
 from gpudoctor.errors import BadInput
 from gpudoctor.plan.runconfig import read_run_config
 from gpudoctor.settings import RunConfig
+from gpudoctor.train import checkpoints
 from gpudoctor.train.runfolder import DATA_RECORD
 
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 GROWABLE = {"max_steps", "epochs"}  # may change on --resume
 # what decides which rows a step draws: with --resume-changed-data these may change on --resume
 ORDER_KEYS = {"data", "settings.seq_len", "settings.packing", "training.seed", "training.val_size"}
@@ -64,11 +63,6 @@ def failed_start(folder: Path) -> bool:
     return not (folder / "adapter_model.safetensors").exists() and not any(folder.glob("last-good-step-*"))
 
 
-def newest_checkpoint(folder: Path) -> Path | None:
-    found = [(int(m.group(1)), p) for p in (folder / "checkpoints").glob("checkpoint-*") if (m := CHECKPOINT.match(p.name)) and p.is_dir()]
-    return max(found)[1] if found else None
-
-
 def check_output(
     folder: Path, config: RunConfig, *, resume: bool, allow_changed_data: bool = False, notes: list[str] | None = None
 ) -> Path | None:
@@ -100,10 +94,12 @@ def check_output(
             f"--resume {folder}: the data or its order changed ({difference}); restore it, or pass "
             "--resume-changed-data to go on with the epoch restarting on the new data"
         )
-    checkpoint = newest_checkpoint(folder)
+    choice = checkpoints.resumable(folder)  # the newest complete and loadable one
+    checkpoint = choice.checkpoint
     if resume:
         if checkpoint is None:
-            raise BadInput(f"--output {folder}: no checkpoint to resume from (checkpoints/ is empty); drop --resume to start again")
+            why = "; ".join(choice.skipped) or "checkpoints/ is empty"
+            raise BadInput(f"--output {folder}: no checkpoint to resume from ({why}); drop --resume to start again")
         return checkpoint
     state = "a finished run" if (folder / "adapter_model.safetensors").is_file() else "an unfinished run"
     hint = f"pass --resume to continue from {checkpoint.name}" if checkpoint else "delete the folder"

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.plan.runconfig import write_run_config
 from gpudoctor.settings import RunConfig, Settings, TrainingOptions
-from gpudoctor.train import adapter_check, history, measure, runfolder
-from gpudoctor.train.outputdir import check_output, newest_checkpoint, place_saved
+from gpudoctor.train import adapter_check, checkpoints, history, measure, runfolder
+from gpudoctor.train.outputdir import check_output, place_saved
 from gpudoctor.train.packing import HeaviestFirst, Row, RowCollator, RowDataset, TokenCounter, pack, unpacked
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
 from gpudoctor.train.request import refuse_big_model_on_cpu
@@ -346,6 +346,8 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
     initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     batching, backoffs, replans, measured = Batching(settings.micro_batch, settings.grad_accum), [], [], []
     log, counter, checkpoint = RunLog(), TokenCounter(), prepared.checkpoint
+    checkpoints.clean_leftovers(prepared.output, console.print)  # what a crash mid-save left
+    checkpoints.announce(prepared.output, checkpoint, console.print)
     while True:
         check = first_step_check(prepared, batching, console, measured, corrections_file)
         trainer, callbacks = make_trainer(prepared, model, batching, log, counter, console, faults, check)
@@ -358,6 +360,7 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
             elif is_out_of_memory(err):
                 batching, checkpoint = back_off(trainer, callbacks, batching, backoffs, prepared, console)
             else:
+                close_callbacks(trainer, callbacks)  # the progress bar and the signal handlers, before the one line
                 raise
             if checkpoint is None:
                 set_peft_model_state_dict(model, initial_lora)
@@ -419,7 +422,7 @@ def make_trainer(
     train_rows = RowDataset(prepared.train_rows, count_tokens=True)
     eval_rows = RowDataset(prepared.eval_rows, count_tokens=False) if prepared.eval_rows else None
     collator = RowCollator(prepared.tokenizer.pad_token_id, counter)
-    trainer = build_trainer(model, args, train_rows, eval_rows, collator, callbacks, output / "tb")
+    trainer = build_trainer(model, args, train_rows, eval_rows, collator, callbacks, output / "tb", faults=faults)
     lengths = [row.real_tokens for row in prepared.train_rows]
     front = batching.micro_batch * batching.grad_accum * max(1, int(args.world_size))  # the rows of one optimizer step
     seed = args.data_seed if args.data_seed is not None else args.seed
@@ -441,12 +444,8 @@ def back_off(
     and signal handlers, record the new batching in `backoffs` and say so; return it and the checkpoint to
     go on from (a re-plan starts again, so its first step is measured again). ProblemFound for an
     out-of-memory error at micro batch 1."""
-    from gpudoctor.train.callbacks import Progress, StopOnSignal
-
     step = trainer.state.global_step + (0 if to else 1)
-    for callback in callbacks:
-        if isinstance(callback, (Progress, StopOnSignal)):
-            callback.on_train_end(trainer.args, trainer.state, trainer.control)
+    close_callbacks(trainer, callbacks)
     if to is None:
         if batching.micro_batch <= 1:
             raise ProblemFound(
@@ -455,13 +454,22 @@ def back_off(
             ) from None
         to = Batching(batching.micro_batch // 2, batching.grad_accum * 2)
     backoffs.append({"step": step, "micro_batch": to.micro_batch, "grad_accum": to.grad_accum})
-    checkpoint = None if why else newest_checkpoint(prepared.output)
+    checkpoint = None if why else checkpoints.resumable(prepared.output).checkpoint
     where = f"from {checkpoint.name}" if checkpoint else "from the start"
     console.print(
         f"{why or f'out of memory at step {step}'}: micro batch → {to.micro_batch}, gradient accumulation → "
         f"{to.grad_accum} (effective batch unchanged); continuing {where}"
     )
     return to, checkpoint
+
+
+def close_callbacks(trainer: Any, callbacks: list[Any]) -> None:
+    """Stop the progress bar and restore the signal handlers of a Trainer that left train() with an exception."""
+    from gpudoctor.train.callbacks import Progress, StopOnSignal
+
+    for callback in callbacks:
+        if isinstance(callback, (Progress, StopOnSignal)):
+            callback.on_train_end(trainer.args, trainer.state, trainer.control)
 
 
 def release_memory() -> None:
@@ -521,7 +529,7 @@ def log_stopped(prepared: Prepared, err: BaseException) -> None:
 def build_report(prepared: Prepared, fitted: Fitted, *, duration_s: float, planned_peak_bytes: int | None) -> TrainReport:
     """The TrainReport of the run; the planner's peak for these settings when the caller had none."""
     config, log, batching = prepared.config, fitted.log, fitted.batching
-    newest = newest_checkpoint(prepared.output)
+    newest = checkpoints.newest_complete(prepared.output)
     return TrainReport(
         output=str(prepared.output), model=str(prepared.model_dir), data=str(config.data),
         settings=asdict(replace(config.settings, micro_batch=batching.micro_batch, grad_accum=batching.grad_accum)),

@@ -11,6 +11,7 @@ import pytest
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.settings import OPTIMIZERS as SETTINGS_OPTIMIZERS
 from gpudoctor.settings import RunConfig
+from gpudoctor.train import checkpoints
 from gpudoctor.train.callbacks import RunLog
 from gpudoctor.train.run import Fitted, finish, prepare, split_eval, start_run_folder
 from gpudoctor.train.trainer import OPTIMIZERS, Batching, optimizer_name
@@ -67,7 +68,10 @@ def _prepared(tiny_model, tiny_config, support_data, folder):
 
 def test_finish_maps_an_interrupt_to_exit_130_and_writes_the_report(tiny_model, tiny_config, support_data, tmp_path):
     prepared = _prepared(tiny_model, tiny_config, support_data, tmp_path / "out")
-    (tmp_path / "out" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    saved = tmp_path / "out" / "checkpoints" / "checkpoint-2"
+    saved.mkdir(parents=True)
+    checkpoints.seal(saved, 2)  # as the trainer's save leaves it
+    (tmp_path / "out" / "checkpoints" / "checkpoint-3").mkdir()  # unsealed: a save a kill cut short is not named
     log = RunLog(losses=[(1, 2.5), (2, 2.0)], stopped_by="signal", tokens=100, train_seconds=2.0)
     fitted = Fitted(model=None, log=log, steps=2, batching=Batching(2, 1), backoffs=[])
     with pytest.raises(GpudoctorError) as err:
