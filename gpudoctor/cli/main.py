@@ -23,6 +23,7 @@ from gpudoctor.errors import EXIT_INTERRUPTED, EXIT_PROBLEM, EXIT_USAGE, Gpudoct
 COMMAND_MODULES = (
     "gpudoctor.cli.check",
     "gpudoctor.cli.plan",
+    "gpudoctor.cli.pull",
     "gpudoctor.cli.train",
     "gpudoctor.cli.chat",
     "gpudoctor.cli.merge",

@@ -44,12 +44,12 @@ def resolve_model_dir(name_or_path: str, what: str | None = None) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     from gpudoctor.resources import hf_hub_cache
+    from gpudoctor.train.pull import ALLOW_PATTERNS, IGNORE_PATTERNS  # the files `gpudoctor pull` fetches
 
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
     try:  # the cache folder gpudoctor.resources names, like every other part of gpudoctor
-        return Path(snapshot_download(hub_id, cache_dir=hf_hub_cache(), local_files_only=True, allow_patterns=patterns))
+        return Path(snapshot_download(hub_id, cache_dir=hf_hub_cache(), local_files_only=True, allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS))
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
-        raise ProblemFound(f"{what}: {hub_id} is not in the Hugging Face cache; download it first with `hf download {hub_id}`") from None
+        raise ProblemFound(f"{what}: {hub_id} is not in the Hugging Face cache; download it first with `hf download {hub_id}` or `gpudoctor pull {name_or_path}` (checks disk and access first)") from None
 
 
 def looks_like_path(name: str) -> bool:

@@ -1,0 +1,22 @@
+"""`gpudoctor pull MODEL`: download a base model into the Hugging Face cache, checked first.
+
+The logic lives in gpudoctor/train/pull.py; huggingface_hub loads only when the command runs.
+"""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pull", help="Download a model (profile id or Hugging Face id) into the Hugging Face cache: safetensors, config and tokenizer only.")(pull)
+
+
+def pull(
+    model: str = typer.Argument(..., help="A profile id (mistral-7b) or a Hugging Face repo id (owner/name).", show_default=False),
+) -> None:
+    from gpudoctor.cli.output import err_console
+    from gpudoctor.train.pull import pull as run_pull
+
+    err = err_console()
+    run_pull(model, say=lambda line: err.print(line, markup=False, soft_wrap=True))
