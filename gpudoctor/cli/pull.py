@@ -5,6 +5,9 @@ The logic lives in gpudoctor/train/pull.py; huggingface_hub loads only when the 
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
 
 
@@ -20,3 +23,17 @@ def pull(
 
     err = err_console()
     run_pull(model, say=lambda line: err.print(line, markup=False, soft_wrap=True))
+
+
+def ensure_pulled(model: str, *, yes: bool, console: Any) -> None:
+    """train's hook: download `model` when it is a hub model not in the cache, asking first when it is big."""
+    from gpudoctor.train.pull import ensure_model
+
+    ensure_model(model, yes=yes, ask=_ask, say=lambda line: console.print(line, markup=False, soft_wrap=True))
+
+
+def _ask(question: str) -> bool:
+    """A yes/no question on the terminal; no terminal (a script, CI) is a no: it must pass --yes."""
+    if not sys.stdin.isatty():
+        return False
+    return typer.confirm(question, default=False, err=True)

@@ -31,7 +31,7 @@ def demo_workdir() -> Path:
 @run_setting_flags
 def train(
     run_yaml: Optional[Path] = typer.Argument(None, help="A run.yaml from `gpudoctor plan --emit gpudoctor`.", show_default=False),
-    model: Optional[str] = typer.Option(None, "--model", help="Profile id, local model folder or Hugging Face id (from the local cache)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Profile id, local model folder or Hugging Face id (downloaded into the Hugging Face cache when missing)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Alpaca or ShareGPT/messages JSON or JSONL."),
     output: Optional[Path] = typer.Option(None, "--output", help="Run folder (adapter, report.json, loss.png, checkpoints/)."),
     demo: bool = typer.Option(False, "--demo", help="Train the built-in tiny model on the shipped support data (CPU: about a minute)."),
@@ -43,6 +43,7 @@ def train(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model folder's own Python code to run."),
     skip_check: bool = typer.Option(False, "--skip-check", help="Do not run the doctor's blocking checks first."),
     truncate: bool = typer.Option(False, "--truncate", help="Cut samples longer than --seq-len instead of stopping."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Download a model missing from the Hugging Face cache without asking."),
     *,
     flags: RunFlags,
 ) -> None:
@@ -62,6 +63,9 @@ def train(
 
         render(plan, out_console())
     _print_settings(console, config, with_settings=plan is None)
+    from gpudoctor.cli.pull import ensure_pulled
+
+    ensure_pulled(config.model, yes=yes, console=console)  # a hub model not cached yet: `gpudoctor pull`'s path
     if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(_launch_distributed(config, console))
     from gpudoctor.train.quiet import quiet_libraries

@@ -24,6 +24,7 @@ ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
 IGNORE_PATTERNS = ["*/*", "consolidated*.safetensors"]
 RETRIES = 2  # pull's own retries after huggingface_hub's in-call resumes give up
 GIB = 1024**3
+ASK_ABOVE = 1 * GIB  # train asks before a download bigger than this (unless --yes)
 
 
 @dataclass(frozen=True)
@@ -130,11 +131,37 @@ def pull(name: str, *, say: Callable[[str], None], confirm: Callable[[Plan], boo
     wanted = plan(repo_id)
     check_disk(repo_id, wanted.missing_bytes, cache)
     if confirm is not None and not confirm(wanted):
-        raise ProblemFound(f"{repo_id}: not downloaded; run `gpudoctor pull {name}` when you want it, or pass --yes")
+        raise ProblemFound(
+            f"{repo_id}: not in the Hugging Face cache and not downloaded ({wanted.missing_bytes / GIB:.1f} GiB); "
+            f"pass --yes to download it, or run `gpudoctor pull {name}` first"
+        )
     say(f"{repo_id}: downloading {len(wanted.files)} files, {wanted.missing_bytes / GIB:.2f} GiB, into {cache} (commit {wanted.commit[:10]})")
     path = _download(wanted, cache, say)
     say(f"{repo_id}: in the Hugging Face cache at {path}")
     return Pulled(repo_id, path, wanted.missing_bytes, False)
+
+
+def ensure_model(name: str, *, yes: bool, ask: Callable[[str], bool], say: Callable[[str], None]) -> None:
+    """train's step before loading: a hub model (profile or repo id) not in the cache is pulled, after
+    `ask` says yes when it is over ASK_ABOVE bytes (unless `yes`). Folders and bad names pass through
+    untouched: resolve_model_dir says what is wrong with them."""
+    from gpudoctor.train.model import looks_like_path
+
+    if looks_like_path(name) or Path(name).expanduser().exists():
+        return
+    try:
+        repo_id = hub_id(name)
+    except BadInput:
+        return
+    if offline() or cached(repo_id) is not None:
+        return  # offline: resolve_model_dir says it is not cached, and how to get it
+
+    def confirm(wanted: Plan) -> bool:
+        if yes or wanted.missing_bytes <= ASK_ABOVE:
+            return True
+        return ask(f"{repo_id} is not in the Hugging Face cache: download {wanted.missing_bytes / GIB:.1f} GiB now?")
+
+    pull(name, say=say, confirm=confirm)
 
 
 def _download(wanted: Plan, cache: Path, say: Callable[[str], None]) -> Path:
@@ -207,10 +234,18 @@ def _unreachable(repo_id: str, err: BaseException) -> str:
     )
 
 
-def _refuse_offline(repo_id: str, cache: Path) -> None:
+def offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as huggingface_hub read it at import, or as it is now."""
+    import os
+
     from huggingface_hub import constants
 
-    if constants.is_offline_mode():
+    now = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return constants.is_offline_mode() or now.strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _refuse_offline(repo_id: str, cache: Path) -> None:
+    if offline():
         raise ProblemFound(
             f"{repo_id}: not in the Hugging Face cache {cache} and HF_HUB_OFFLINE is set, so nothing can be downloaded; "
             "unset HF_HUB_OFFLINE on a connected machine, or copy the model's cache folder here"

@@ -284,3 +284,42 @@ def test_not_a_repo_id_is_bad_input(env):
     result = pull(env, "no-such-profile")
     assert result.returncode == 2
     assert "owner/name" in _one_line(result)
+
+
+def ensure(env: dict, *, yes: bool, answer: bool) -> subprocess.CompletedProcess:
+    """train's hook (ensure_model) in a fresh interpreter, its threshold lowered to 1000 bytes; prints what it was asked."""
+    script = (
+        "import gpudoctor.train.pull as p\np.ASK_ABOVE = 1000\nasked = []\n"
+        f"try:\n    p.ensure_model('org/tiny', yes={yes}, ask=lambda q: asked.append(q) or {answer}, say=print)\n"
+        "except Exception as err:\n    print('ERROR', type(err).__name__, err)\nprint('ASKED', asked)\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_train_asks_before_a_big_download_and_a_no_fetches_nothing(env, hub):
+    result = ensure(env, yes=False, answer=False)
+    assert "ERROR ProblemFound org/tiny: not in the Hugging Face cache and not downloaded (0.0 GiB); pass --yes" in result.stdout
+    assert "download 0.0 GiB now?" in result.stdout  # the question names the size
+    assert hub.file_requests() == []
+
+
+def test_train_downloads_after_a_yes_or_with_yes(env, hub):
+    result = ensure(env, yes=False, answer=True)
+    assert "ERROR" not in result.stdout and (_snapshot(env) / "model.safetensors").read_bytes() == WEIGHTS
+    hub.requests.clear()
+    again = ensure(env, yes=True, answer=False)  # cached now: nothing asked, nothing fetched
+    assert "ASKED []" in again.stdout and hub.requests == []
+
+
+def test_train_with_yes_never_asks(env, hub):
+    result = ensure(env, yes=True, answer=False)
+    assert "ASKED []" in result.stdout and "ERROR" not in result.stdout
+    assert (_snapshot(env) / "config.json").is_file()
+
+
+def test_train_has_a_yes_flag_and_no_terminal_means_no(cli, monkeypatch):
+    from gpudoctor.cli import pull as cli_pull
+
+    assert "--yes" in cli("train", "--help").stdout
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert cli_pull._ask("download?") is False
