@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from gpudoctor.data.consistent import Detail, consistent_details, names_option
 from gpudoctor.data.dedupe import find_duplicates
-from gpudoctor.data.lang import guess_language
+from gpudoctor.data.lang import guess_languages
 from gpudoctor.data.pii import scan_texts, scanners_in_use
 from gpudoctor.data.records import Dataset
 from gpudoctor.data.stats import compute_stats
@@ -96,7 +96,9 @@ def check_dataset(
     counts: Counter[str] = Counter()
     placeholders: dict[str, list[int]] = defaultdict(list)
     spans = scan_texts((m.content for r in dataset.records for m in r.messages), use_nlp=use_nlp) if pii else {}
-    for record in dataset.records:
+    texts = ["\n".join(m.content for m in r.messages) for r in dataset.records]
+    languages.update(guess_languages(texts))  # all at once: with numpy, the letters are counted in one pass
+    for record, text in zip(dataset.records, texts):
         roles = [m.role for m in record.messages]
         users = [m for m in record.messages if m.role == "user"]
         replies = [m for m in record.messages if m.role == "assistant"]
@@ -106,8 +108,6 @@ def check_dataset(
             empty["reply"].append(record.number)
         if "system" in roles and any(m.role == "system" and not m.content.strip() for m in record.messages):
             empty["system"].append(record.number)
-        text = "\n".join(m.content for m in record.messages)
-        languages[guess_language(text)] += 1
         if "{" in text:  # every template pattern starts with a brace, and most texts have none
             for match in TEMPLATE.finditer(text):
                 if record.number not in placeholders[match.group()]:
