@@ -80,13 +80,15 @@ def cached(repo_id: str) -> Path | None:
 
 def plan(repo_id: str) -> Plan:
     """Ask the hub for the repo's files and sizes (one request); the bytes not yet in the cache."""
-    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub import HfApi, get_token, try_to_load_from_cache
     from huggingface_hub.utils import filter_repo_objects
 
     from gpudoctor.resources import hf_hub_cache
 
     info = hub_call(repo_id, lambda: HfApi().model_info(repo_id, files_metadata=True, timeout=_timeout()))
     siblings = list(filter_repo_objects(info.siblings or [], allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS, key=lambda s: s.rfilename))
+    if info.gated and get_token() is None:  # the hub lists a gated repo's files to anyone, but serves them only to accepted users
+        raise ProblemFound(_locked(repo_id, f"is gated ({info.gated} approval) and you are not logged in"))
     if not any(s.rfilename.endswith(".safetensors") for s in siblings):
         raise BadInput(f"{repo_id}: the repo has no .safetensors weights at its top level; gpudoctor loads safetensors only")
     missing = 0
@@ -135,7 +137,7 @@ def pull(name: str, *, say: Callable[[str], None], confirm: Callable[[Plan], boo
             f"{repo_id}: not in the Hugging Face cache and not downloaded ({wanted.missing_bytes / GIB:.1f} GiB); "
             f"pass --yes to download it, or run `gpudoctor pull {name}` first"
         )
-    say(f"{repo_id}: downloading {len(wanted.files)} files, {wanted.missing_bytes / GIB:.2f} GiB, into {cache} (commit {wanted.commit[:10]})")
+    say(f"{repo_id}: downloading {wanted.missing_bytes / GIB:.2f} GiB ({len(wanted.files)} files: weights, config, tokenizer) into {cache}, commit {wanted.commit[:10]}")
     path = _download(wanted, cache, say)
     say(f"{repo_id}: in the Hugging Face cache at {path}")
     return Pulled(repo_id, path, wanted.missing_bytes, False)
@@ -206,13 +208,15 @@ def hub_call(repo_id: str, call: Callable[[], Any], *, transient_ok: bool = Fals
     except HfHubHTTPError as err:
         status = _status(err)
         if status in (401, 403):
-            raise ProblemFound(_locked(repo_id, f"refused access ({status})")) from None
+            raise ProblemFound(_locked(repo_id, f"the hub refused access ({status})")) from None
         if transient_ok and status is not None and status >= 500:
             raise _Transient(f"server error {status}") from None
         raise ProblemFound(f"{repo_id}: the Hugging Face Hub answered {status or 'an error'} ({_first_line(err)}); try again later") from None
     except (httpx2.TransportError, LocalEntryNotFoundError, OSError) as err:
         if getattr(err, "errno", None) == errno.ENOSPC:
             raise ProblemFound(f"{repo_id}: the disk filled up during the download; free some space, or export HF_HUB_CACHE=/bigger/disk") from None
+        if isinstance(err, PermissionError):
+            raise ProblemFound(f"{repo_id}: cannot write the Hugging Face cache ({_first_line(err)}); export HF_HUB_CACHE=/a/folder/you/can/write") from None
         if transient_ok:
             raise _Transient(_first_line(err)) from None
         raise ProblemFound(_unreachable(repo_id, err)) from None

@@ -237,11 +237,22 @@ def test_disk_check_counts_only_the_files_to_fetch(env, hub):
     assert result.returncode == 0, result.stderr
 
 
-def test_gated_repo_says_where_to_accept_and_how_to_log_in(env, hub):
+def test_gated_repo_without_a_token_is_refused_before_any_file_request(env, hub):
     result = pull(env, "org/gated")
     assert result.returncode == 1
     line = _one_line(result)
+    assert "is gated (manual approval) and you are not logged in" in line
     assert "https://huggingface.co/org/gated" in line and "hf auth login" in line and "HF_TOKEN" in line
+    assert hub.file_requests() == []
+
+
+def test_gated_repo_whose_licence_is_not_accepted_is_one_line_exit_1(env, hub):
+    result = pull({**env, "HF_TOKEN": "hf_not_accepted"}, "org/gated")  # logged in; the hub answers 401 GatedRepo to the files
+    assert result.returncode == 1
+    line = _one_line(result)
+    assert line.startswith("gpudoctor: error: org/gated: is gated; accept its licence at https://huggingface.co/org/gated")
+    assert "hf auth login" in line and "HF_TOKEN" in line
+    assert any(m == "HEAD" for m, _, _ in hub.file_requests())
 
 
 def test_forbidden_repo_is_one_line_exit_1(env, hub):
@@ -323,3 +334,15 @@ def test_train_has_a_yes_flag_and_no_terminal_means_no(cli, monkeypatch):
     assert "--yes" in cli("train", "--help").stdout
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert cli_pull._ask("download?") is False
+
+
+def test_a_partial_cache_fetches_and_counts_only_what_is_missing(env, hub):
+    assert pull(env, "org/tiny").returncode == 0
+    config = _snapshot(env) / "config.json"
+    config.resolve().unlink()  # its blob and its link: as if that file never arrived
+    config.unlink()
+    hub.requests.clear()
+    result = pull(env, "org/tiny", free=1_000)  # room for config.json, nowhere near the weights
+    assert result.returncode == 0, result.stderr
+    assert config.read_bytes() == FILES["config.json"]
+    assert [p.rsplit("/", 1)[1] for m, p, _ in hub.file_requests() if m == "GET"] == ["config.json"]
