@@ -22,7 +22,8 @@ def pull(
     from gpudoctor.train.pull import pull as run_pull
 
     err = err_console()
-    run_pull(model, say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    pulled = run_pull(model, say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    typer.echo(str(pulled.path))  # the folder alone on stdout, for scripts: MODEL_DIR=$(gpudoctor pull MODEL)
 
 
 def ensure_pulled(model: str, *, yes: bool, console: Any) -> None:

@@ -186,6 +186,7 @@ def test_pull_fetches_only_weights_config_and_tokenizer(env, hub, monkeypatch):
     assert (snapshot / "model.safetensors").read_bytes() == WEIGHTS
     assert {path.rsplit("/", 1)[1] for method, path, _ in hub.file_requests()} == FETCHED  # no .bin/.pt/README/subfolders
     assert f"in the Hugging Face cache at {snapshot}" in result.stderr
+    assert result.stdout == f"{snapshot}\n"  # the folder alone on stdout, for MODEL_DIR=$(gpudoctor pull ...)
     # train's own lookup finds what pull fetched (same patterns, same cache)
     monkeypatch.setenv("HF_HUB_CACHE", env["HF_HUB_CACHE"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
