@@ -45,6 +45,7 @@ class Hub:
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.drop_after: dict[str, int] = {}  # file -> close the connection after this many bytes (once)
         self.fail_once: dict[str, int] = {}  # file -> answer this status once to its GET
+        self.fail_always: dict[str, int] = {}  # file -> answer this status to every GET
         self.lock = threading.Lock()
 
     def file_requests(self) -> list[tuple[str, str, str | None]]:
@@ -111,8 +112,8 @@ def _handler(hub: Hub):
             if name not in FILES:
                 return self._json(404, {"error": "no such file"}, {"X-Error-Code": "EntryNotFound"})
             data, entry = FILES[name], _entry(name)
-            if self.command == "GET" and hub.fail_once.get(name):
-                return self._json(hub.fail_once.pop(name), {"error": "server error"})
+            if self.command == "GET" and (hub.fail_once.get(name) or hub.fail_always.get(name)):
+                return self._json(hub.fail_once.pop(name, None) or hub.fail_always[name], {"error": "server error"})
             etag = entry["lfs"]["oid"] if "lfs" in entry else entry["oid"]
             start = int(re.match(r"bytes=(\d+)-", self.headers.get("Range") or "bytes=0-").group(1))
             self.send_response(206 if start else 200)
@@ -221,6 +222,30 @@ def test_server_error_mid_download_is_retried_by_pull(env, hub):
     assert result.returncode == 0, result.stderr
     assert "trying again (1 of 2)" in result.stderr
     assert (_snapshot(env) / "model.safetensors").read_bytes() == WEIGHTS
+
+
+def test_a_download_that_keeps_failing_stops_after_three_tries_with_one_line(env, hub):
+    hub.fail_always["model.safetensors"] = 503
+    result = pull(env, "org/tiny")
+    assert result.returncode == 1
+    line = _one_line(result)
+    assert "after 3 tries" in line and "run `gpudoctor pull org/tiny` again" in line
+    assert sum(1 for m, p, _ in hub.file_requests() if m == "GET" and p.endswith("model.safetensors")) == 3
+
+
+def test_train_calls_the_pull_hook_with_its_model_and_yes(cli, monkeypatch):
+    from gpudoctor.errors import ProblemFound
+
+    seen = []
+
+    def hook(model, *, yes, console):
+        seen.append((model, yes))
+        raise ProblemFound("stopped here")
+
+    monkeypatch.setattr("gpudoctor.cli.pull.ensure_pulled", hook)
+    result = cli("train", "--demo", "--yes")
+    assert result.exit_code == 1 and "stopped here" in result.stderr
+    assert len(seen) == 1 and seen[0][1] is True and Path(seen[0][0]).is_dir()
 
 
 def test_too_little_disk_is_one_line_before_any_file_request(env, hub):
