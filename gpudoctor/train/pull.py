@@ -167,7 +167,8 @@ def ensure_model(name: str, *, yes: bool, ask: Callable[[str], bool], say: Calla
 
 
 def _download(wanted: Plan, cache: Path, say: Callable[[str], None]) -> Path:
-    """snapshot_download at the planned commit, retried RETRIES times after a dropped connection."""
+    """snapshot_download of the repo's main branch (so refs/main is written for later lookups), retried
+    RETRIES times after a dropped connection or a server error; huggingface_hub resumes partial files itself."""
     from huggingface_hub import snapshot_download
 
     for attempt in range(RETRIES + 1):
