@@ -18,12 +18,10 @@ from __future__ import annotations
 import re
 import sys
 import zlib
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
 from typing import Any
 
 from gpudoctor.data.records import Dataset, Record
@@ -117,17 +115,22 @@ def _score_if_near(a: list[int], a_set: set[int], b: list[int], b_set: set[int],
         return 0.0
     if union <= K:
         return count / size
-    shared = list(filter(b_set.__contains__, a))  # sorted, as a is
-    # the i-th smallest shared hash x has bisect(a, x) + bisect(b, x) - i smaller hashes in the
-    # union; count those with fewer than K (a prefix of the shared hashes, so a binary search)
-    low, high = 0, len(shared)
-    while low < high:
-        middle = (low + high) // 2
-        x = shared[middle]
-        if bisect_left(a, x) + bisect_left(b, x) - middle < K:
-            low = middle + 1
+    if not count:
+        return 0.0
+    # the union's hashes beyond the K smallest are its union - K largest: walk down both sketches
+    # from their ends (at most 12 steps when the pair can reach 0.8), counting the shared ones left out
+    i, j, left_out = len(a) - 1, len(b) - 1, 0
+    for _ in range(union - K):  # never runs off either sketch: count >= 1 and len(b) <= K
+        x, y = a[i], b[j]
+        if x == y:
+            left_out += 1
+            i -= 1
+            j -= 1
+        elif x > y:
+            i -= 1
         else:
-            high = middle
+            j -= 1
+    low = count - left_out
     return low / size if low / size >= threshold else 0.0
 
 
@@ -299,6 +302,23 @@ def _numpy_chunk(lowered: list[str], np: Any) -> list[list[int]]:
     return [sketch(text) if short[i] else values[bounds[i] : bounds[i + 1]] for i, text in enumerate(lowered)]
 
 
+def _candidates(crowds: list[list[int]]) -> list[int]:
+    """The originals to compare with: those in two or more of the crowds (each crowd's newest
+    MAX_BUCKET_COMPARISONS), most shared first, then the other members of rare buckets; at most
+    MAX_COMPARISONS. Ties keep the order first met, as a stable sort of Counter.most_common would."""
+    if len(crowds) == 1:  # every count is 1: only a rare bucket's members qualify
+        return crowds[0][:MAX_COMPARISONS] if len(crowds[0]) <= RARE_BUCKET else []
+    shared = Counter(chain.from_iterable([bucket[-MAX_BUCKET_COMPARISONS:] for bucket in crowds]))
+    found = [other for other, count in shared.items() if count >= 2]
+    if len(found) > 1:
+        found.sort(key=shared.__getitem__, reverse=True)  # stable
+    if len(found) < MAX_COMPARISONS:
+        rare = {other for bucket in crowds if len(bucket) <= RARE_BUCKET for other in bucket}
+        if rare:
+            found += [other for other, count in shared.items() if count == 1 and other in rare]
+    return found[:MAX_COMPARISONS]
+
+
 def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = NEAR_THRESHOLD) -> Duplicates:
     """Later records that repeat an earlier one, exactly or nearly."""
     exact: list[Duplicate] = []
@@ -323,11 +343,7 @@ def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = N
             if crowds:
                 # a candidate from a crowded bucket (a common phrase) must share two of the smallest
                 # hashes: a pair with Jaccard similarity 0.8 almost always does, unrelated records rarely
-                shared = Counter(chain.from_iterable([bucket[-MAX_BUCKET_COMPARISONS:] for bucket in crowds]))
-                rare = {other for bucket in crowds if len(bucket) <= RARE_BUCKET for other in bucket}
-                by_count = sorted(shared.items(), key=itemgetter(1), reverse=True)  # stable, as most_common
-                candidates = [other for other, count in by_count if count >= 2 or other in rare]
-                for other in candidates[:MAX_COMPARISONS]:
+                for other in _candidates(crowds):
                     theirs, their_set = originals[other]
                     score = _score_if_near(mine, mine_set, theirs, their_set, threshold)
                     if score >= threshold and (best is None or score > best[0]):
