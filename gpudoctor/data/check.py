@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from gpudoctor.data.consistent import Detail, consistent_details, names_option
 from gpudoctor.data.dedupe import find_duplicates
 from gpudoctor.data.lang import guess_languages
+from gpudoctor.data.load import gc_paused
 from gpudoctor.data.pii import scan_texts, scanners_in_use
 from gpudoctor.data.records import Dataset
 from gpudoctor.data.stats import compute_stats
@@ -89,6 +90,11 @@ def check_dataset(
     dataset: Dataset, *, tokenizer_path: str | None = None, seq_len: int | None = None, use_nlp: bool = True, pii: bool = True
 ) -> CheckReport:
     """Everything that would hurt training on `dataset`, as one report (see CheckReport)."""
+    with gc_paused():  # the same report, without collections that walk every record again and again
+        return _check(dataset, tokenizer_path, seq_len, use_nlp, pii)
+
+
+def _check(dataset: Dataset, tokenizer_path: str | None, seq_len: int | None, use_nlp: bool, pii: bool) -> CheckReport:
     tokens = _token_summary_of(dataset, tokenizer_path, seq_len)
     empty: dict[str, list[int]] = defaultdict(list)
     languages: Counter[str] = Counter()

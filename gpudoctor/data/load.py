@@ -10,8 +10,11 @@ be read as records at all.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +37,28 @@ MESSAGE_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "
 EXPECTED = "Alpaca (instruction, input, output), ShareGPT (conversations) or chat (messages)"
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside. Building hundreds of thousands of small objects (records,
+    messages, sketches) sets off collections that each walk every object made so far: measured, a
+    sixth of `data check`'s CPU time on 50,000 records. Records hold no reference cycles, so
+    reference counting frees everything as before; collection resumes (if it was on) on the way out."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_dataset(path: str | Path) -> Dataset:
     """Read `path` into a Dataset whose records all have `messages` filled."""
+    with gc_paused():
+        return _load(path)
+
+
+def _load(path: str | Path) -> Dataset:
     name = str(path)
     text = _read_text(Path(path), name)
     stripped = text.lstrip()
