@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+from gpudoctor.data.load import gc_paused
 from gpudoctor.data.records import Dataset, Record
 
 K = 64
@@ -321,6 +322,11 @@ def _candidates(crowds: list[list[int]]) -> list[int]:
 
 def find_duplicates(dataset: Dataset, *, near: bool = True, threshold: float = NEAR_THRESHOLD) -> Duplicates:
     """Later records that repeat an earlier one, exactly or nearly."""
+    with gc_paused():  # thousands of sketches and sets: collections would walk them all again and again
+        return _find(dataset, near, threshold)
+
+
+def _find(dataset: Dataset, near: bool, threshold: float) -> Duplicates:
     exact: list[Duplicate] = []
     first_seen: dict[str, int] = {}
     unique: list[tuple[int, str]] = []
