@@ -321,6 +321,8 @@ def _text(value: dict[str, Any], key: str, where: str) -> str:
 
 
 def _checked(text: str, where: str) -> str:
+    if text.isascii():  # O(1) in CPython, and an ASCII string holds no surrogate
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
