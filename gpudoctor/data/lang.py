@@ -2,7 +2,9 @@
 
 The dominant writing system decides (Han → zh, kana → ja, Hangul → ko, Cyrillic, Arabic,
 Devanagari...); Latin text is "en" when English function words make up at least 15% of its
-words, else "latin (non-English)". It does not tell French from German.
+words, else "latin (non-English)". It does not tell French from German. Only the first SAMPLE_CHARS
+characters are read. guess_languages() does many texts at once: with numpy, one table lookup counts
+the letters per script of all non-ASCII samples (the same counts as the per-text path, so the same guesses).
 """
 
 from __future__ import annotations
