@@ -67,7 +67,8 @@ def train(
 
     ensure_pulled(config.model, yes=yes, console=console)  # a hub model not cached yet: `gpudoctor pull`'s path
     if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:
-        raise typer.Exit(_launch_distributed(config, console))
+        passed = [flag for flag, given in (("--trust-remote-code", trust_remote_code), ("--truncate", truncate)) if given]
+        raise typer.Exit(_launch_distributed(config, console, request, plan, passed))
     from gpudoctor.train.quiet import quiet_libraries
 
     quiet_libraries()
@@ -80,7 +81,8 @@ def train(
         truncate=truncate, faults=Faults.from_env(), planned_peak_bytes=plan.memory.peak_reserved_bytes if plan else None,
         hardware=plan.hardware if plan else None, corrections_file=default_file(),
     )  # fmt: skip
-    _print_report(report, out_console())
+    if os.environ.get("RANK", "0") == "0":  # accelerate launch: rank 0 speaks for the run
+        _print_report(report, out_console())
 
 
 def _print_settings(console: Any, config: Any, *, with_settings: bool) -> None:
@@ -98,19 +100,28 @@ def _print_settings(console: Any, config: Any, *, with_settings: bool) -> None:
     console.print(f"train: {config.model} on {config.data} → {config.output} · {budget} · lr {t.lr:g} · seed {t.seed}")
 
 
-def _launch_distributed(config: Any, console: Any) -> int:
-    import subprocess
-
+def _launch_distributed(config: Any, console: Any, request: Any, plan: Any, passed: list[str]) -> int:
+    """Start the run in config.settings.gpus processes through `accelerate launch` (train.distributed): DDP on the
+    GPUs, or on the CPU with gloo for --gpu cpu or a machine without a GPU. Returns the launcher's exit code."""
     from gpudoctor.plan.runconfig import write_run_config
-    from gpudoctor.train.launch import accelerate_command
+    from gpudoctor.train import distributed
+    from gpudoctor.train.request import gpus_found
 
+    processes, found = config.settings.gpus, gpus_found()
+    on_cpu = plan.hardware.device == "cpu" if plan is not None else (request.gpu == "cpu" or not found)
+    distributed.check_processes(processes, on_cpu=on_cpu, gpus_found=found)
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    run_yaml = output / "launch.yaml"
-    write_run_config(config, run_yaml)
-    command = accelerate_command(str(run_yaml), config.settings.gpus, config.settings.strategy)
-    console.print("launch: " + " ".join(command))
-    return subprocess.call(command)
+    distributed.check_resume_world(output, processes, resume=request.resume)
+    (output / distributed.LAUNCH_DIR).mkdir(parents=True, exist_ok=True)
+    run_yaml = write_run_config(config, output / distributed.LAUNCH_DIR / distributed.RUN_NAME)
+    settings = distributed.launch_config(
+        processes, on_cpu=on_cpu, strategy=distributed.strategy_of(config.settings), compute_dtype=config.settings.compute_dtype, port=distributed.free_port()
+    )
+    config_file = distributed.write_launch_config(output, settings)
+    flags = {"--resume": request.resume, "--resume-changed-data": request.resume_changed_data, "--force": request.force}
+    command = distributed.launch_command(config_file, run_yaml, [*(flag for flag, given in flags.items() if given), *passed])
+    console.print("launch: " + distributed.shown_command(command))
+    return distributed.run_launcher(command, distributed.launch_env(on_cpu, processes))
 
 
 def _print_report(report: Any, out: Any) -> None:

@@ -137,8 +137,10 @@ def _checked_fixed(fixed: dict[str, Any], hardware: Hardware) -> dict[str, Any]:
             raise BadInput(f"--optimizer {fixed['optimizer']}: 8-bit and paged optimizers need a GPU; on the CPU use adamw_torch")
         if fixed.get("attn") == "flash":
             raise BadInput("--attn flash: FlashAttention needs a GPU; on the CPU use sdpa")
+        if fixed.get("gpus", 1) > 1 and fixed.get("strategy", "ddp") != "ddp":
+            raise BadInput(f"--strategy {fixed['strategy']}: several CPU processes train with ddp (gloo); drop --strategy or name a card with --gpu")
         if fixed.get("gpus", 1) > 1:
-            raise BadInput("--gpus: this plan is for the CPU; name a card with --gpu to plan several GPUs")
+            fixed = {**fixed, "strategy": "ddp"}  # CPU processes over gloo: DDP, the GPUs' code path
     elif fixed.get("attn") == "flash" and not hardware.flash_attn:
         raise BadInput(f"--attn flash: FlashAttention-2 does not train on {hardware.name}; use sdpa")
     if fixed.get("compute_dtype") == "bf16" and not hardware.bf16 and hardware.device != "cpu":

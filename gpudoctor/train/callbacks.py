@@ -244,7 +244,9 @@ class StopOnSignal(TrainerCallback):
                 self._previous[sig] = signal.signal(sig, self._handle)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.received is not None:
+        from gpudoctor.train.distributed import agreed
+
+        if agreed(self.received is not None):  # accelerate launch: every rank stops at the step any rank got it
             self.log.stopped_by = "signal"
             control.should_save = True
             control.should_training_stop = True

@@ -47,6 +47,8 @@ class TrainReport:
     versions: dict[str, str] = field(default_factory=dict)
     train_seconds: float | None = None  # seconds spent in training steps, whole run
     resumes: list[dict[str, Any]] = field(default_factory=list)  # {at_step, from_checkpoint, time} per --resume
+    world_size: int = 1  # processes that trained this run (accelerate launch's WORLD_SIZE)
+    strategy: str = "single"  # single | ddp | fsdp
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -123,6 +123,17 @@ def _hardware(request: TrainRequest) -> Hardware | None:
     return hardware
 
 
+def gpus_found() -> int | None:
+    """How many GPUs training could use here (the doctor's rule); None when the probe cannot tell."""
+    try:
+        from gpudoctor.doctor.selection import training_gpus
+        from gpudoctor.probe import probe_system
+
+        return len(training_gpus(probe_system(live=False)))
+    except Exception:  # advisory: the launch judges what it can
+        return None
+
+
 def _gpu_present() -> bool:
     try:
         from gpudoctor.probe import probe_system

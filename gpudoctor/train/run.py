@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from gpudoctor.errors import EXIT_INTERRUPTED, BadInput, GpudoctorError, ProblemFound
 from gpudoctor.plan.runconfig import write_run_config
 from gpudoctor.settings import RunConfig, Settings, TrainingOptions
-from gpudoctor.train import adapter_check, checkpoints, history, measure, runfolder
+from gpudoctor.train import adapter_check, checkpoints, distributed, history, measure, runfolder
 from gpudoctor.train.outputdir import check_output, place_saved
 from gpudoctor.train.packing import HeaviestFirst, Row, RowCollator, RowDataset, TokenCounter, pack, unpacked
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
@@ -181,6 +181,7 @@ def prepare(
     runfolder.check_writable(output)
     runfolder.check_lock(output)
     state = runfolder.folder_state(output)
+    distributed.check_resume_world(output, settings.gpus, resume=resume)
     checkpoint = check_output(output, config, resume=resume, allow_changed_data=resume_changed_data, notes=said)
     device = device_name()
     if device == "cpu" and not force:
@@ -321,6 +322,8 @@ def start_run_folder(prepared: Prepared, *, resume: bool = False) -> None:
     from gpudoctor.train.tokenize import save_cache
 
     prepared.output.mkdir(parents=True, exist_ok=True)
+    if not runfolder.main_process():  # accelerate launch: rank 0 writes the run folder
+        return
     if not resume or prepared.restart_epoch:
         write_run_config(prepared.config, prepared.output / "run.yaml")
     if prepared.data_record is not None and (not resume or prepared.restart_epoch or runfolder.read_data_record(prepared.output) is None):
@@ -346,8 +349,9 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
     initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     batching, backoffs, replans, measured = Batching(settings.micro_batch, settings.grad_accum), [], [], []
     log, counter, checkpoint = RunLog(), TokenCounter(), prepared.checkpoint
-    checkpoints.clean_leftovers(prepared.output, console.print)  # what a crash mid-save left
-    checkpoints.announce(prepared.output, checkpoint, console.print)
+    if runfolder.main_process():
+        checkpoints.clean_leftovers(prepared.output, console.print)  # what a crash mid-save left
+        checkpoints.announce(prepared.output, checkpoint, console.print)
     while True:
         check = first_step_check(prepared, batching, console, measured, corrections_file)
         trainer, callbacks = make_trainer(prepared, model, batching, log, counter, console, faults, check)
@@ -496,16 +500,18 @@ def final_eval_loss(trainer: Any, fitted: Fitted, *, has_eval: bool) -> float | 
 def finish(prepared: Prepared, fitted: Fitted, *, started: float, planned_peak_bytes: int | None = None) -> TrainReport:
     """Save the adapter and tokenizer (a finished run only), write report.json and loss.png, then raise
     for an interrupted run (exit 130) or a NaN loss (ProblemFound). `started` is the run's perf_counter()."""
-    if fitted.status == "finished":
+    if fitted.status == "finished" and runfolder.main_process():
         place_saved(lambda folder: fitted.model.save_pretrained(folder, safe_serialization=True), prepared.output)
         place_saved(prepared.tokenizer.save_pretrained, prepared.output)
     report = build_report(prepared, fitted, duration_s=round(time.perf_counter() - started, 2), planned_peak_bytes=planned_peak_bytes)
-    write_report(report, prepared.output)
-    write_loss_plot(report, prepared.output / "loss.png")
-    history.append_line(prepared.output, history.end_text(
-        status=report.status, steps=report.steps, start_step=report.start_step, tokens=report.tokens,
-        train_seconds=report.train_seconds or 0.0, checkpoint=report.checkpoint,
-    ))  # fmt: skip
+    if runfolder.main_process():
+        write_report(report, prepared.output)
+        write_loss_plot(report, prepared.output / "loss.png")
+        history.append_line(prepared.output, history.end_text(
+            status=report.status, steps=report.steps, start_step=report.start_step, tokens=report.tokens,
+            train_seconds=report.train_seconds or 0.0, checkpoint=report.checkpoint,
+        ))  # fmt: skip
+    distributed.finish_together()
     raise_for_status(report, fitted.log, prepared.config.training)
     return report
 
@@ -513,6 +519,8 @@ def finish(prepared: Prepared, fitted: Fitted, *, started: float, planned_peak_b
 def log_start(prepared: Prepared) -> None:
     """train.log's line for this segment's start (each segment appends; history.py)."""
     config = prepared.config
+    if not runfolder.main_process():
+        return
     history.append_line(prepared.output, history.start_text(
         model=str(prepared.model_dir), data=str(config.data), settings=config.settings, training=config.training,
         device=prepared.device, checkpoint=prepared.checkpoint,
@@ -521,6 +529,8 @@ def log_start(prepared: Prepared) -> None:
 
 def log_stopped(prepared: Prepared, err: BaseException) -> None:
     """train.log's line for a segment that training left with an exception (its one line is the CLI's)."""
+    if not runfolder.main_process():
+        return
     what = "stopped by a second signal" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}: {err}"
     began = f"resumed from {prepared.checkpoint.name}" if prepared.checkpoint else "started at step 0"
     history.append_line(prepared.output, f"{what} (this segment {began})")
@@ -545,6 +555,7 @@ def build_report(prepared: Prepared, fitted: Fitted, *, duration_s: float, plann
         notes=[*prepared.notes, *fitted.measured, *backoff_notes(fitted), *history_notes(log)],
         checkpoint=str(newest) if newest else None, versions=versions(),
         train_seconds=round(log.run_train_seconds, 2), resumes=list(log.carried.resumes),
+        world_size=distributed.world_size(), strategy=distributed.strategy_of(config.settings),
     )  # fmt: skip
 
 

@@ -130,6 +130,9 @@ class CrashSafeSaves:
         return self._staging_root or super()._get_output_dir(trial)  # type: ignore[misc]
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        if not self.args.should_save:  # type: ignore[attr-defined]  # accelerate launch: rank 0 writes the one checkpoint
+            self.store_flos()  # type: ignore[attr-defined]  # the one collective of a DDP save: every rank takes part
+            return
         root = Path(super()._get_output_dir(trial))  # type: ignore[misc]
         step = self.state.global_step  # type: ignore[attr-defined]
         name = f"checkpoint-{step}"
