@@ -136,7 +136,9 @@ class Measure(TrainerCallback, ExportableState):
         state.stateful_callbacks[history.STATE_NAME] = self.state()  # a checkpoint made before gpudoctor kept totals has none
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.log.tokens = self.counter.total - self._tokens0
+        from gpudoctor.train.distributed import summed
+
+        self.log.tokens = summed(self.counter.total - self._tokens0)  # accelerate launch: every rank's tokens
         self.log.train_seconds = time.perf_counter() - self._t0
         self.log.end_step = state.global_step
         measure_memory(self.log)

@@ -128,6 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def summed(value: int) -> int:
+    """`value` added over every process (accelerate launch: the real tokens of all ranks); itself in a single process."""
+    if world_size() <= 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    total = torch.tensor([int(value)], dtype=torch.int64)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return int(total.item())
+
+
 def agreed(flag: bool) -> bool:
     """True on every process when it is True on any (accelerate launch: a signal that reached one rank stops all
     at the same step, so the one checkpoint holds every rank's step); the flag itself in a single process."""

@@ -98,6 +98,7 @@ def test_losses_match_one_process_with_the_same_effective_batch(runs):
     assert code_two == 0 and code_one == 0, (err_two + err_one)[-3000:]
     report_two, report_one = (json.loads((folder / "report.json").read_text()) for folder in (two, one))
     assert report_one["world_size"] == 1 and report_one["strategy"] == "single"
+    assert report_two["tokens"] == report_one["tokens"]  # every rank's tokens counted: the same rows were trained
     for (step_two, loss_two), (step_one, loss_one) in zip(report_two["losses"], report_one["losses"], strict=True):
         assert step_two == step_one and abs(loss_two - loss_one) <= LOSS_TOLERANCE * abs(loss_one), (report_two["losses"], report_one["losses"])
 
