@@ -118,11 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     args = launch_command_parser().parse_args(argv)
+    logs = Path(args.config_file).parent / "logs"  # the other ranks' output; the console shows rank 0's (its lines speak for the run)
+    processes = int((yaml.safe_load(Path(args.config_file).read_text(encoding="utf-8")) or {}).get("num_processes", 1))
+    if processes > 1:
+        args.log_dir, args.redirects = str(logs), ",".join(f"{rank}:3" for rank in range(1, processes))
     try:
         accelerate_launch(args)
     except ChildFailedError as err:
-        codes = [f.exitcode if f.exitcode >= 0 else 128 - f.exitcode for f in err.failures.values()]
-        return 130 if 130 in codes else next((c for c in codes if c), 1)
+        codes = {rank: f.exitcode if f.exitcode >= 0 else 128 - f.exitcode for rank, f in err.failures.items()}
+        if not codes.get(0):
+            say_other_rank(logs, sorted(codes))
+        return 130 if 130 in codes.values() else next((c for c in codes.values() if c), 1)
     except (SignalException, KeyboardInterrupt):
         return 130
     return 0
@@ -140,6 +146,17 @@ def summed(value: int) -> int:
     total = torch.tensor([int(value)], dtype=torch.int64)
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return int(total.item())
+
+
+def say_other_rank(logs: Path, ranks: list[int]) -> None:
+    """A failure of a rank other than 0 (whose console is silent): its own last error line, from its log."""
+    for rank in ranks:
+        for log in sorted(logs.glob(f"*/attempt_*/{rank}/stderr.log")):
+            lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.startswith("gpudoctor: error: ")]
+            if lines:
+                print(lines[-1].replace("gpudoctor: error: ", f"gpudoctor: error: rank {rank}: ", 1), file=sys.stderr)
+                return
+    print(f"gpudoctor: error: rank {ranks[0] if ranks else '?'} failed; its output is under {logs}", file=sys.stderr)
 
 
 def agreed(flag: bool) -> bool:

@@ -113,7 +113,8 @@ def test_sigint_stops_both_ranks_at_one_step_and_resume_finishes(runs):
     process.send_signal(signal.SIGINT)
     code, _, err = finished(process)
     assert code == 130, err[-3000:]
-    assert "interrupted at step" in last_error(err)
+    assert "interrupted at step" in last_error(err) and err.count("gpudoctor: error: ") == 1  # rank 1's line is in its log
+    assert "interrupted at step" in next((folder / ".launch" / "logs").glob("*/attempt_*/1/stderr.log")).read_text()
     report = json.loads((folder / "report.json").read_text())
     assert report["status"] == "interrupted" and report["world_size"] == 2
     stopped = report["steps"]
@@ -147,3 +148,13 @@ def test_launch_config_and_command():
     with pytest.raises(Exception, match="1 GPU found"):
         distributed.check_processes(2, on_cpu=False, gpus_found=1)
     distributed.check_processes(2, on_cpu=False, gpus_found=None)  # not known: not judged
+
+
+def test_a_failure_of_another_rank_is_said_from_its_log(tmp_path, capsys):
+    log = tmp_path / "logs" / "none_x" / "attempt_0" / "1" / "stderr.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("step 1/4\ngpudoctor: error: the disk is full\n")
+    distributed.say_other_rank(tmp_path / "logs", [1])
+    assert capsys.readouterr().err == "gpudoctor: error: rank 1: the disk is full\n"
+    distributed.say_other_rank(tmp_path / "logs", [3])
+    assert capsys.readouterr().err.startswith("gpudoctor: error: rank 3 failed; its output is under ")
