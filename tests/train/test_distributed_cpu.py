@@ -158,3 +158,14 @@ def test_a_failure_of_another_rank_is_said_from_its_log(tmp_path, capsys):
     assert capsys.readouterr().err == "gpudoctor: error: rank 1: the disk is full\n"
     distributed.say_other_rank(tmp_path / "logs", [3])
     assert capsys.readouterr().err.startswith("gpudoctor: error: rank 3 failed; its output is under ")
+
+
+def test_the_cpu_plan_for_several_processes_is_ddp(tiny_model):
+    from gpudoctor.errors import BadInput
+    from gpudoctor.plan.hardware import cpu_hardware
+    from gpudoctor.plan.request import plan_for
+
+    plan, _ = plan_for(str(tiny_model), {"gpus": 2, "seq_len": 256}, hardware=cpu_hardware())
+    assert plan.fits and plan.settings.gpus == 2 and plan.settings.strategy == "ddp"
+    with pytest.raises(BadInput, match="--strategy fsdp"):
+        plan_for(str(tiny_model), {"gpus": 2, "strategy": "fsdp"}, hardware=cpu_hardware())
