@@ -254,7 +254,9 @@ class StopOnSignal(TrainerCallback):
             control.should_training_stop = True
 
     def on_save(self, args, state, control, **kwargs):
-        if self.received is not None and state.global_step < state.max_steps:  # it came during this save, now complete: stop
+        from gpudoctor.train.distributed import agreed
+
+        if agreed(self.received is not None) and state.global_step < state.max_steps:  # it came during this save, now complete: stop
             self.log.stopped_by = "signal"
             control.should_training_stop = True
 
