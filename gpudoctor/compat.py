@@ -52,6 +52,14 @@ def minor_compatible(cuda_version: str) -> bool:
     return parse_version(cuda_version).major >= 11
 
 
+def driver_cuda_runs(supported: str, runtime: str) -> bool:
+    """A driver that supports CUDA `supported` runs a `runtime` build: same major from CUDA 11 on
+    (minor-version compatibility), else only `runtime` ≤ `supported`."""
+    if minor_compatible(runtime) and minor_compatible(supported):
+        return parse_version(supported).major >= parse_version(runtime).major
+    return version_at_least(supported, runtime)
+
+
 def min_bitsandbytes(backend: str) -> str | None:
     """Lowest bitsandbytes release with a native library for backend 'cuda' | 'rocm' | 'cpu'."""
     value = table()["bitsandbytes_minimum"].get(backend)

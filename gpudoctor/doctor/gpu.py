@@ -70,8 +70,8 @@ def _why_no_usable_gpu(facts: SystemFacts) -> tuple[str, str, str | None]:
         return "No GPU found inside WSL", "", fixes.WSL_DRIVER
     if nvml_version_mismatch(facts):
         return "No usable GPU: NVIDIA driver/library version mismatch", SEE_DRIVER_ROW, None
-    if open_driver_holding_card(facts):
-        return f"No usable GPU: the open-source {open_driver_holding_card(facts)} driver holds the NVIDIA card", SEE_DRIVER_ROW, None
+    if holder := open_driver_holding_card(facts):
+        return f"No usable GPU: the open-source {holder} driver holds the NVIDIA card", SEE_DRIVER_ROW, None
     if module_not_built_for_kernel(facts):
         return "No usable GPU: the NVIDIA kernel module is not built for the running kernel", SEE_DRIVER_ROW, None
     if signing_key_not_enrolled(facts):

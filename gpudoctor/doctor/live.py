@@ -19,7 +19,7 @@ from gpudoctor.doctor.finding import Verdict, error, ok, warning
 from gpudoctor.doctor.registry import REPORT_FIX, check
 from gpudoctor.doctor.selection import training_gpus
 from gpudoctor.doctor.torch_build import TorchBuild, torch_build
-from gpudoctor.doctor.torch_wheels import arch_entry, current_index, index_runs, keep_release_line, serves, sm_of
+from gpudoctor.doctor.torch_wheels import arch_entry, current_index, first_cuda, index_runs, keep_release_line, serves, sm_of
 from gpudoctor.probe.facts import GpuFacts, LiveFacts, SystemFacts
 
 # What torch prints when the build has no kernel for the card (its own warning, and the CUDA error).
@@ -72,7 +72,7 @@ def _ptx_not_enough(build: TorchBuild, device: str, live: LiveFacts) -> bool:
     libraries inside the wheel (cuBLAS, cuDNN) carry no code for it (sm_86 on cu102, CorentinJ/Real-Time-Voice-Cloning#584)."""
     if _said_incompatible(live, device):
         return True
-    need = _first_cuda(device)
+    need = first_cuda(device)
     return bool(need and build.runtime and not compat.version_at_least(build.runtime, need))
 
 
@@ -86,7 +86,7 @@ def _said_incompatible(live: LiveFacts, device: str) -> bool:
 def _no_kernels(facts: SystemFacts, build: TorchBuild, gpu: GpuFacts, device: str, arch: list[str]) -> Verdict:
     has = f"it carries {' '.join(arch)}" if arch else "torch says it is not compatible"
     title = f"torch {build.version} has no kernels for the {gpu.name} ({device}): {has}"
-    need = _first_cuda(device)
+    need = first_cuda(device)
     detail = (
         f"Every CUDA operation fails with 'no kernel image is available for execution on the device'. "
         + (f"{device} needs a torch built with CUDA ≥ {need}." if need else f"Current wheels for {device} are named below.")
@@ -96,14 +96,6 @@ def _no_kernels(facts: SystemFacts, build: TorchBuild, gpu: GpuFacts, device: st
     if keep and f"torch=={compat.parse_version(build.version).base_version}" not in fix:
         fix += "\n" + keep
     return error(title, detail, fix)
-
-
-def _first_cuda(device: str) -> str | None:
-    """The first CUDA release that compiles for `device` (compat.yaml cuda_arch_first_cuda), if listed."""
-    number = arch_entry(device)
-    table: dict[str, str] = compat.table().get("cuda_arch_first_cuda", {})
-    capability = f"{number[1] // 10}.{number[1] % 10}" if number else ""
-    return table.get(capability)
 
 
 def _kernels_fix(facts: SystemFacts, gpu: GpuFacts, device: str, need: str | None) -> str:

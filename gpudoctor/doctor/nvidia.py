@@ -188,7 +188,7 @@ def driver_vs_torch(facts: SystemFacts) -> Verdict | None:
     supported = _lowest_cuda_supported(gpus)
     if driver is not None and not compat.version_at_least(driver, minimum):
         return _driver_too_old(facts, f"driver {driver} is too old", build.version, runtime, minimum)
-    if driver is None and supported and not _runs(supported, runtime):
+    if driver is None and supported and not compat.driver_cuda_runs(supported, runtime):
         return _driver_too_old(facts, f"the driver (CUDA {supported}) is too old", build.version, runtime, minimum)
     if _live_error_has(facts, DRIVER_TOO_OLD_ERRORS):
         return _driver_too_old(facts, "the driver is too old (torch said so)", build.version, runtime, minimum)
@@ -197,13 +197,6 @@ def driver_vs_torch(facts: SystemFacts) -> Verdict | None:
     if driver is None:
         return None
     return ok(f"driver {driver} runs torch's CUDA {runtime} (needs ≥ {minimum})")
-
-
-def _runs(supported: str, runtime: str) -> bool:
-    """A driver that supports CUDA `supported` runs a `runtime` build: same major from CUDA 11 on, else ≥ exactly."""
-    if compat.minor_compatible(runtime) and compat.minor_compatible(supported):
-        return compat.parse_version(supported).major >= compat.parse_version(runtime).major
-    return compat.version_at_least(supported, runtime)
 
 
 def _lowest_cuda_supported(gpus: list[GpuFacts]) -> str | None:

@@ -57,13 +57,20 @@ def arch_number(device: str | None) -> int | None:
     return entry[1] if entry and entry[0] == "sm" else None
 
 
+def first_cuda(device: str) -> str | None:
+    """The first CUDA release that compiles for `device` (compat.yaml cuda_arch_first_cuda), if listed."""
+    number = arch_entry(device)
+    capability = f"{number[1] // 10}.{number[1] % 10}" if number else ""
+    return compat.table().get("cuda_arch_first_cuda", {}).get(capability)
+
+
 def tag_serves(tag: str, device: str | None) -> bool:
     """Whether wheels built with this CUDA carry code for `device` (unknown device: assume yes)."""
     number = arch_number(device)
     if number is None:
         return True
     cuda = tag_cuda(tag)
-    first = compat.table().get("cuda_arch_first_cuda", {}).get(f"{number // 10}.{number % 10}")
+    first = first_cuda(device or "")
     floors = sorted(LOWEST_ARCH.items(), key=lambda item: compat.parse_version(item[0]), reverse=True)
     lowest = next((v for k, v in floors if compat.version_at_least(cuda, k)), 0)
     return number >= lowest and (first is None or compat.version_at_least(cuda, first))
@@ -74,9 +81,7 @@ def driver_runs_cuda(gpu: GpuFacts | None, cuda: str) -> bool:
     if gpu is None:
         return True
     if gpu.cuda_driver_version:
-        if compat.minor_compatible(cuda) and compat.minor_compatible(gpu.cuda_driver_version):
-            return compat.parse_version(gpu.cuda_driver_version).major >= compat.parse_version(cuda).major
-        return compat.version_at_least(gpu.cuda_driver_version, cuda)
+        return compat.driver_cuda_runs(gpu.cuda_driver_version, cuda)
     minimum = compat.min_driver_for_cuda(cuda)
     if gpu.driver_version and minimum:
         return compat.version_at_least(gpu.driver_version, minimum)

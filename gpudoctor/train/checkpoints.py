@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpudoctor.errors import ProblemFound
+from gpudoctor.train.model import safetensors_problem
 
 MARKER = "gpudoctor-checkpoint.json"  # written last: {"step": N, "files": {name: bytes}}
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -110,7 +110,7 @@ def unloadable(folder: Path) -> str | None:
     if not weights:
         return f"no {WEIGHTS[0]}"
     for path in weights:
-        if why := bad_safetensors(path):
+        if why := safetensors_problem(path):
             return f"{path.name} {why}"
     for path in sorted(folder.iterdir()):
         if PICKLES.match(path.name) and (why := bad_pickle(path)):
@@ -119,26 +119,6 @@ def unloadable(folder: Path) -> str | None:
         path = folder / name
         if path.is_file() and (why := bad_json(path)):
             return f"{name} {why}"
-    return None
-
-
-def bad_safetensors(path: Path) -> str | None:
-    """A safetensors file is an 8-byte header length, a JSON header, then the tensors' bytes end to end."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            return f"is {size} bytes (truncated)"
-        (length,) = struct.unpack("<Q", head)
-        if length > size - 8:
-            return "is truncated (its header runs past the end)"
-        try:
-            header = json.loads(handle.read(length))
-            ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
-        except (ValueError, KeyError, TypeError, IndexError):
-            return "has a header that does not parse"
-    if max(ends, default=0) != size - 8 - length:
-        return f"is {size} bytes, its header says {8 + length + max(ends, default=0)} (truncated)"
     return None
 
 
