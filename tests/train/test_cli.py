@@ -11,7 +11,6 @@ import pytest
 
 from gpudoctor.plan.runconfig import write_run_config
 from gpudoctor.train.callbacks import Faults
-from gpudoctor.train.launch import accelerate_command
 
 TRAIN = ("--skip-check", "--max-steps", "2", "--seq-len", "256", "--micro-batch", "2", "--grad-accum", "1", "--lora-r", "8")
 
@@ -107,22 +106,12 @@ def test_commands_do_not_import_the_training_stack_until_they_train():
         "from gpudoctor.cli.main import run\n"
         "for args in (['train', '--help'], ['chat', '--help']):\n"
         "    assert run(args) == 0\n"
-        "import gpudoctor.train.run, gpudoctor.train.preflight, gpudoctor.train.launch, gpudoctor.train.outputdir\n"
+        "import gpudoctor.train.run, gpudoctor.train.preflight, gpudoctor.train.distributed, gpudoctor.train.outputdir\n"
         "heavy = {'torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate', 'datasets'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-
-
-def test_multi_gpu_goes_through_accelerate_launch():
-    command = accelerate_command("out/launch.yaml", 2, "ddp")
-    assert command[1:] == [
-        "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu",
-        "-m", "gpudoctor", "train", "out/launch.yaml", "--skip-check",
-    ]  # fmt: skip
-    fsdp = accelerate_command("run.yaml", 4, "fsdp")
-    assert "--use_fsdp" in fsdp and "--multi_gpu" not in fsdp and fsdp[fsdp.index("--num_processes") + 1] == "4"
 
 
 def test_faults_come_from_the_environment():
