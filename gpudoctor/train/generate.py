@@ -44,7 +44,7 @@ class Chatbot:
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
-def _run_settings(adapter_dir: Path) -> Settings:
+def run_settings(adapter_dir: Path) -> Settings:
     from gpudoctor.plan.runconfig import read_run_config
 
     run_yaml = adapter_dir / "run.yaml"
@@ -178,7 +178,7 @@ def load_chatbot(adapter_dir: str | Path, *, base: str | None = None, trust_remo
     folder = Path(adapter_dir)
     check_adapter_file(folder)
     base_dir = base_model_dir(folder, base)
-    settings = _run_settings(folder)
+    settings = run_settings(folder)
     import torch
 
     if not torch.cuda.is_available():

@@ -207,10 +207,10 @@ def merged_model(request: MergeRequest, base_dir: Path, dtype: str) -> tuple[Any
     """(base with the adapter merged in, in `dtype`, the base it went into: 'nf4' or 'original')."""
     import torch
 
-    from gpudoctor.train.generate import _run_settings, attach_adapter
+    from gpudoctor.train.generate import run_settings, attach_adapter
     from gpudoctor.train.model import DTYPES, load_base
 
-    settings = _run_settings(request.adapter)
+    settings = run_settings(request.adapter)
     quantized = settings.method == "qlora" or bool(settings.quant)
     into = request.into if quantized else "original"  # a plain-LoRA run trained on the original weights
     if into == "nf4":
@@ -303,13 +303,13 @@ def _place(staging: Path, out: Path) -> None:
 def merge(request: MergeRequest, *, say: Any = print, room: Room | None = None, prompts: tuple[str, ...] = PROMPTS) -> dict[str, Any]:
     """Check, merge, write, verify, rename into place; returns what gpudoctor_merge.json says.
     Every problem is one line (BadInput / ProblemFound) and leaves no OUT behind."""
-    from gpudoctor.train.generate import _run_settings, base_model_dir, check_adapter_file
+    from gpudoctor.train.generate import run_settings, base_model_dir, check_adapter_file
     from gpudoctor.train.quiet import quiet_libraries
 
     check_request(request)
     check_adapter_file(request.adapter)
     base_dir = base_model_dir(request.adapter, request.base)
-    dtype = request.dtype or _run_settings(request.adapter).compute_dtype
+    dtype = request.dtype or run_settings(request.adapter).compute_dtype
     size, layer = merged_size(base_dir, dtype)
     check_room(request.output, size, layer, room)
     say(f"merge: {request.adapter} into {'the dequantized NF4 base (faithful)' if request.into == 'nf4' else 'the original base weights'} {base_dir}, {dtype}, {_gib(size)}")
