@@ -1,7 +1,10 @@
 """Write files so that a reader never sees half of one: write a temp file beside it, then rename.
 
 The file gets the mode a plain open() would give it (0666 less the user's umask), not the 0600 of
-the temporary file.
+the temporary file. safetensors (0.8) writes its files the same way, through a 0600 temp file it
+renames (safetensors#782), and every library that saves safetensors (peft's adapter, the Trainer's
+checkpoints, transformers' shards) goes through its one writer: `safetensors_follow_umask` wraps it
+so those files get the same mode.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -40,6 +43,33 @@ def current_umask() -> int:
         mask = os.umask(0o077)
         os.umask(mask)
     return mask
+
+
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
+def safetensors_follow_umask() -> None:
+    """Make every file safetensors.torch writes from now on in this process get open()'s mode (an
+    existing file it replaces keeps its own). Imports torch: call it where the training stack loads."""
+    import safetensors.torch
+
+    original = safetensors.torch.serialize_file  # save_file's writer, looked up at each call
+    if getattr(original, "follows_umask", False):
+        return
+
+    def serialize_file(tensors: Any, filename: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            mode = os.stat(filename).st_mode & 0o7777
+        except OSError:
+            mode = new_file_mode()
+        result = original(tensors, filename, *args, **kwargs)
+        os.chmod(filename, mode)
+        return result
+
+    serialize_file.follows_umask = True  # type: ignore[attr-defined]
+    safetensors.torch.serialize_file = serialize_file
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

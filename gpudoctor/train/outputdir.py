@@ -17,6 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
+from gpudoctor.atomic import safetensors_follow_umask
 from gpudoctor.errors import BadInput
 from gpudoctor.plan.runconfig import read_run_config
 from gpudoctor.settings import RunConfig
@@ -107,9 +108,11 @@ def check_output(
 
 
 def place_saved(save, folder: Path) -> None:
-    """Call save(staging_dir) (a save_pretrained), then move each file into `folder` (each move atomic)."""
+    """Call save(staging_dir) (a save_pretrained), then move each file into `folder` (each move atomic);
+    its safetensors files get the umask's mode like the rest."""
     staging = folder / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
+    safetensors_follow_umask()
     try:
         save(str(staging))
         for path in staging.iterdir():

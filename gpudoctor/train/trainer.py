@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpudoctor.atomic import safetensors_follow_umask
 from gpudoctor.settings import Settings, TrainingOptions
 from gpudoctor.train import checkpoints
 
@@ -91,10 +92,12 @@ def training_arguments(
 def build_trainer(
     model: Any, args: Any, train_rows: Any, eval_rows: Any, collator: Any, callbacks: list[Any], tb_dir: Path, *, faults: Any = None
 ) -> Any:
-    """A Trainer with crash-safe checkpoints (`faults`: callbacks.Faults, whose *_during_save fire in its saves)."""
+    """A Trainer with crash-safe checkpoints (`faults`: callbacks.Faults, whose *_during_save fire in its saves)
+    whose safetensors files (checkpoints, the NaN guard's last good weights) get the umask's mode."""
     from transformers import PrinterCallback, ProgressCallback
     from transformers.integrations import TensorBoardCallback
 
+    safetensors_follow_umask()
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(tb_dir)  # instead of <output_dir>/runs/<date>
     trainer = trainer_class()(
