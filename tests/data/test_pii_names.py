@@ -92,6 +92,49 @@ def test_names_in_context_go_and_look_alikes_stay(locale, text, names, keep):
         assert value in after, f"{value!r} was changed: {after!r}"
 
 
+# Classes of context, each in every supported language: who an account/card/booking/passport/badge belongs to
+# (no colon), a lower-case name answering in chat after a reply word, a short form signing a letter.
+CLASS_CASES = [
+    ("en_US", "the card is fine, cardholder Marisol Vega just moved", ["Marisol Vega"], ["the card"]),
+    ("en_US", "Bot: Can I have your full name?\nUser: ok tyler brennan", ["tyler brennan"], ["Bot:"]),
+    ("en_US", "reservation is under Dominic Reyes for 7pm", ["Dominic Reyes"], ["7pm"]),
+    ("en_GB", "the booking is under Eleanor Whitcombe, two adults", ["Eleanor Whitcombe"], ["two adults"]),
+    ("en_GB", "Agent: who am I speaking to?\nCustomer: yes it's imogen", ["imogen"], ["Agent:"]),
+    ("en_GB", "the name on my passport is Alistair Penrose", ["Alistair Penrose"], ["passport"]),
+    ("en_IN", "account holder name Pradeep Kulkarni, branch Pune", ["Pradeep Kulkarni"], ["Pune"]),
+    ("en_IN", "agent: please confirm your name\ncustomer: yes priya", ["priya"], ["confirm your name"]),
+    ("de_DE", "Die Karte läuft auf Henrike Albers, nicht auf mich.", ["Henrike Albers"], ["Die Karte"]),
+    ("de_DE", "Agent: Wie ist Ihr Name?\nKunde: ja, jonas weber", ["jonas weber"], ["Agent:"]),
+    ("de_DE", "Das Zimmer ist reserviert auf Mathilda Brenner.", ["Mathilda Brenner"], ["Das Zimmer"]),
+    ("fr_FR", "La réservation est au nom de Gaëlle Perrin, deux nuits.", ["Gaëlle Perrin"], ["deux nuits"]),
+    ("fr_FR", "Agent : Vous êtes bien la titulaire ?\nClient : oui, clémence", ["clémence"], ["Agent :"]),
+    ("fr_FR", "sur mon passeport il y a écrit Baptiste Roussel", ["Baptiste Roussel"], []),
+    ("es_ES", "La tarjeta está a nombre de Rocío Benítez.", ["Rocío Benítez"], ["La tarjeta"]),
+    ("es_ES", "Agente: ¿Me confirma su nombre?\nCliente: sí, alejandro", ["alejandro"], ["Agente:"]),
+    ("es_ES", "mi pasaporte pone Inmaculada Herrero", ["Inmaculada Herrero"], []),
+    ("es_ES", "Hola,\n\nSigue sin funcionar.\n\nSaludos,\nJordi Vila i Puig", ["Jordi Vila i Puig"], []),
+]
+CLASS_LOOK_ALIKES = [
+    "User: yes please\nBot: ok Google Home is linked",
+    "ok mark it as resolved, thanks",
+    "yes grace period applies to the holder of the policy",
+    "Bestellung läuft auf Hochtouren, ja genau",
+    "oui, merci. La carte est au nom de la société.",
+    "sí, vale, a nombre de la empresa",
+    "本周总销量比上周总共多了一点，工作正常",
+]
+
+
+@pytest.mark.parametrize(("locale", "text", "names", "keep"), CLASS_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CLASS_CASES)])
+def test_holder_labels_reply_words_and_short_signatures_in_every_language(locale, text, names, keep):
+    test_names_in_context_go_and_look_alikes_stay(locale, text, names, keep)
+
+
+@pytest.mark.parametrize("text", CLASS_LOOK_ALIKES)
+def test_the_new_classes_leave_look_alikes_alone(text):
+    assert scrubbed(text) == text
+
+
 ZH_CASES = [
     ("客服小王为您服务，请问有什么可以帮您？", "小王", []),
     ("好的，我跟孙经理确认一下再回复您", "孙经理", []),
@@ -100,6 +143,10 @@ ZH_CASES = [
     ("你是小雅，一名耐心的客服助手。", "小雅", []),
     ("户名：周建华\n卡号见附件", "周建华", ["卡号"]),
     ("好的谢谢马姐～", "马姐", []),
+    ("跟冯总确认一下，报价单含不含税", "冯", []),
+    ("明天请钱工检查线路", "钱", []),
+    ("持卡人是郑宇航，卡已挂失", "郑宇航", ["卡已挂失"]),
+    ("护照上的名字是何嘉欣", "何嘉欣", []),
 ]
 
 

@@ -123,6 +123,9 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         "strong": re.compile(rf"(?<![\w'])(?:{ctx.STRONG})[ \t]*[,:!]?[ \t]*$", re.I),
         "persona": re.compile(rf"(?<![\w'])(?:{ctx.PERSONAS})[ \t]+(?=[^\W\d_][^,\n]{{0,40}},)", re.I),
         "title": re.compile(rf"(?<![\w.])(?:{ctx.TITLES})\.?[ \t]+(?=[^\W\d_])"),
+        "holder": re.compile(rf"(?<![\w])(?:{alt(*ctx.HOLDERS.values())})[ \t]*(?:[:：]|[ \t](?:is|was|ist|est|es|era|lautet))?[ \t]*(?=[^\W\d_])", re.I),
+        # a reply word opening a turn or a line: "User: yes savannah brooks", "oui, julien", "sí, marta"
+        "reply": re.compile(rf"(?im)(?:^|[:.!?][ \t]+)(?:{alt(ctx.REPLIES)})[ \t]*[,.!]?[ \t]+(?=[^\W\d_])"),
         "label": re.compile(rf"(?<![\w])(?:{ctx.LABELS})[ \t]*[:：][ \t]*(?=[^\W\d_])", re.I),
         "role": re.compile(rf"(?<![\w])(?:{ctx.ROLES}),?[ \t]+(?=[A-ZÀ-Þ])", re.I),
         "turn": re.compile(rf"(?im)^[ \t]*(?:{ctx.SPEAKERS})[ \t]*:[ \t]*(?:(?:yes|no|oui|non|sí|si|ja|nein|it's|c'est|soy)[ ,]+)?(?=[A-ZÀ-Þ])"),
@@ -187,6 +190,9 @@ WEAK_INTROS = frozenset("tell|told|is this|are you|es usted|eres|êtes-vous|dite
 LIST_ONLY = frozenset("im|its".split("|"))  # "im Ernst" is German, "its" mostly the pronoun
 STRONG_AFTER = frozenset("here|hier|speaking|à votre écoute|de chez|ji|al habla|à l'appareil|a l'appareil".split("|"))
 ENDS_PHRASE = frozenset(",!.:?;\n)")
+TURN_END = re.compile(r"[ \t]*[.!,]?[ \t]*(?:\n|$)")
+# words that go on a self-introduction: "its jordan again", "c'est manon ici", "soy lola otra vez"
+GOES_ON = frozenset("again here speaking calling back hier nochmal wieder ici encore aquí aqui otra".split())
 
 
 def _cue(match: re.Match[str]) -> str:
@@ -201,18 +207,26 @@ class _Finder:
         self.tokens, self.at = _tokens(text)
         self.hits: list[Hit] = []
 
-    def take(self, pos: int, detail: str, *, lower: bool = False, listed: bool | str = False, ends: bool = False) -> bool:
+    def take(
+        self, pos: int, detail: str, *, lower: bool = False, listed: bool | str = False, ends: bool = False, whole_turn: bool = False
+    ) -> bool:
         i = self.at.get(pos)
         if i is None:
             return False
         first = self.tokens[i].group()
-        if first.islower() and not (lower and _listed(first, common_ok=False)) or fold(first) in LOWER_STOP:
+        if first.islower() and not (lower and (self._lower_name(i) or whole_turn and self._answers_question(i))):
+            return False
+        if fold(first) in LOWER_STOP:
             return False
         span = _run(self.text, self.tokens, i, lower=lower)
         if span is None:
             return False
+        if whole_turn and not TURN_END.match(self.text, span[1]):
+            return False
         if listed and not _listed(first, common_ok=True) and not (listed == "or-two" and " " in self.text[span[0] : span[1]]):
             return False
+        if whole_turn and not first.islower() and not _listed(first, common_ok=True) and " " not in self.text[span[0] : span[1]]:
+            return False  # "Yes Please", "ok Google"
         after = self.text[span[1] : span[1] + 1]
         if ends and after and after not in ENDS_PHRASE and not _listed(first, common_ok=False):
             if self.text[span[1] : span[1] + 3] != " ji":
@@ -220,13 +234,31 @@ class _Finder:
         self.hits.append((span[0], span[1], "NAME", f"name ({detail})"))
         return True
 
+    def _lower_name(self, i: int) -> bool:
+        """A lower-case token after a strong cue is a name: a listed given name that is no common word, or one that is
+        ("savannah", "jordan") followed by a listed surname or by a word that goes on introducing ("its jordan again")."""
+        first = self.tokens[i].group()
+        if _listed(first, common_ok=False):
+            return True
+        if not _listed(first, common_ok=True) or i + 1 >= len(self.tokens):
+            return False
+        nxt = self.tokens[i + 1]
+        if self.text[self.tokens[i].end() : nxt.start()] != " ":
+            return False
+        return (nxt.group().islower() and fold(nxt.group()) in lists()[1]) or nxt.group().lower() in GOES_ON
+
+    def _answers_question(self, i: int) -> bool:
+        """A listed given name, even one that is a common word, as the whole answer to the line before ("…?\nClient : oui, clémence")."""
+        before = self.text[: self.tokens[i].start()].rstrip().rsplit("\n", 1)
+        return len(before) == 2 and before[0].rstrip().endswith("?") and _listed(self.tokens[i].group(), common_ok=True)
+
     def context(self) -> None:
         p = _patterns()
         for m in p["greeting"].finditer(self.text):
             self.take(m.end(), "after a greeting", lower=_cue(m) in STRONG, ends=True)
         for m in p["intro"].finditer(self.text):
             cue = _cue(m)
-            if cue in LIST_ONLY and not _listed(self.text[m.end() :].split(" ", 1)[0].strip(",.!?"), common_ok=False):
+            if cue in LIST_ONLY and (m.end() not in self.at or not self._lower_name(self.at[m.end()])):
                 continue
             greeted = re.search(r"(?i)\b(?:hi|hey|hiya|hello|ok|yes)[ ,]*$", self.text[max(0, m.start() - 8) : m.start()])
             lower = cue in STRONG and (cue not in LIST_ONLY or greeted is not None)  # "hi its tanya", not "its banks"
@@ -235,6 +267,10 @@ class _Finder:
                                             ("role_paren", "agent's name"), ("dash", "signature")):
             for m in p[key].finditer(self.text):
                 self.take(m.end(), detail)
+        for m in p["holder"].finditer(self.text):
+            self.take(m.end(), "after a holder label", listed="or-two")  # "account owner Harper Lindqvist"
+        for m in p["reply"].finditer(self.text):
+            self.take(m.end(), "after a reply word", lower=True, ends=True, whole_turn=True)
         for m in p["role"].finditer(self.text):
             self.take(m.end(), "after a role", listed="or-two")  # "our technician Ramesh", "his mum, Tamsin Whitlock"
         self.speaker_turns()
@@ -311,7 +347,16 @@ class _Finder:
         if head.endswith("\n") or head.rstrip(" \t").endswith("\n"):
             start = len(head) + 1 + (len(last) - len(last.lstrip()))
             if len(last.split()) <= 3:
-                self.take(start, "signature", listed=True)
+                if not self.take(start, "signature", listed=True) and self._lone_signature(last.strip()):
+                    self.take(start, "signature")  # "...\n\nSeun" under a letter: a name the lists lack
+
+    def _lone_signature(self, word: str) -> bool:
+        """One word closing a letter that is a short form of a name found above ("From: Oluwaseun Adebayo" ... "Seun")."""
+        if not re.fullmatch(r"[A-ZÀ-Þ][a-zß-ÿ]{2,}", word) or word in STOP:
+            return False
+        key = fold(word)
+        found = {fold(w) for s, e, _, _ in self.hits for w in WORD.findall(self.text[s:e]) if len(w) > len(word)}
+        return any(w.startswith(key) or w.endswith(key) for w in found)
 
     def conjunctions(self) -> None:
         """"Solène et Maxime", "a Nuria y a Gonzalo": a listed name joined to a found one."""

@@ -7,6 +7,9 @@ no list copied from elsewhere). `names.py` turns them into patterns:
 - AFTER: a name comes before the phrase ("Brandi here", "Manon à votre écoute", "Deepak ji");
 - TITLES: a form of address ("Frau Nowak", "Sra. Navarro", "Smt. Iyer");
 - LABELS: a form field ("Kontoinhaber:", "titulaire du compte :", "Name:");
+- HOLDERS: who an account, card, booking, passport or badge belongs to, written in running text without a colon
+  ("account owner Harper Lindqvist", "my passport says William Hartley", "a nombre de Ana Ruiz");
+- REPLIES: a chat reply word; a lower-case name after one that ends the turn is a name ("yes savannah brooks");
 - SIGN_OFFS: a closing line; the next line, when it looks like a name, is one ("Atentamente,\\nMorena");
 - ROLES: a noun for a person ("our technician Ramesh", "mi abuela Dolores").
 """
@@ -38,6 +41,31 @@ STRONG = (
     "hi|hello|hey|hiya|thanks|thank you|thx|cheers|this is|it's|its|i'm|im|my name is|call me|"
     "hallo|hi|danke|hier ist|ich bin|mein name ist|merci|bonjour|salut|c'est|c’est|je suis|je m'appelle|"
     "hola|gracias|soy|me llamo|buenas|vale gracias|muchas gracias|merci beaucoup|namaste"
+)
+HOLDERS = {
+    "en": "account owner|account holder|account holder name|account name|cardholder|card holder|cardholder name|"
+    "name on the card|name on my card|name on the account|name on the booking|name on the ticket|name on the passport|"
+    "name on my passport|passport says|my passport says|passport reads|passport name|badge name|name badge|badge says|"
+    "booking name|booked under|booking is under|reservation under|reservation is under|order is under|account is under|"
+    "registered under|under the name|under the name of|in the name of|policy holder|policyholder|registered to|"
+    "registered owner|addressed to|made out to|payable to|lead passenger|passenger name|guest name|ticket holder|"
+    "the account holder is|the cardholder is|licence holder|license holder",
+    "de": "kontoinhaber|kontoinhaberin|karteninhaber|karteninhaberin|inhaber|inhaberin|auf den namen|auf den namen von|"
+    "lautet auf|im namen von|gebucht auf|reserviert auf|name im pass|laut pass|im pass steht|im reisepass steht|"
+    "name auf der karte|namensschild|ausgestellt auf|zugelassen auf|versicherungsnehmer|versicherungsnehmerin|"
+    "angemeldet auf|registriert auf|läuft auf|mieter|mieterin|zu händen|z\\. hd\\.|z\\.hd\\.",
+    "fr": "titulaire|titulaire du compte|titulaire de la carte|au nom de|réservé au nom de|réservation au nom de|"
+    "porteur de la carte|nom sur la carte|nom sur le passeport|sur mon passeport|mon passeport indique|badge au nom de|"
+    "nom du badge|enregistré au nom de|inscrit au nom de|assuré|assurée|locataire|à l'attention de|à l’attention de",
+    "es": "titular|titular de la cuenta|titular de la tarjeta|a nombre de|reservado a nombre de|reserva a nombre de|"
+    "está a nombre de|nombre en la tarjeta|nombre en el pasaporte|en mi pasaporte pone|mi pasaporte pone|"
+    "mi pasaporte dice|en el pasaporte pone|acreditación a nombre de|registrado a nombre de|tomador|tomadora|"
+    "inquilino|inquilina|a la atención de|a/a",
+}
+REPLIES = (
+    "yes|yeah|yep|yup|ok|okay|sure|correct|that's right|right|exactly|"
+    "ja|jo|genau|richtig|korrekt|oui|ouais|exact|exactement|d'accord|c'est ça|"
+    "sí|si|vale|claro|correcto|exacto|eso es"
 )
 PERSONAS = "you are|you're|du bist|sie sind|tu es|vous êtes|eres|usted es"
 AFTER = (
@@ -109,7 +137,7 @@ PLACE_PREFIXES = frozenset(
 # prepositions of place: a listed name right after one is a place ("in Camden", "Fait à Paris", "a Santiago")
 PLACE_PREPOSITIONS = frozenset("in near at à en nach aus de a zu bei au".split()
 )
-PARTICLES = frozenset("de del de la de los van von der den da di du dos das le la ten ter zu bin ibn al el y e".split())
+PARTICLES = frozenset("de del de la de los van von der den da di du dos das le la ten ter zu bin ibn al el y e i".split())
 # last words of a signature line that make it a team or company, not a person ("Team Apollo", "L'équipe Sonora")
 TEAM_WORDS = frozenset(
     """team support service desk customer care office bank group ltd inc gmbh ag sa sl sas online app

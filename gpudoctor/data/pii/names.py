@@ -32,7 +32,9 @@ def english_names(text: str) -> Iterator[Hit]:
 
 HAN = r"[\u4e00-\u9fff]"
 ZH_STOP = set("的了是在和与及或说今我你他她它们这那有也都就把被给对向从到为以个位请吗呢吧啊，。、；：！？")
-ZH_CUES = re.compile(r"(?:我叫|名叫|客服|本人|客户|户名[:：]?\s*|开户名[:：]?\s*|持卡人[:：]?\s*|叫做|姓名[:：]?\s*|联系人[:：]?\s*|收件人[:：]?\s*|收货人[:：]?\s*|签名[:：]?\s*)")
+# cues before a name; the labels of who holds an account, card, booking, passport or badge also without a colon
+ZH_LABELS = "户名|开户名|账户名|户主|持卡人|姓名|联系人|收件人|收货人|收款人|付款人|签名|预订人|订票人|入住人|乘机人|乘车人|投保人|被保险人|护照上的名字|护照上的姓名|护照上写的|工牌上写的|胸牌上写的"
+ZH_CUES = re.compile(rf"(?:我叫|名叫|客服|本人|客户|叫做|(?:{ZH_LABELS})(?:[:：]\s*|是|为|写的是)?\s*)")
 ZH_ADDRESS_FORMS = name_context.ZH_FORMS
 
 
@@ -45,6 +47,15 @@ def _word_list(name: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 ZH_SINGLE_FORMS = "总工姐哥董"
+# words that a single-character form opens: after a surname they are no form of address ("周总是", "李工作")
+ZH_FORM_WORDS = frozenset(
+    """总是 总共 总部 总结 总算 总之 总体 总价 总计 总额 总量 总数 总和 总的 总会 总要 总得 总能 总有 总在 总说 总觉 总站 总店 总台 总机 总线 总账 总包
+    工作 工资 工具 工厂 工程 工人 工单 工号 工期 工业 工艺 工位 工商 工会 工序 工时 工费 工地 工伤 工钱 工本
+    姐妹 姐姐 哥哥 哥们 董事""".split()
+)
+# verbs and prepositions whose object is a person: "跟冯总确认", "请钱工检查", "麻烦韩工看一下"
+ZH_BEFORE_PERSON = re.compile(r"(?:跟|和|与|同|找|问|给|请|让|叫|帮|催|向|对|联系|转告|通知|告诉|麻烦|拜托|感谢|谢谢|辛苦)$")
+ZH_TIME_WORDS = frozenset("上周 下周 本周 这周 每周 一周 两周 几周 前周 同周 当周 次周".split())
 ZH_AFTER_SINGLE = set("您你说的吗呢啊吧和跟让也都在来去好谢请已为")  # "王总您好", "罗工说": the form ends the word
 
 
@@ -99,8 +110,12 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
             yield m.start(1), m.end(1), "NAME", "name (before a form of address)"
     for m in p["inner_form"].finditer(text):
         form = text[m.end(1) : m.start(2)]
+        if text[max(0, m.start(1) - 1) : m.end(1)] in ZH_TIME_WORDS:
+            continue  # 本周总销量: 周 ends a time word
         if form in ZH_SINGLE_FORMS and m.group(2) and re.match(HAN, m.group(2)) and m.group(2) not in ZH_AFTER_SINGLE:
-            continue
+            # 美国总统, 周总是: a single-character form before more text is a name only right after a cue (跟冯总确认)
+            if (form + m.group(2)) in ZH_FORM_WORDS or not ZH_BEFORE_PERSON.search(text[max(0, m.start(1) - 2) : m.start(1)]):
+                continue
         yield m.start(1), m.end(1), "NAME", "name (before a form of address)"
     surnames, _ = _word_list("names_zh_surnames.txt")
     for m in p["xiao"].finditer(text):
