@@ -9,12 +9,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 if TYPE_CHECKING:
+    from collections import Counter
+    from collections.abc import Callable
+
     from gpudoctor.data.check import CheckReport
+    from gpudoctor.data.records import Dataset
+    from gpudoctor.data.synth import SynthOutput
 
 MARK = {"error": "✗", "warning": "!"}
 MAX_LISTED = 8
@@ -225,24 +230,28 @@ def convert(
 
 def synth(
     examples: Path = typer.Option(..., "--examples", help="A few records to imitate (any format the loader reads)."),
-    n: int = typer.Option(..., "-n", min=1, help="How many new records to generate."),
-    output: Path = typer.Option(..., "-o", "--output", help="Where to write them (same format as the examples)."),
-    endpoint: str | None = typer.Option(None, "--endpoint", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama)."),
+    n: int = typer.Option(..., "-n", min=1, help="How many records the output should hold (an existing output counts)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to save them as they come (same format as the examples; .jsonl is appended to, .json/.csv rewritten). If it exists, synth goes on from what is there."),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp)."),
     model: str | None = typer.Option(None, "--model", help="Model name for --endpoint; without --endpoint, a local model folder."),
     prompt_file: Path | None = typer.Option(None, "--prompt-file", help="Your own prompt; {examples} marks where the examples go."),
-    inputs_only: bool = typer.Option(False, "--inputs-only", help="Generate only the user's side, for a person to answer."),
+    inputs_only: bool = typer.Option(False, "--inputs-only", help="Generate only the user's side (plain text), for a person to answer."),
     per_prompt: int = typer.Option(3, "--examples-per-prompt", min=1, help="Examples shown in each request."),
     temperature: float = typer.Option(0.9, "--temperature", min=0.0, help="Sampling temperature."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Longest reply, in tokens."),
     seed: int = typer.Option(0, "--seed", help="Seed for choosing examples."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the endpoint's API key, if any."),
-) -> None:
+    timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds to wait for the endpoint's answer before trying again."),
+    retries: int = typer.Option(4, "--retries", min=0, help="Tries again after a timeout, a dropped connection, HTTP 429 or 5xx (waits double from 1 s, with jitter)."),
+    backoff: float = typer.Option(1.0, "--backoff", min=0.0, hidden=True, help="First wait between tries, in seconds."),
+) -> int:
     import os
+    from collections import Counter
 
-    from gpudoctor.cli.output import console, err_console
+    from gpudoctor.cli.output import err_console
     from gpudoctor.data.load import load_dataset
-    from gpudoctor.data.synth import TRIES_PER_RECORD, endpoint_generator, local_generator, synthesize
-    from gpudoctor.data.write import write_dataset
-    from gpudoctor.errors import BadInput, ProblemFound
+    from gpudoctor.data.synth import RetryPolicy, endpoint_generator, local_generator, open_output
+    from gpudoctor.errors import BadInput
 
     if endpoint is None and model is None:
         raise BadInput("data synth needs --endpoint URL (with --model NAME) or --model with a local model folder")
@@ -253,25 +262,62 @@ def synth(
         except (OSError, UnicodeDecodeError) as err:
             raise BadInput(f"{prompt_file}: cannot read the prompt ({type(err).__name__})") from None
     dataset = load_dataset(examples)
+    saved = open_output(output, dataset)
+    errors = err_console()
+    if saved.note:
+        errors.print(saved.note, markup=False, soft_wrap=True)
+    retried: Counter[str] = Counter()
+
+    def on_retry(reason: str, failed: int, allowed: int, wait: float) -> None:
+        retried[reason] += 1
+        errors.print(f"{reason}: try {failed + 1} of {allowed} in {wait:.1f} s", markup=False, soft_wrap=True)
+
     if endpoint is not None:
-        generate = endpoint_generator(endpoint, model or "default", api_key=os.environ.get(api_key_env), temperature=temperature)
+        policy = RetryPolicy(tries=retries + 1, base=backoff, cap=max(backoff, 30.0))
+        generate = endpoint_generator(endpoint, model or "default", api_key=os.environ.get(api_key_env), temperature=temperature,
+                                      max_tokens=max_tokens, timeout=timeout, retry=policy, on_retry=on_retry)
     else:
-        generate = local_generator(str(model), temperature=temperature)
-    progress = err_console()
-    result = synthesize(
-        dataset, n, generate, prompt=prompt, inputs_only=inputs_only, per_prompt=per_prompt, seed=seed,
-        progress=lambda done, total: progress.print(f"generated {done}/{total}", markup=False, soft_wrap=True),
-    )
-    out = console()
+        generate = local_generator(str(model), temperature=temperature, max_new_tokens=max_tokens)
+    return _synth_saving(dataset, n, generate, saved, retried, prompt=prompt, inputs_only=inputs_only, per_prompt=per_prompt, seed=seed)
+
+
+def _synth_saving(dataset: Dataset, n: int, generate: Callable[[str], str], saved: SynthOutput, retried: Counter[str], **options: Any) -> int:
+    """Run synth into `saved`; an interruption or a failure says what the output keeps and how to go on."""
+    from gpudoctor.cli.output import console, err_console
+    from gpudoctor.data.synth import TRIES_PER_RECORD, sigterm_as_interrupt, synthesize
+    from gpudoctor.errors import EXIT_INTERRUPTED, GpudoctorError, ProblemFound
+
+    errors = err_console()
+    kept = f"{saved.path} keeps {{}} of {n} records; run the same command again to make the rest"
+    if saved.resumed >= n:
+        console().print(f"{saved.path} already holds {saved.resumed} records (-n {n}); nothing to make", markup=False, soft_wrap=True)
+        return 0
+    if saved.resumed:
+        errors.print(f"{saved.path}: {saved.resumed} records from an earlier run; making {n - saved.resumed} more", markup=False, soft_wrap=True)
+    try:
+        with sigterm_as_interrupt():
+            result = synthesize(dataset, n, generate, output=saved, **options,
+                                progress=lambda done, total: errors.print(f"generated {done}/{total}", markup=False, soft_wrap=True))
+    except KeyboardInterrupt:
+        errors.print("gpudoctor: interrupted: " + kept.format(len(saved.records)), markup=False, soft_wrap=True)
+        return EXIT_INTERRUPTED
+    except GpudoctorError as err:
+        if len(saved.records) > saved.resumed:
+            raise type(err)(f"{err}; " + kept.format(len(saved.records)), exit_code=err.exit_code) from None
+        raise
     rejected = " · ".join(f"{reason} {count}" for reason, count in result.rejected.items()) or "none"
-    if not result.dataset.records:
-        raise ProblemFound(f"the model produced no usable record in {n * TRIES_PER_RECORD} tries (rejected: {rejected}); try another prompt or model")
-    result.dataset.path = str(output)
-    write_dataset(result.dataset, output)
-    out.print(f"wrote {output}: {len(result.dataset.records)} of {n} records requested", markup=False, soft_wrap=True)
+    if not result.new:
+        tries = (n - saved.resumed) * TRIES_PER_RECORD
+        raise ProblemFound(f"the model produced no usable record in {tries} tries (rejected: {rejected}); try another prompt or model")
+    out = console()
+    earlier = f" ({result.resumed} from an earlier run)" if result.resumed else ""
+    out.print(f"wrote {saved.path}: {len(result.dataset.records)} of {n} records requested{earlier}", markup=False, soft_wrap=True)
     out.print(f"rejected   {rejected}", markup=False, soft_wrap=True)
-    if inputs_only:
+    if retried:
+        out.print("retried    " + " · ".join(f"{reason} {count}" for reason, count in retried.items()), markup=False, soft_wrap=True)
+    if options.get("inputs_only"):
         out.print("the replies are empty: write them, then run 'gpudoctor data check' on the file", markup=False, soft_wrap=True)
+    return 0
 
 
 def import_mail(

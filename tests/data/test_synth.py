@@ -100,7 +100,7 @@ def test_synth_errors_are_one_line(cli, server, examples, tmp_path):
     url, _ = server
     missing = cli("data", "synth", "--examples", examples, "-n", "1", "-o", tmp_path / "x.json", "--endpoint", url, "--model", "missing")
     assert missing.exit_code == 1 and "answered HTTP 404" in missing.stderr and missing.stderr.count("\n") == 1
-    down = cli("data", "synth", "--examples", examples, "-n", "1", "-o", tmp_path / "x.json", "--endpoint", "http://127.0.0.1:9/v1")
+    down = cli("data", "synth", "--examples", examples, "-n", "1", "-o", tmp_path / "x.json", "--endpoint", "http://127.0.0.1:9/v1", "--backoff", "0.001")
     assert down.exit_code == 1 and "cannot reach http://127.0.0.1:9/v1/chat/completions" in down.stderr
     neither = cli("data", "synth", "--examples", examples, "-n", "1", "-o", tmp_path / "x.json")
     assert neither.exit_code == 2 and "needs --endpoint" in neither.stderr
