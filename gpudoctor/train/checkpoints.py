@@ -12,14 +12,17 @@ zip archives that open, trainer_state.json parses), with a one-line reason for e
 passed over. Rotation (save_total_limit) counts complete checkpoints only and deletes by renaming
 first, so it never leaves half a checkpoint and never removes the only complete one.
 
-Nothing here imports torch at module level: the output folder is checked before the stack loads.
+Nothing here imports torch: the output folder is checked before the training stack loads (torch pickles
+are read with a stand-in for every class they name, which runs nothing).
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
+import pickle
 import re
 import shutil
 import zipfile
@@ -123,36 +126,69 @@ def unloadable(folder: Path) -> str | None:
 
 
 def bad_pickle(path: Path) -> str | None:
-    """A torch.save file is a zip archive (central directory at its end, CRC per record) holding a pickle."""
+    """A torch.save file is a zip archive (central directory at its end, CRC per record) holding a pickle
+    (data.pkl) whose tensors are the archive's data/<key> records."""
     if path.stat().st_size == 0:
         return "is empty (0 bytes)"
     try:
         with zipfile.ZipFile(path) as archive:
-            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+            names = archive.namelist()
+            pickled = next((name for name in names if name.endswith("data.pkl")), None)
+            if pickled is None:
                 return "is not a torch checkpoint (no data.pkl)"
             broken = archive.testzip()
+            if broken:
+                return f"is damaged (record {broken} fails its CRC)"
+            return unpicklable(archive.read(pickled), pickled[: -len("data.pkl")], set(names))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         return f"is truncated or damaged ({err})"
-    return f"is damaged (record {broken} fails its CRC)" if broken else unpicklable(path)
 
 
-def unpicklable(path: Path) -> str | None:
-    """torch.load it as the Trainer does (weights_only), memory-mapped so no tensor is read."""
-    import pickle
+class _Stub:
+    """Whatever class or function a pickle names: built, called and filled with anything, running nothing."""
 
-    import torch
-    from transformers.trainer_pt_utils import safe_globals  # numpy's RNG state, as the Trainer allows it
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
 
+    def __call__(self, *args: object, **kwargs: object) -> _Stub:
+        return _Stub()
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+    def __setitem__(self, key: object, value: object) -> None:
+        pass
+
+    def append(self, value: object) -> None:
+        pass
+
+
+class _Walk(pickle.Unpickler):
+    """Reads a torch pickle without torch and without importing anything it names; collects the storage keys."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.keys: list[str] = []
+
+    def find_class(self, module: str, name: str) -> type:
+        return _Stub
+
+    def persistent_load(self, pid: object) -> _Stub:
+        if isinstance(pid, tuple) and len(pid) > 2 and pid[0] == "storage":
+            self.keys.append(str(pid[2]))
+        return _Stub()
+
+
+def unpicklable(data: bytes, prefix: str, names: set[str]) -> str | None:
+    """Why the pickle `data` of a torch archive (its records `names`, under `prefix`) would not load: a stream
+    that does not unpickle, or a tensor whose data/<key> record is missing. Imports no torch."""
+    walk = _Walk(data)
     try:
-        with safe_globals():
-            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err) or "GLOBAL" in str(err):
-            return None  # a type the Trainer allows by name (numpy's RNG state): the archive itself is whole
-        return f"does not unpickle ({str(err).splitlines()[0][:120]})"
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
-        return f"does not load ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})"
-    return None
+        walk.load()
+    except Exception as err:  # a damaged stream raises any of pickle's errors
+        return f"does not unpickle ({(str(err).splitlines() or [type(err).__name__])[0][:120]})"
+    missing = next((key for key in walk.keys if f"{prefix}data/{key}" not in names), None)
+    return f"does not load (tensor record data/{missing} is missing)" if missing is not None else None
 
 
 def bad_json(path: Path) -> str | None:
