@@ -178,7 +178,7 @@ def _post(request: urllib.request.Request, target: str, timeout: float) -> objec
 
 
 def _gave_up(target: str, err: _Transient, tries: int, seconds: float, timeout: float) -> str:
-    spent = f"{tries} tries in {seconds:.1f} s"
+    spent = f"{tries} {'try' if tries == 1 else 'tries'} in {seconds:.1f} s"
     if err.unreachable:
         return f"cannot reach {target} ({err.reason}; {spent}); is the server running? start it, or fix --endpoint"
     if err.timeout:
@@ -197,7 +197,7 @@ def with_retries(send: Callable[[], object], target: str, policy: RetryPolicy, *
             return send()
         except _Transient as err:
             failed += 1
-            allowed = policy.unreachable_tries if err.unreachable else policy.tries
+            allowed = min(policy.unreachable_tries, policy.tries) if err.unreachable else policy.tries
             if failed >= allowed:
                 raise ProblemFound(_gave_up(target, err, failed, time.monotonic() - started, timeout)) from None
             wait = policy.wait(failed, jitter)

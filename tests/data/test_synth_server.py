@@ -209,6 +209,8 @@ def test_an_unknown_host_is_one_line(cli, examples, tmp_path, monkeypatch):
     down = cli("data", "synth", "--examples", examples, "-n", "1", "-o", tmp_path / "x.json", "--endpoint", "http://llm.example/v1", *FAST)
     assert down.exit_code == 1
     assert "cannot reach http://llm.example/v1/chat/completions (no such host: Name or service not known; 3 tries" in down.stderr.splitlines()[-1]
+    once = cli("data", "synth", "--examples", examples, "-n", "1", "-o", tmp_path / "x.json", "--endpoint", "http://llm.example/v1", "--retries", "0")
+    assert once.exit_code == 1 and "(no such host: Name or service not known; 1 try in " in once.stderr and "try 2" not in once.stderr
 
 
 def test_the_cli_says_what_it_retried(cli, standin, examples, tmp_path):
