@@ -315,7 +315,7 @@ class SynthOutput:
             os.fsync(fd)
         except OSError as err:
             os.ftruncate(fd, size)  # a line either whole or not at all
-            raise ProblemFound(f"{self.path}: cannot save record {len(self.records) + 1} ({err.strerror or err}); {len(self.records)} kept") from None
+            raise ProblemFound(f"{self.path}: cannot save record {len(self.records) + 1} ({err.strerror or err}); free some space or choose another -o path") from None
         finally:
             os.close(fd)
 

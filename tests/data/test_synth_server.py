@@ -235,6 +235,30 @@ def test_a_failure_mid_run_keeps_what_was_made_and_says_how_to_go_on(cli, standi
     assert f"wrote {out}: 5 of 5 records requested (2 from an earlier run)" in again.stdout
 
 
+def test_a_full_disk_leaves_no_half_line_and_keeps_the_records(cli, standin, examples, tmp_path, monkeypatch):
+    out = tmp_path / "made.jsonl"
+    real_write, writes = os.write, []
+
+    def full_after_two(fd, data):
+        writes.append(data)
+        return real_write(fd, data if len(writes) < 3 else data[: len(data) // 2])
+
+    monkeypatch.setattr(os, "write", full_after_two)
+    old_mask = os.umask(0o027)
+    try:
+        failed = cli("data", "synth", "--examples", examples, "-n", "5", "-o", out, "--endpoint", standin().url, *FAST)
+    finally:
+        os.umask(old_mask)
+    monkeypatch.undo()
+    assert failed.exit_code == 1
+    assert failed.stderr.splitlines()[-1] == (
+        f"gpudoctor: error: {out}: cannot save record 3 (short write); free some space or choose another -o path;"
+        f" {out} keeps 2 of 5 records; run the same command again to make the rest"
+    )
+    assert out.read_text(encoding="utf-8").count("\n") == 2 and len(load_dataset(out).records) == 2
+    assert out.stat().st_mode & 0o777 == 0o640  # the user's umask
+
+
 def instructions(path) -> list[str]:
     return [r.alpaca.instruction for r in load_dataset(path).records]
 
