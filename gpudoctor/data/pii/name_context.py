@@ -49,16 +49,16 @@ HOLDERS = {
     "booking name|booked under|booking is under|reservation under|reservation is under|order is under|account is under|"
     "registered under|under the name|under the name of|in the name of|policy holder|policyholder|registered to|"
     "registered owner|addressed to|made out to|payable to|lead passenger|passenger name|guest name|ticket holder|"
-    "the account holder is|the cardholder is|licence holder|license holder",
+    "the account holder is|the cardholder is|licence holder|license holder|under my name|in my name|name on it is",
     "de": "kontoinhaber|kontoinhaberin|karteninhaber|karteninhaberin|inhaber|inhaberin|auf den namen|auf den namen von|"
     "lautet auf|im namen von|gebucht auf|reserviert auf|name im pass|laut pass|im pass steht|im reisepass steht|"
     "name auf der karte|namensschild|ausgestellt auf|zugelassen auf|versicherungsnehmer|versicherungsnehmerin|"
-    "angemeldet auf|registriert auf|läuft auf|mieter|mieterin|zu händen|z\\. hd\\.|z\\.hd\\.",
+    "angemeldet auf|registriert auf|läuft auf|auf meinen namen|mieter|mieterin|zu händen|z\\. hd\\.|z\\.hd\\.",
     "fr": "titulaire|titulaire du compte|titulaire de la carte|au nom de|réservé au nom de|réservation au nom de|"
     "porteur de la carte|nom sur la carte|nom sur le passeport|sur mon passeport|mon passeport indique|badge au nom de|"
-    "nom du badge|enregistré au nom de|inscrit au nom de|assuré|assurée|locataire|à l'attention de|à l’attention de",
+    "nom du badge|enregistré au nom de|à mon nom|inscrit au nom de|assuré|assurée|locataire|à l'attention de|à l’attention de",
     "es": "titular|titular de la cuenta|titular de la tarjeta|a nombre de|reservado a nombre de|reserva a nombre de|"
-    "está a nombre de|nombre en la tarjeta|nombre en el pasaporte|en mi pasaporte pone|mi pasaporte pone|"
+    "está a nombre de|a mi nombre|nombre en la tarjeta|nombre en el pasaporte|en mi pasaporte pone|mi pasaporte pone|"
     "mi pasaporte dice|en el pasaporte pone|acreditación a nombre de|registrado a nombre de|tomador|tomadora|"
     "inquilino|inquilina|a la atención de|a/a",
 }
@@ -71,12 +71,16 @@ PERSONAS = "you are|you're|du bist|sie sind|tu es|vous êtes|eres|usted es"
 AFTER = (
     "here|hier|speaking|from our team|from your team|from the team|from the .{1,30}? team|from [A-Z][\\w&-]*|"
     "à votre écoute|de chez|al habla|le atiende|ji|says|said|told me|will call|may call|"
+    "rang|called|phoned|rang back|called back|emailed|wrote|replied|confirmed|promised|explained|mentioned|"
+    "hat angerufen|rief an|sagte|meinte|schrieb|hat bestätigt|hat versprochen|"
+    "a appelé|m'a dit|m’a dit|a dit|a écrit|a confirmé|a promis|"
+    "llamó|me dijo|dijo|escribió|confirmó|ha llamado|prometió|"
     "a l'appareil|à l'appareil|am apparat|del equipo|de l'équipe|aus dem team|vom team"
 )
 TITLES = (
     "Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Herrn|Frau|Hr\\.|Fr\\.|M\\.|Mme|Mlle|Madame|Monsieur|"
     "Mademoiselle|Maître|Sr|Sra|Srta|Señor|Señora|Señorita|señor|señora|señorita|Don|Doña|D\\.|Dña|"
-    "Shri|Shrimati|Smt|Sri|Kumari|Km|Mister|Missus|herr|frau|madame|monsieur|mr|mrs|ms"
+    "Shri|Shrimati|Smt|Sri|Kumari|Km|Mohd|Md|Mister|Missus|herr|frau|madame|monsieur|mr|mrs|ms"
 )
 LABELS = (
     "name|full name|account holder|account name|account holder name|holder|contact person|contact|passenger|"
@@ -88,6 +92,11 @@ LABELS = (
 SIGN_OFFS = (
     "best|best wishes|best regards|kind regards|warm regards|regards|many thanks|thanks|thank you|thanking you|cheers|"
     "sincerely|yours sincerely|yours faithfully|yours truly|yours|love|take care|all the best|"
+    "ta|ta very much|hth|hope this helps|hope that helps|thanks & regards|thanks and regards|regards & thanks|warmly|"
+    "with thanks|speak soon|talk soon|thanks in advance|many thanks in advance|br|"
+    "schöne grüße|liebe grüsse|bis bald|danke und gruß|dankeschön|grüßle|ciao|"
+    "bises|bisous|merci encore|bonne soirée|à plus|a\\+|salutations|cdlt|bien amicalement|"
+    "saludos cordiales|un cordial saludo|abrazos|gracias de antemano|hasta pronto|"
     "viele grüße|viele grüsse|beste grüße|liebe grüße|herzliche grüße|freundliche grüße|mit freundlichen grüßen|"
     "mit freundlichen grüssen|gruß|grüße|lg|vg|mfg|hochachtungsvoll|danke|vielen dank|"
     "cordialement|bien cordialement|bien à vous|amicalement|bonne journée|merci|merci d'avance|à bientôt|"
@@ -101,7 +110,12 @@ ROLES = (
     "techniker|nachbar|nachbarin|kollege|kollegin|frau|mann|tochter|sohn|mutter|vater|oma|opa|fahrer|"
     "technicien|livreur|voisin|voisine|collègue|mari|femme|fille|fils|conseiller|conseillère|"
     "técnico|técnica|repartidor|repartidora|vecino|vecina|compañero|compañera|marido|mujer|hija|hijo|abuela|abuelo|"
-    "madre|padre|gestor|gestora|asesor|asesora|customer|client|caller|patient|guest"
+    "madre|padre|gestor|gestora|asesor|asesora|customer|client|caller|patient|guest|"
+    "complainant|applicant|claimant|petitioner|tenant|landlord|buyer|seller|subscriber|tech|installer|cashier|nurse|"
+    "receptionist|kläger|klägerin|antragsteller|antragstellerin|mieter|mieterin|vermieter|vermieterin|käufer|käuferin|"
+    "monteur|installateur|kassierer|kassiererin|plaignant|plaignante|demandeur|demandeuse|locataire|propriétaire|"
+    "acheteur|acheteuse|caissier|caissière|demandante|reclamante|solicitante|inquilino|inquilina|casero|casera|"
+    "comprador|compradora|instalador|instaladora|cajero|cajera"
 )
 # words after which a capitalised word names a thing, not a person ("Luna smart bulb", "Victoria station")
 THING_NOUNS = frozenset(

@@ -55,6 +55,12 @@ ZH_FORM_WORDS = frozenset(
 )
 # verbs and prepositions whose object is a person: "跟冯总确认", "请钱工检查", "麻烦韩工看一下"
 ZH_BEFORE_PERSON = re.compile(r"(?:跟|和|与|同|找|问|给|请|让|叫|帮|催|向|对|联系|转告|通知|告诉|麻烦|拜托|感谢|谢谢|辛苦)$")
+# 小/老 + a character that is an ordinary word, not a nickname: "谢谢小编", "麻烦老师", "问小区物业"
+ZH_XIAO_WORDS = frozenset(
+    """小编 小区 小时 小孩 小朋友 小姐 小哥 小伙 小心 小店 小二 小妹 小弟 小票 小程 小组 小说 小米 小鹏 小红 小费 小计 小号 小件 小样
+    老师 老板 老公 老婆 老人 老家 老乡 老铁 老爸 老妈 老总 老大 老客 老用 老款 老版 老化 老是""".split()
+)
+ZH_LEADING_VERB = re.compile(r"麻烦|谢谢|感谢|拜托|辛苦|通知|告诉|转告|联系")
 ZH_TIME_WORDS = frozenset("上周 下周 本周 这周 每周 一周 两周 几周 前周 同周 当周 次周".split())
 ZH_AFTER_SINGLE = set("您你说的吗呢啊吧和跟让也都在来去好谢请已为")  # "王总您好", "罗工说": the form ends the word
 
@@ -72,7 +78,7 @@ def _chinese_patterns() -> dict[str, re.Pattern[str]]:
         "inner_form": re.compile(rf"({surname})(?:{ZH_ADDRESS_FORMS})(.?)"),
         # "小李", "老王"; after a cue any character: "客服小美", "你是小美"
         "xiao": re.compile(rf"([小老]{surname})(.?)"),
-        "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是)([小老]{HAN})"),
+        "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是|谢谢|感谢|辛苦|麻烦|拜托|跟|找|问|让|请)([小老]{HAN})(?![\u4e00-\u9fff]{{2}})"),
         "intro": re.compile(rf"(?:我是|我叫|你是|您是)({surname}{HAN}{{1,2}})(?=[，,。！!\s]|$)"),
         "sign_off": re.compile(
             rf"(?m)(?:谢谢|感谢|此致\s*敬礼|祝好)[！!。，,]?[ \t]*\n(?:[ \t]*\n)?[ \t]*(?!谢谢|感谢|此致|敬礼)"
@@ -105,9 +111,16 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
         if name[-1] in ZH_STOP:
             continue
         yield m.start(2), m.start(2) + len(name), "NAME", "name (after a cue)"
+    surnames, _ = _word_list("names_zh_surnames.txt")
     for m in p["before_form"].finditer(text):
-        if not any(c in ZH_STOP for c in m.group(1)):
-            yield m.start(1), m.end(1), "NAME", "name (before a form of address)"
+        name, start = m.group(1), m.start(1)
+        verb = ZH_LEADING_VERB.match(name)
+        if verb:  # "麻烦老师", "谢谢王经理": the verb is no part of the name
+            name, start = name[verb.end() :], start + verb.end()
+            if not name or name[0] not in surnames and name[:2] not in surnames:
+                continue
+        if not any(c in ZH_STOP for c in name):
+            yield start, start + len(name), "NAME", "name (before a form of address)"
     for m in p["inner_form"].finditer(text):
         form = text[m.end(1) : m.start(2)]
         if text[max(0, m.start(1) - 1) : m.end(1)] in ZH_TIME_WORDS:
@@ -117,7 +130,6 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
             if (form + m.group(2)) in ZH_FORM_WORDS or not ZH_BEFORE_PERSON.search(text[max(0, m.start(1) - 2) : m.start(1)]):
                 continue
         yield m.start(1), m.end(1), "NAME", "name (before a form of address)"
-    surnames, _ = _word_list("names_zh_surnames.txt")
     for m in p["xiao"].finditer(text):
         if m.start() and text[m.start() - 1] in surnames:
             continue  # 王小明: 小明 is the given name of a full name (jieba's part)
@@ -125,7 +137,8 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
             yield m.start(1), m.end(1), "NAME", "name (小/老 + surname)"
     for key in ("cue_xiao", "intro", "sign_off", "turn"):
         for m in p[key].finditer(text):
-            yield m.start(1), m.end(1), "NAME", "name (after a cue)"
+            if m.group(1) not in ZH_XIAO_WORDS:
+                yield m.start(1), m.end(1), "NAME", "name (after a cue)"
 
 
 def jieba_available() -> bool:
