@@ -299,12 +299,14 @@ class SynthOutput:
         self.resumed = len(records)
 
     def add(self, record: Record) -> None:
-        if self.container != "jsonl":
-            everything = Dataset(str(self.path), self.format, self.container, [*self.records, record])
-            write_text(self.path, render(everything, self.format, self.container))
-        else:
-            self._append(render(Dataset(str(self.path), self.format, "jsonl", [record]), self.format, "jsonl").encode("utf-8"))
-        self.records.append(record)
+        """Save `record`; a Ctrl-C or SIGTERM meanwhile waits until it is saved and counted."""
+        with _signals_held():
+            if self.container != "jsonl":
+                everything = Dataset(str(self.path), self.format, self.container, [*self.records, record])
+                write_text(self.path, render(everything, self.format, self.container))
+            else:
+                self._append(render(Dataset(str(self.path), self.format, "jsonl", [record]), self.format, "jsonl").encode("utf-8"))
+            self.records.append(record)
 
     def _append(self, line: bytes) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -318,6 +320,20 @@ class SynthOutput:
             raise ProblemFound(f"{self.path}: cannot save record {len(self.records) + 1} ({err.strerror or err}); free some space or choose another -o path") from None
         finally:
             os.close(fd)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM are held (delivered on leaving) where the platform can, from the main thread."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _drop_half_line(path: Path) -> str:
