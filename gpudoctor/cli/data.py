@@ -128,6 +128,7 @@ def clean(
     no_nlp: bool = typer.Option(False, "--no-nlp", help="Skip the optional NLP name recognisers (jieba)."),
     names: str | None = typer.Option(None, "--names", help="Your own names to replace always, comma-separated (staff, the agent's own name): case-insensitive, whole words."),
     names_file: Path | None = typer.Option(None, "--names-file", help="Like --names, one name per line (# starts a comment)."),
+    replace: str | None = typer.Option(None, "--replace", help="Other text to replace always, comma-separated (a ticket signature, a company line): <PHONE>, <EMAIL> or <DETAIL> by its shape."),
 ) -> None:
     from gpudoctor.atomic import write_json
     from gpudoctor.cli.output import console
@@ -141,7 +142,7 @@ def clean(
     dataset = load_dataset(file)
     result = clean_dataset(
         dataset, use_nlp=not no_nlp, numbered=numbered, drop_duplicates=not keep_duplicates, near=near, drop_empty=not keep_empty,
-        names=own,
+        names=own, replace=read_names(replace),
     )
     report_file = report_path or output.with_name(output.name + ".report.json")
     write_dataset(result.dataset, output)
@@ -153,6 +154,9 @@ def clean(
     if own:
         mine = sum(r.detail == "your --names list" for r in result.replacements)
         out.print(f"names      {mine} occurrences of your {len(own)} names replaced ({', '.join(own[:MAX_LISTED])})", markup=False, soft_wrap=True)
+    if replace:
+        theirs = sum(r.detail == "your --replace list" for r in result.replacements)
+        out.print(f"replace    {theirs} occurrences of your --replace list replaced", markup=False, soft_wrap=True)
     dropped = " · ".join(f"{reason} {n}" for reason, n in result.dropped_counts().items()) or "none"
     out.print(f"dropped    {dropped}", markup=False, soft_wrap=True)
     out.print(f"report     {report_file} (holds the original values: keep it private)", markup=False, soft_wrap=True)

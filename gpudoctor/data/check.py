@@ -10,7 +10,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from gpudoctor.data.consistent import Detail, consistent_details, names_option
+from gpudoctor.data.consistent import Detail, consistent_details, fix_command
 from gpudoctor.data.dedupe import find_duplicates
 from gpudoctor.data.lang import guess_languages
 from gpudoctor.data.load import gc_paused
@@ -178,7 +178,7 @@ def _findings(r: CheckReport) -> list[Finding]:
         shown = ", ".join(f"'{d.text}' {d.share:.0%}" for d in r.consistent[:MAX_LISTED])
         records = sorted({n for d in r.consistent for n in d.records})
         found.append(Finding("warning", f"the same details recur in the replies ({shown}): the model will learn to say them",
-                             records, f"replace them: gpudoctor data clean {path} -o CLEAN.json --names {names_option(r.consistent)}"))
+                             records, fix_command(path, r.consistent)))
     if r.exact_duplicates:
         share = len(r.exact_duplicates) / r.records
         found.append(Finding("error" if share > 0.2 else "warning",

@@ -48,7 +48,7 @@ class CleanResult:
         }
 
 
-def read_names(names: str | None, names_file: Path | None) -> list[str]:
+def read_names(names: str | None, names_file: Path | None = None) -> list[str]:
     """--names "Sam,Jennifer Alvarez" and --names-file (one a line, # comments), in order, without repeats."""
     found = [n.strip() for n in (names or "").split(",")]
     if names_file is not None:
@@ -80,11 +80,13 @@ def clean_dataset(
     drop_empty: bool = True,
     names: Iterable[str] = (),
     scan: bool = True,
+    replace: Iterable[str] = (),
 ) -> CleanResult:
     """A new dataset (the input is untouched), the replacements made and the records dropped.
 
     `names`: the user's own list (staff names, the agent's own name), always replaced by <NAME>: case-insensitive,
-    whole words, every occurrence. `scan=False` replaces only that list."""
+    whole words, every occurrence; `replace`: other text the user wants gone (a ticket signature, a company line), the
+    same way, by <PHONE>, <EMAIL> or <DETAIL> after its shape. `scan=False` replaces only those lists."""
     dropped: list[Dropped] = []
     drop: set[int] = set()
     if drop_empty:
@@ -93,7 +95,7 @@ def clean_dataset(
             if reason:
                 dropped.append(Dropped(record.number, reason))
                 drop.add(record.index)
-    scrubbed, replacements = scrub_dataset(dataset, use_nlp=use_nlp, numbered=numbered, names=names, scan=scan)
+    scrubbed, replacements = scrub_dataset(dataset, use_nlp=use_nlp, numbered=numbered, names=names, scan=scan, replace=replace)
     if drop_duplicates:
         # duplicates are judged after scrubbing: two records that differ only by a phone number are one
         found = find_duplicates(scrubbed, near=near)

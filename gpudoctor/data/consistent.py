@@ -12,6 +12,9 @@ common is taken from the data itself, not from a word list:
 - a short hand-written list of words that are capitalised in running text without being names
   (English "I", German "Sie"/"Ihnen", titles, weekdays and months in en/de/fr/es) is never flagged.
 Adjacent flagged words that travel together ("Jennifer Alvarez") are reported as one phrase.
+Each detail gets a kind, and the fix (`fix_command`) is the clean option that removes that kind: a name -> `--names`,
+a phone, e-mail or id the personal-data scan recognises -> plain `data clean` (its scan replaces them), any other
+recurring text (a ticket signature, a company line the scan keeps, "Northwind Support") -> `--replace`.
 On large files the candidates come from an evenly spaced sample of SAMPLE records; shares are then
 counted over every record.
 """
@@ -23,6 +26,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gpudoctor.data.pii import find_pii
+from gpudoctor.data.pii.name_context import TEAM_WORDS
 from gpudoctor.data.records import Dataset, Record
 
 MIN_SHARE = 0.30
@@ -58,6 +63,7 @@ class Detail:
     why: str  # "capitalised word", "number", "e-mail", "NAME (personal-data scan)", ...
     records: list[int] = field(default_factory=list)  # 1-based records whose replies hold it
     share: float = 0.0  # of the records that have a reply
+    kind: str = "NAME"  # NAME, a scanner kind (PHONE, EMAIL, ID, CARD, IP, ADDRESS), or DETAIL: what removes it
 
 
 def _replies(record: Record) -> str:
@@ -206,8 +212,34 @@ def consistent_details(dataset: Dataset, pii_values: Mapping[int, set[str]] | No
         pattern, needle = _detail_pattern(spelling), spelling.lower()
         numbers = [r.number for r, text, low in zip(records, replies, lowered) if needle in low and pattern.search(text)]
         if len(numbers) >= max(MIN_RECORDS, MIN_SHARE * with_reply):
-            details.append(Detail(spelling, why, numbers, len(numbers) / with_reply))
+            details.append(Detail(spelling, why, numbers, len(numbers) / with_reply, _kind(spelling, why)))
     return sorted(details, key=lambda d: (-d.share, d.text))
+
+
+def _kind(text: str, why: str) -> str:
+    """What a detail is, hence what removes it: the scanner's kind when the scan recognises it on its own."""
+    spans = [s for s in find_pii(text, use_nlp=False) if s.kind != "NAME"]
+    if spans and sum(s.end - s.start for s in spans) >= 0.6 * len(text.strip()):
+        return spans[0].kind
+    words = text.casefold().split()
+    if why in ("number", "e-mail") or (words and words[-1] in TEAM_WORDS):
+        return "DETAIL"  # "REF-2291", "1-800-555-0166" (a company line the scan keeps), "Northwind Support"
+    return "NAME"
+
+
+def fix_command(path: object, details: Sequence[Detail]) -> str:
+    """The one-line fix for these details: `data clean` with --names for names and --replace for other text."""
+    command = f"gpudoctor data clean {path} -o CLEAN.json"
+    names = [d for d in details if d.kind == "NAME"]
+    others = [d for d in details if d.kind == "DETAIL"]
+    scanned = sorted({d.kind for d in details} - {"NAME", "DETAIL"})
+    if names:
+        command += f" --names {names_option(names)}"
+    if others:
+        command += f" --replace {names_option(others)}"
+    if scanned:
+        command += f" (its scan replaces the {', '.join(scanned)})"
+    return f"replace them: {command}"
 
 
 def names_option(details: Sequence[Detail]) -> str:

@@ -108,11 +108,23 @@ def names_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts), re.IGNORECASE)
 
 
-def with_names(text: str, spans: list[Span], pattern: re.Pattern[str] | None) -> list[Span]:
-    """The scanner's spans plus every occurrence of the user's names; where they overlap, the user's list wins."""
+def replaced_kind(value: str) -> str:
+    """The placeholder kind for a --replace value, by its shape: <EMAIL>, <PHONE> (mostly digits), else <DETAIL>."""
+    if "@" in value:
+        return "EMAIL"
+    digits = sum(c.isdigit() for c in value)
+    return "PHONE" if digits >= 7 and digits >= 0.6 * len(value.replace(" ", "")) else "DETAIL"
+
+
+def with_names(text: str, spans: list[Span], pattern: re.Pattern[str] | None, *, replace: bool = False) -> list[Span]:
+    """The scanner's spans plus every occurrence of the user's names (or, `replace`, the user's --replace values);
+    where they overlap, the user's list wins."""
     if pattern is None:
         return spans
-    own = [Span(m.start(), m.end(), "NAME", "your --names list", m.group()) for m in pattern.finditer(text)]
+    if replace:
+        own = [Span(m.start(), m.end(), replaced_kind(m.group()), "your --replace list", m.group()) for m in pattern.finditer(text)]
+    else:
+        own = [Span(m.start(), m.end(), "NAME", "your --names list", m.group()) for m in pattern.finditer(text)]
     if not own:
         return spans
     rest = [s for s in spans if not any(s.start < o.end and o.start < s.end for o in own)]
@@ -120,10 +132,12 @@ def with_names(text: str, spans: list[Span], pattern: re.Pattern[str] | None) ->
 
 
 def scrub_dataset(
-    dataset: Dataset, *, use_nlp: bool = True, numbered: bool = False, names: Iterable[str] = (), scan: bool = True
+    dataset: Dataset, *, use_nlp: bool = True, numbered: bool = False, names: Iterable[str] = (), scan: bool = True,
+    replace: Iterable[str] = (),
 ) -> tuple[Dataset, list[Replacement]]:
     """Scrub every record; `names` (the user's own list: staff, the agent's name) is always replaced as NAME,
-    with or without the scanner (`scan=False`: only the list)."""
+    `replace` (any other text that recurs: a ticket signature, a company line) by a placeholder of its shape,
+    with or without the scanner (`scan=False`: only the lists)."""
     records: list[Record] = []
     changes: list[Replacement] = []
     texts = [m.content for r in dataset.records for m in r.messages]
@@ -131,10 +145,10 @@ def scrub_dataset(
         if r.alpaca is not None:
             texts += [r.alpaca.instruction, r.alpaca.input, r.alpaca.output, r.alpaca.system]
     found_spans = scan_texts(texts, use_nlp=use_nlp) if scan else {}
-    pattern = names_pattern(names)
+    pattern, others = names_pattern(names), names_pattern(replace)
 
     def spans_of(text: str) -> list[Span]:
-        return with_names(text, found_spans.get(text, []), pattern)
+        return with_names(text, with_names(text, found_spans.get(text, []), others, replace=True), pattern)
 
     for record in dataset.records:
         cleaned, found = scrub_record(record, numbered=numbered, scan=spans_of)

@@ -184,3 +184,28 @@ def test_sign_offs_per_locale(tmp_path, locale):
     assert sorted(d.text for d in check_dataset(load_dataset(path), pii=False).consistent) == expected
     cleaned = clean_dataset(load_dataset(path), names=expected, scan=False).dataset
     assert consistent_details(cleaned) == []
+
+
+def test_the_fix_matches_each_detail(tmp_path):
+    """A name -> --names, a phone the scan knows -> plain clean (its scan replaces it), other text -> --replace."""
+    path = write(tmp_path, shop(40, 2))
+    details = {d.text: d.kind for d in consistent_details(load_dataset(path))}
+    assert details == {"Jennifer Alvarez": "NAME", "Northwind Support": "DETAIL", "+1 614 555 0187": "PHONE"}
+    finding = next(f for f in check_dataset(load_dataset(path), pii=False).findings if "recur" in f.title)
+    assert finding.fix == (f'replace them: gpudoctor data clean {path} -o CLEAN.json --names "Jennifer Alvarez"'
+                           ' --replace "Northwind Support" (its scan replaces the PHONE)')
+
+
+def test_a_company_line_the_scan_keeps_is_replaced_with_replace(cli, tmp_path):
+    rows = [{"instruction": f"Is order {i} shipped?", "input": "", "output": f"{BODIES[i % 10]} Call us on 1-800-555-0166, ref TKT-{4400 + i}"}
+            for i in range(20)]
+    path = write(tmp_path, rows)
+    [detail] = consistent_details(load_dataset(path))
+    assert (detail.text, detail.kind) == ("1-800-555-0166", "DETAIL")  # a toll-free line: no one's personal number
+    out = tmp_path / "clean.json"
+    result = cli("data", "clean", path, "-o", out, "--replace", "1-800-555-0166")
+    assert result.exit_code == 0, result.stderr
+    assert "20 occurrences of your --replace list replaced" in result.stdout
+    outputs = [r["output"] for r in json.loads(out.read_text(encoding="utf-8"))]
+    assert all("Call us on <PHONE>" in o for o in outputs)
+    assert "recur" not in cli("data", "check", out, "--no-pii").stdout
