@@ -130,11 +130,17 @@ CLASS_CASES = [
     ("de_DE", "Kunde: ja, gunnar lindqvist", ["gunnar lindqvist"], ["Kunde:"]),
     ("en_US", "Customer: sure. its under my name, ashley brennan", ["ashley brennan"], ["Customer:"]),
     ("de_DE", "Meine FRITZ!Box und die Fritz!Box 7530 gehen nicht.", [], ["FRITZ!Box", "Fritz!Box 7530"]),
+    ("es_ES", "Hola, soy Rebeca de PcComponentes, ¿en qué le ayudo?", ["Rebeca"], ["PcComponentes"]),
+    ("fr_FR", "Bonjour, ici Maxence de ManoMano.", ["Maxence"], ["ManoMano"]),
 ]
 CLASS_LOOK_ALIKES = [
     "The engineer called twice. Support rang back, Sales wrote on Monday.",
     "Hope this helps!\nFAQ",
     "Thanks & regards,\nCustomer Care Team",
+    "Sincerely,\nBilling Department",
+    "Mit freundlichen Grüßen\nIhre Buchhaltung",
+    "Cordialement,\nService Facturation",
+    "Atentamente,\nDepartamento de Ventas",
     "User: yes please\nBot: ok Google Home is linked",
     "ok mark it as resolved, thanks",
     "yes grace period applies to the holder of the policy",

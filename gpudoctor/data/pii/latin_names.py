@@ -46,6 +46,8 @@ NOT_NAMES = frozenset(
     Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec""".split()
 )
 STOP = NOT_NAMES | ctx.FOREIGN_STOP
+# a word with a capital inside that no surname has (MediaMarkt, PcComponentes; not McDonald, MacLeod, DeShawn, O'Brien)
+FIRM_SHAPE = re.compile(r"(?!Mc|Mac|De|Di|Le|La|Van|Von|O'|D')[A-Z][a-z]+[A-Z]")
 WORD = re.compile(r"[A-Z]\.(?:-[A-Z]\.)?|[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*")
 CONJUNCTIONS = re.compile(r"[ ]+(?:and|or|et|ou|und|oder|y a|y|e|o)[ ]+$")
 
@@ -159,6 +161,8 @@ def _run(text: str, tokens: list[re.Match[str]], i: int, *, lower: bool = False)
         if k >= len(tokens) or text[tokens[k - 1].end() : tokens[k].start()] != " ":
             break
         w = tokens[k].group()
+        if k > j and FIRM_SHAPE.match(w):
+            break  # "Dani de MediaMarkt": a firm's name after the particle, not a surname
         if lower and first.islower() and not w.islower():
             break
         if not (is_cap(w) or (lower and first.islower() and fold(w) in lists()[1])):
@@ -186,7 +190,7 @@ def _listed(word: str, *, common_ok: bool) -> bool:
 
 
 STRONG = frozenset(ctx.STRONG.split("|"))
-WEAK_INTROS = frozenset("tell|told|is this|are you|es usted|eres|êtes-vous|dites à|dile a|prévenir|ask for|message|email|call|contact|ask".split("|"))
+WEAK_INTROS = frozenset("ici|tell|told|is this|are you|es usted|eres|êtes-vous|dites à|dile a|prévenir|ask for|message|email|call|contact|ask".split("|"))
 LIST_ONLY = frozenset("im|its".split("|"))  # "im Ernst" is German, "its" mostly the pronoun
 STRONG_AFTER = frozenset("here|hier|speaking|à votre écoute|de chez|ji|al habla|à l'appareil|a l'appareil".split("|"))
 ENDS_PHRASE = frozenset(",!.:?;\n)")

@@ -31,7 +31,7 @@ INTRODUCTIONS = {
     "is this|speaking with|ask for|tell|told|message|email|call|contact|ask|under my wife,|under my husband,|are you|you're through to .{0,30}?, i'm",
     "de": "hier ist|ich bin|ich bin der|ich bin die|mein name ist|ich heiße|ich heisse|hilft ihnen|wenden sie sich an|"
     "fragen sie nach|sprechen sie mit|bin ich mit|spreche ich mit",
-    "fr": "c'est|c’est|c'est encore|je suis|je m'appelle|je m’appelle|moi c'est|vous êtes bien|êtes-vous|"
+    "fr": "c'est|c’est|c'est encore|ici|je suis|je m'appelle|je m’appelle|moi c'est|vous êtes bien|êtes-vous|"
     "je soussigné|je soussignée|demandez|dites à|prévenir|merci de prévenir|au nom de mon mari,|au nom de ma femme,",
     "es": "soy|me llamo|mi nombre es|habla|le atiende|te atiende|eres|es usted|pregunta por|preguntad por|dile a|"
     "decidle a|avisad a|avisad por favor a|yo,|a nombre de mi marido,|a nombre de mi mujer,",
@@ -154,8 +154,11 @@ PLACE_PREPOSITIONS = frozenset("in near at à en nach aus de a zu bei au".split(
 PARTICLES = frozenset("de del de la de los van von der den da di du dos das le la ten ter zu bin ibn al el y e i".split())
 # last words of a signature line that make it a team or company, not a person ("Team Apollo", "L'équipe Sonora")
 TEAM_WORDS = frozenset(
-    """team support service desk customer care office bank group ltd inc gmbh ag sa sl sas online app
-    équipe equipo kundendialog kundenservice servicio atención""".split()
+    """team support service services desk helpdesk customer care office bank group ltd inc gmbh ag sa sl sas online app
+    department dept billing sales accounts operations reception administration
+    abteilung verwaltung buchhaltung vertrieb empfang kundendienst
+    équipe service comptabilité direction accueil facturation
+    equipo kundendialog kundenservice servicio atención departamento administración facturación ventas recepción soporte""".split()
 )
 
 ZH_FORMS = "先生|女士|小姐|老师|同学|经理|总监|主任|医生|大夫|教授|律师|阿姨|叔叔|师傅|总|董|工|姐|哥|主管|专员|处长|科长|局长|老板"
