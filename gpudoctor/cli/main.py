@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "gpudoctor.cli.train",
     "gpudoctor.cli.chat",
     "gpudoctor.cli.merge",
+    "gpudoctor.cli.export",
     "gpudoctor.cli.data",
     "gpudoctor.cli.install",
     "gpudoctor.cli.demo",
