@@ -222,13 +222,14 @@ def newest_complete(output: Path) -> Path | None:
     return next((path for _, path in listed(output / "checkpoints") if complete(path)), None)
 
 
-def announce(output: Path, checkpoint: Path | None, say: Callable[[str], None]) -> None:
-    """Say which checkpoint a --resume continues from and why newer ones were passed over."""
-    if checkpoint is None:
+def announce(choice: Choice | None, say: Callable[[str], None]) -> None:
+    """Say which checkpoint a --resume continues from and why newer ones were passed over (`choice`:
+    what `resumable` found when the folder was checked; nothing is read again)."""
+    if choice is None or choice.checkpoint is None:
         return
-    for line in resumable(output).skipped:
+    for line in choice.skipped:
         say(f"{line}; resuming from the previous one")
-    say(f"resuming from {checkpoint.name} (complete, every file checked)")
+    say(f"resuming from {choice.checkpoint.name} (complete, every file checked)")
 
 
 # Sealing, placing, rotating, cleaning.

@@ -66,8 +66,9 @@ def failed_start(folder: Path) -> bool:
 
 def check_output(
     folder: Path, config: RunConfig, *, resume: bool, allow_changed_data: bool = False, notes: list[str] | None = None
-) -> Path | None:
-    """Raise BadInput unless `folder` may hold this run; return the checkpoint to resume from.
+) -> checkpoints.Choice:
+    """Raise BadInput unless `folder` may hold this run; return the checkpoint to resume from (None for a
+    new start) with why newer ones were passed over, verified once (checkpoints.announce says it later).
 
     A failed start is replaced (the line saying so goes to `notes`); `allow_changed_data` lets
     --resume go on with other data or another data order (ORDER_KEYS)."""
@@ -77,14 +78,14 @@ def check_output(
     if not entries:
         if resume:
             raise BadInput(f"--output {folder}: nothing to resume there (no run.yaml); drop --resume to start the run")
-        return None
+        return checkpoints.Choice(None)
     run_yaml = folder / "run.yaml"
     if not run_yaml.is_file():
         raise BadInput(f"--output {folder}: the folder is not empty and holds no gpudoctor run (no run.yaml); pick an empty or new folder")
     if not resume and failed_start(folder):
         if notes is not None:
             notes.append(f"--output {folder}: replacing a failed start (its run.yaml trained nothing: no checkpoint, no adapter)")
-        return None
+        return checkpoints.Choice(None)
     old = read_run_config(run_yaml)
     difference = first_difference(old, config, ignore=ORDER_KEYS if resume else frozenset())
     if difference:
@@ -101,7 +102,7 @@ def check_output(
         if checkpoint is None:
             why = "; ".join(choice.skipped) or "checkpoints/ is empty"
             raise BadInput(f"--output {folder}: no checkpoint to resume from ({why}); drop --resume to start again")
-        return checkpoint
+        return choice
     state = "a finished run" if (folder / "adapter_model.safetensors").is_file() else "an unfinished run"
     hint = f"pass --resume to continue from {checkpoint.name}" if checkpoint else "delete the folder"
     raise BadInput(f"--output {folder}: already holds {state} of this config; {hint}, or pick another --output")

@@ -56,7 +56,7 @@ class Prepared:
     config: RunConfig
     model_dir: Path
     output: Path
-    checkpoint: Path | None  # the one to resume from
+    resume_from: checkpoints.Choice  # the checkpoint to resume from (None: a new start), verified once, and the newer ones passed over
     device: str  # "cuda" | "rocm" | "cpu"
     dataset: Dataset
     tokenizer: Any
@@ -70,6 +70,10 @@ class Prepared:
     data_record: dict[str, Any] | None = None  # runfolder.data_record: what --resume checks the data against
     restart_epoch: bool = False  # --resume-changed-data on changed data: the Trainer does not skip into the epoch
     folder_state: Any = None  # runfolder.folder_state when the folder was checked: compared again under the lock
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.resume_from.checkpoint
 
 
 @dataclass
@@ -182,7 +186,7 @@ def prepare(
     runfolder.check_lock(output)
     state = runfolder.folder_state(output)
     distributed.check_resume_world(output, settings.gpus, resume=resume)
-    checkpoint = check_output(output, config, resume=resume, allow_changed_data=resume_changed_data, notes=said)
+    resume_from = check_output(output, config, resume=resume, allow_changed_data=resume_changed_data, notes=said)
     device = device_name()
     if device == "cpu" and not force:
         refuse_big_model_on_cpu(str(model_dir))
@@ -195,7 +199,7 @@ def prepare(
     restart = runfolder.check_resumed_data(output, record, resume=resume, allow_changed=resume_changed_data, notes=said)
     notes = [*said, *input_notes(settings, tokenized, len(samples), len(train_rows), device)]
     spec, hardware = judged_against(config, model_dir, device, hardware)
-    prepared = Prepared(config, model_dir, output, checkpoint, device, dataset, tokenizer, tokenized, train_rows, eval_rows, notes, spec, hardware, said, record, restart, state)
+    prepared = Prepared(config, model_dir, output, resume_from, device, dataset, tokenizer, tokenized, train_rows, eval_rows, notes, spec, hardware, said, record, restart, state)
     if spec is not None:
         from gpudoctor.plan.memory import lora_params
 
@@ -351,7 +355,7 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
     log, counter, checkpoint = RunLog(), TokenCounter(), prepared.checkpoint
     if runfolder.main_process():
         checkpoints.clean_leftovers(prepared.output, console.print)  # what a crash mid-save left
-        checkpoints.announce(prepared.output, checkpoint, console.print)
+        checkpoints.announce(prepared.resume_from, console.print)
     while True:
         check = first_step_check(prepared, batching, console, measured, corrections_file)
         trainer, callbacks = make_trainer(prepared, model, batching, log, counter, console, faults, check)

@@ -55,7 +55,7 @@ from gpudoctor.plan.runconfig import read_run_config
 from gpudoctor.train.outputdir import check_output
 out = Path(sys.argv[1])
 found = check_output(out, read_run_config(out / "run.yaml"), resume=True)
-print(found.name)
+print(found.checkpoint.name)
 print(sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "transformers", "peft")))
 """
 
