@@ -58,7 +58,14 @@ ZH_BEFORE_PERSON = re.compile(r"(?:跟|和|与|同|找|问|给|请|让|叫|帮|�
 # 小/老 + a character that is an ordinary word, not a nickname: "谢谢小编", "麻烦老师", "问小区物业"
 ZH_XIAO_WORDS = frozenset(
     """小编 小区 小时 小孩 小朋友 小姐 小哥 小伙 小心 小店 小二 小妹 小弟 小票 小程 小组 小说 小米 小鹏 小红 小费 小计 小号 小件 小样
-    老师 老板 老公 老婆 老人 老家 老乡 老铁 老爸 老妈 老总 老大 老客 老用 老款 老版 老化 老是""".split()
+    小学 小型 小数 小吃 小麦 小路 小丑 小康 小额 小包 小鸟 小狗 小猫 小屋 小镇 小城 小河 小溪 小草 小白 小黄 小车 小队 小结 小题 小节
+    老师 老板 老公 老婆 老人 老家 老乡 老铁 老爸 老妈 老总 老大 老客 老用 老款 老版 老化 老是 老年 老虎 老鼠 老实 老式 老旧 老百 老牌
+    老外 老爷 老字 老街 老城 老司 老友 老样 老鹰 老少""".split()
+)
+# ordinary words that open right after a cue like 客户/客服/本人: "客户满意度", "客服中心", "本人签字"
+ZH_CUE_WORDS = frozenset(
+    """满意 服务 经理 信息 资料 需求 体验 群体 关系 专员 中心 电话 代表 数据 名单 反馈 投诉 热线 人员 支持 系统 邮箱 留言 评价 订单
+    签字 签名 确认 承诺 申请 同意 身份 账户 账号 地址 姓名 须知""".split()
 )
 ZH_LEADING_VERB = re.compile(r"麻烦|谢谢|感谢|拜托|辛苦|通知|告诉|转告|联系")
 ZH_TIME_WORDS = frozenset("上周 下周 本周 这周 每周 一周 两周 几周 前周 同周 当周 次周".split())
@@ -108,8 +115,8 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
         name = m.group(2)
         while len(name) > 2 and name[-1] in ZH_STOP:
             name = name[:-1]
-        if name[-1] in ZH_STOP:
-            continue
+        if name[-1] in ZH_STOP or name[:2] in ZH_CUE_WORDS:
+            continue  # 客户满意度, 客服中心: the cue opens an ordinary word
         yield m.start(2), m.start(2) + len(name), "NAME", "name (after a cue)"
     surnames, _ = _word_list("names_zh_surnames.txt")
     for m in p["before_form"].finditer(text):
@@ -123,16 +130,16 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
             yield start, start + len(name), "NAME", "name (before a form of address)"
     for m in p["inner_form"].finditer(text):
         form = text[m.end(1) : m.start(2)]
-        if text[max(0, m.start(1) - 1) : m.end(1)] in ZH_TIME_WORDS:
-            continue  # 本周总销量: 周 ends a time word
+        if text[max(0, m.start(1) - 1) : m.end(1)] in ZH_TIME_WORDS or m.group(1) in ZH_STOP:
+            continue  # 本周总销量: 周 ends a time word; 各位老师: 位 is a measure word
         if form in ZH_SINGLE_FORMS and m.group(2) and re.match(HAN, m.group(2)) and m.group(2) not in ZH_AFTER_SINGLE:
             # 美国总统, 周总是: a single-character form before more text is a name only right after a cue (跟冯总确认)
             if (form + m.group(2)) in ZH_FORM_WORDS or not ZH_BEFORE_PERSON.search(text[max(0, m.start(1) - 2) : m.start(1)]):
                 continue
         yield m.start(1), m.end(1), "NAME", "name (before a form of address)"
     for m in p["xiao"].finditer(text):
-        if m.start() and text[m.start() - 1] in surnames:
-            continue  # 王小明: 小明 is the given name of a full name (jieba's part)
+        if m.start() and text[m.start() - 1] in surnames or m.group(1) in ZH_XIAO_WORDS:
+            continue  # 王小明: 小明 is the given name of a full name (jieba's part); 小时, 老师: words
         if not m.group(2) or not re.match(HAN, m.group(2)) or m.group(2) in ZH_STOP or m.group(2) in ZH_AFTER_SINGLE:
             yield m.start(1), m.end(1), "NAME", "name (小/老 + surname)"
     for key in ("cue_xiao", "intro", "sign_off", "turn"):
