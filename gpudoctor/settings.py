@@ -81,6 +81,7 @@ class Settings:
     packing: bool = setting(True, "Pack short records into full sequences.")
     gpus: int = setting(1, "Number of GPUs (data parallel; >1 trains under accelerate launch).", at_least=1)
     strategy: str = setting("single", "ddp (full copy per GPU) or fsdp (sharded); single for one GPU.", choices=STRATEGIES)
+    nodes: int = setting(1, "Machines that train together, --gpus each (world size = gpus x nodes); each runs train with its --node-rank.", at_least=1)
     recipe: str = setting(
         "gpudoctor", "Who trains: gpudoctor (this launcher's lean loop), trl, axolotl or fsdp-qlora; sets the dtypes, the loss and so the memory.",
         choices=RECIPES,
@@ -100,6 +101,10 @@ class TrainingOptions:
     lr_scheduler: str = setting("cosine", "Learning-rate schedule: " + ", ".join(LR_SCHEDULERS) + ".", choices=LR_SCHEDULERS)
     max_steps: int | None = setting(None, "Stop after N optimizer steps.", at_least=1)
     logging_steps: int = setting(1, "Log the loss every N optimizer steps.", at_least=1)
+    node_rank: int = setting(0, "With --nodes: this machine's place, 0 (the main node, which writes the run) to nodes-1.", at_least=0)
+    main_addr: str | None = setting(None, "With --nodes: the address of node 0, which every node can reach.")
+    main_port: int | None = setting(None, "The rendezvous port on node 0 (default: 29500 with --nodes, else a free one).", at_least=1, below=65536)
+    join_timeout: float = setting(300.0, "Seconds to wait for every process and node to join before giving up.", above=0)
 
 
 @dataclass
@@ -225,8 +230,8 @@ def _number(bound: float) -> str:
 
 def settings_from(given: Mapping[str, Any], base: Settings | None = None) -> Settings:
     """`base` (default Settings()) with the `given` values, and what follows from them where not given:
-    lora_alpha is 2 x lora_r, quant follows the method (nf4 for qlora, none for lora), one GPU trains
-    "single" and several never do."""
+    lora_alpha is 2 x lora_r, quant follows the method (nf4 for qlora, none for lora), one process
+    (one GPU on one node) trains "single" and several never do."""
     given = {key: value for key, value in given.items() if value is not None}
     settings = dataclasses.replace(base or Settings(), **{k: list(v) if isinstance(v, list) else v for k, v in given.items()})
     if "lora_r" in given and "lora_alpha" not in given:
@@ -235,7 +240,7 @@ def settings_from(given: Mapping[str, Any], base: Settings | None = None) -> Set
         settings.quant = "nf4" if settings.method == "qlora" else None
     if settings.method == "lora":
         settings.quant = None
-    if settings.gpus == 1:
+    if settings.gpus * settings.nodes == 1:
         settings.strategy = "single"
     elif settings.strategy == "single":
         settings.strategy = "ddp"

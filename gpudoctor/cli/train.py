@@ -66,23 +66,38 @@ def train(
     from gpudoctor.cli.pull import ensure_pulled
 
     ensure_pulled(config.model, yes=yes, console=console)  # a hub model not cached yet: `gpudoctor pull`'s path
-    if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:
+    if "LOCAL_RANK" not in os.environ and config.training.node_rank:
+        from gpudoctor.train.distributed import nodes_of
+
+        nodes_of(config.settings, config.training)  # a --node-rank past --nodes: one line
+    if config.settings.gpus * config.settings.nodes > 1 and "LOCAL_RANK" not in os.environ:
         passed = [flag for flag, given in (("--trust-remote-code", trust_remote_code), ("--truncate", truncate)) if given]
         raise typer.Exit(_launch_distributed(config, console, request, plan, passed))
+    report = _train_here(config, plan, console, request, trust_remote_code=trust_remote_code, truncate=truncate)
+    if os.environ.get("RANK", "0") == "0":  # accelerate launch: rank 0 speaks for the run
+        _print_report(report, out_console())
+
+
+def _train_here(config: Any, plan: Any, console: Any, request: Any, *, trust_remote_code: bool, truncate: bool) -> Any:
+    """Train in this process (one device, or one worker of accelerate launch); the report."""
     from gpudoctor.train.quiet import quiet_libraries
 
     quiet_libraries()
     from gpudoctor.plan.corrections import default_file
     from gpudoctor.train.callbacks import Faults
+    from gpudoctor.train.distributed import AgreedOutOfMemory
     from gpudoctor.train.run import train as run_training
 
-    report = run_training(
-        config, resume=resume, resume_changed_data=resume_changed_data, force=force, console=console, trust_remote_code=trust_remote_code,
-        truncate=truncate, faults=Faults.from_env(), planned_peak_bytes=plan.memory.peak_reserved_bytes if plan else None,
-        hardware=plan.hardware if plan else None, corrections_file=default_file(),
-    )  # fmt: skip
-    if os.environ.get("RANK", "0") == "0":  # accelerate launch: rank 0 speaks for the run
-        _print_report(report, out_console())
+    try:
+        return run_training(
+            config, resume=request.resume, resume_changed_data=request.resume_changed_data, force=request.force, console=console,
+            trust_remote_code=trust_remote_code, truncate=truncate, faults=Faults.from_env(),
+            planned_peak_bytes=plan.memory.peak_reserved_bytes if plan else None, hardware=plan.hardware if plan else None, corrections_file=default_file(),
+        )  # fmt: skip
+    except AgreedOutOfMemory as err:  # a worker of accelerate launch: its parent backs every rank off (or says why not)
+        if str(err.note["rank"]) == os.environ.get("RANK", "0"):
+            console.print(f"{err}; every rank leaves for the launch to back off")
+        raise typer.Exit(err.exit_code) from None
 
 
 def _print_settings(console: Any, config: Any, *, with_settings: bool) -> None:
@@ -110,18 +125,61 @@ def _launch_distributed(config: Any, console: Any, request: Any, plan: Any, pass
     processes, found = config.settings.gpus, gpus_found()
     on_cpu = plan.hardware.device == "cpu" if plan is not None else (request.gpu == "cpu" or not found)
     distributed.check_processes(processes, on_cpu=on_cpu, gpus_found=found)
+    nodes = distributed.nodes_of(config.settings, config.training)
     output = Path(config.output)
-    distributed.check_resume_world(output, processes, resume=request.resume)
+    distributed.check_resume_world(output, processes, resume=request.resume, nodes=nodes.count)
+    distributed.check_port(nodes)
     (output / distributed.LAUNCH_DIR).mkdir(parents=True, exist_ok=True)
     run_yaml = write_run_config(config, output / distributed.LAUNCH_DIR / distributed.RUN_NAME)
     settings = distributed.launch_config(
-        processes, on_cpu=on_cpu, strategy=distributed.strategy_of(config.settings), compute_dtype=config.settings.compute_dtype, port=distributed.free_port()
+        processes, on_cpu=on_cpu, strategy=distributed.strategy_of(config.settings), compute_dtype=config.settings.compute_dtype, nodes=nodes
     )
     config_file = distributed.write_launch_config(output, settings)
     flags = {"--resume": request.resume, "--resume-changed-data": request.resume_changed_data, "--force": request.force}
     command = distributed.launch_command(config_file, run_yaml, [*(flag for flag, given in flags.items() if given), *passed])
     console.print("launch: " + distributed.shown_command(command))
-    return distributed.run_launcher(command, distributed.launch_env(on_cpu, processes))
+    if nodes.count > 1 and nodes.rank == 0:
+        console.print(
+            f"launch: on each other node (1 to {nodes.count - 1}), with the model and data at the same paths, run: "
+            f"gpudoctor train {run_yaml} --node-rank R  (a copy of that run.yaml; rendezvous at {nodes.where()})"
+        )
+    env = distributed.launch_env(on_cpu, processes)
+    code = _launch_with_backoffs(command, env, config, nodes, console)
+    if code == 0 and nodes.rank > 0:
+        console.print(f"node {nodes.rank}: done; node 0 wrote the adapter, report.json and loss.png into its --output")
+    return code
+
+
+def _launch_with_backoffs(command: list[str], env: dict[str, str], config: Any, nodes: Any, console: Any) -> int:
+    """Run the launch; after an out-of-memory on any rank (its note in .launch), launch every rank again with half
+    the micro batch and twice the accumulation, from the newest checkpoint: the back-off all ranks agree on.
+    ProblemFound at micro batch 1, or on several nodes (each node's parent would have to relaunch in step)."""
+    import json
+
+    from gpudoctor.errors import ProblemFound
+    from gpudoctor.train import distributed
+    from gpudoctor.train.checkpoints import newest_complete
+
+    output, backoffs = Path(config.output), []
+    launch_dir = output / distributed.LAUNCH_DIR
+    while True:
+        environment = {**env, distributed.BACKOFF_ENV: json.dumps(backoffs)}
+        code = distributed.run_launcher(command, environment, joined=launch_dir / distributed.JOINED_NAME, join_timeout=config.training.join_timeout, nodes=nodes)
+        note = distributed.read_note(launch_dir)
+        if code == 0 or note is None:
+            return code
+        micro, accum, step = note["micro_batch"], note["grad_accum"], note["step"]
+        if micro <= 1 or nodes.count > 1:
+            fix = f"lower --seq-len (now {config.settings.seq_len}) or turn on --grad-ckpt" if micro <= 1 else f"--micro-batch {micro // 2} --grad-accum {accum * 2}"
+            raise ProblemFound(f"rank {note['rank']} ran out of memory at step {step} with micro batch {micro}; {fix}, then pass --resume" + (" on every node" if nodes.count > 1 else ""))
+        backoffs.append({"step": step, "micro_batch": micro // 2, "grad_accum": accum * 2})
+        checkpoint = newest_complete(output)
+        console.print(
+            f"out of memory on rank {note['rank']} at step {step}: micro batch → {micro // 2}, gradient accumulation → {accum * 2} on every rank "
+            f"(effective batch unchanged); continuing from {checkpoint.name if checkpoint else 'the start'}"
+        )
+        if checkpoint is not None and "--resume" not in command:
+            command = [*command, "--resume"]
 
 
 def _print_report(report: Any, out: Any) -> None:

@@ -1,7 +1,8 @@
 """Trainer callbacks: progress bar, losses, peak memory, the first-step check, signals, NaN guard and injected faults.
 
 Faults (OOM, NaN, interrupt) can be injected at a step so the recovery paths are tested on CPU;
-the CLI reads them from GPUDOCTOR_INJECT_OOM_AT_STEP / _NAN_AT_STEP / _INTERRUPT_AT_STEP, and the
+the CLI reads them from GPUDOCTOR_INJECT_OOM_AT_STEP (GPUDOCTOR_INJECT_OOM_RANK: on that rank only) /
+_NAN_AT_STEP / _INTERRUPT_AT_STEP, and the
 faults during a checkpoint save (SIGKILL, ENOSPC, SIGINTs) from GPUDOCTOR_INJECT_KILL_DURING_SAVE /
 _ENOSPC_DURING_SAVE / _SIGINT_DURING_SAVE="<step>[:<n>|last|sealed[:<count>]]" (trainer.SaveFaults).
 """
@@ -29,6 +30,7 @@ GIB = 1024**3
 @dataclass
 class Faults:
     oom_at_step: int | None = None
+    oom_rank: int | None = None  # accelerate launch: only this rank runs out (None: every one)
     nan_at_step: int | None = None
     interrupt_at_step: int | None = None
     # during the save of checkpoint <step>, after its <n>-th file ("last": all written, before the marker;
@@ -52,8 +54,9 @@ class Faults:
             return int(parts[0]), (parts[1:2] or [default])[0], int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 2
 
         kill, enospc, sigint = during_save("KILL", "1"), during_save("ENOSPC", "2"), during_save("SIGINT", "2")
+        rank = env.get("GPUDOCTOR_INJECT_OOM_RANK", "")
         return cls(
-            step("OOM"), step("NAN"), step("INTERRUPT"),
+            step("OOM"), int(rank) if rank.isdigit() else None, step("NAN"), step("INTERRUPT"),
             kill_during_save=kill[:2] if kill else None, enospc_during_save=enospc[:2] if enospc else None, sigint_during_save=sigint,
         )  # fmt: skip
 
@@ -316,7 +319,7 @@ class InjectFaults(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         step = state.global_step + 1  # the step about to run, 1-based like the progress bar
-        if self.faults.oom_at_step == step:
+        if self.faults.oom_at_step == step and self.faults.oom_rank in (None, int(os.environ.get("RANK", "0"))):
             import torch
 
             self.faults.oom_at_step = None  # once: the retried run must get past it

@@ -123,6 +123,8 @@ def train(
 
     started = time.perf_counter()
     quiet_libraries()
+    distributed.join()  # accelerate launch: every process of every node, before anything takes time
+    config = distributed.without_launch(config)
     prepared = prepare(config, resume=resume, force=force, trust_remote_code=trust_remote_code, truncate=truncate, hardware=hardware, resume_changed_data=resume_changed_data)
     with locked(prepared, console):
         model = build_model(prepared, trust_remote_code=trust_remote_code)
@@ -185,7 +187,7 @@ def prepare(
     runfolder.check_writable(output)
     runfolder.check_lock(output)
     state = runfolder.folder_state(output)
-    distributed.check_resume_world(output, settings.gpus, resume=resume)
+    distributed.check_resume_world(output, settings.gpus, resume=resume, nodes=settings.nodes)
     resume_from = check_output(output, config, resume=resume, allow_changed_data=resume_changed_data, notes=said)
     device = device_name()
     if device == "cpu" and not force:
@@ -260,8 +262,8 @@ def check_config(config: RunConfig) -> None:
         raise BadInput("no training data: pass --data FILE (Alpaca or ShareGPT JSON/JSONL)")
     if not config.output:
         raise BadInput("no output folder: pass --output DIR")
-    if config.settings.gpus > 1 and "LOCAL_RANK" not in os.environ:  # accelerate launch sets LOCAL_RANK per worker
-        raise ProblemFound("--gpus > 1 runs under `accelerate launch`; start it with `gpudoctor train run.yaml --gpus N`")
+    if distributed.world_of(config.settings) > 1 and "LOCAL_RANK" not in os.environ:  # accelerate launch sets LOCAL_RANK per worker
+        raise ProblemFound("--gpus > 1 or --nodes > 1 runs under `accelerate launch`; start it with `gpudoctor train run.yaml`")
 
 
 def device_name() -> str:
@@ -349,9 +351,11 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
     from gpudoctor.train.callbacks import Faults, RunLog
 
     settings = prepared.config.settings
-    faults = faults or Faults()
+    faults, backoffs = faults or Faults(), distributed.backoffs_given()  # a relaunch after an out-of-memory on some rank
     initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-    batching, backoffs, replans, measured = Batching(settings.micro_batch, settings.grad_accum), [], [], []
+    batching, replans, measured = Batching(settings.micro_batch, settings.grad_accum), [], []
+    if backoffs:
+        batching, faults = Batching(backoffs[-1]["micro_batch"], backoffs[-1]["grad_accum"]), replace(faults, oom_at_step=None)
     log, counter, checkpoint = RunLog(), TokenCounter(), prepared.checkpoint
     if runfolder.main_process():
         checkpoints.clean_leftovers(prepared.output, console.print)  # what a crash mid-save left
@@ -363,6 +367,10 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             break
         except Exception as err:
+            leave = distributed_exit(err, trainer, batching)
+            if leave is not None:
+                close_callbacks(trainer, callbacks)
+                raise leave from None
             if isinstance(err, measure.OverBudget):
                 batching, checkpoint = back_off(trainer, callbacks, batching, replans, prepared, console, to=Batching(*err.target), why=err.why)
             elif is_out_of_memory(err):
@@ -385,7 +393,7 @@ def first_step_check(prepared: Prepared, batching: Batching, console: Any, measu
     `batching`, record the correction, say it, and raise measure.OverBudget when a smaller micro batch
     is needed. None when the model or the hardware is unknown (nothing to compare with), and under
     `accelerate launch` (several processes would have to agree on a re-plan)."""
-    if prepared.spec is None or prepared.hardware is None or prepared.config.settings.gpus > 1:
+    if prepared.spec is None or prepared.hardware is None or distributed.world_of(prepared.config.settings) > 1:
         return None
     check = measure.StepCheck(prepared.spec, prepared.hardware, corrections_file)
     budget = prepared.hardware.budget_bytes
@@ -436,6 +444,17 @@ def make_trainer(
     seed = args.data_seed if args.data_seed is not None else args.seed
     trainer._get_train_sampler = lambda dataset=None: HeaviestFirst(lengths, front, seed)  # the Trainer's own hook
     return trainer, callbacks
+
+
+def distributed_exit(err: BaseException, trainer: Any, batching: Batching) -> BaseException | None:
+    """Under accelerate launch, what every rank leaves with after an out-of-memory error on any of them: the
+    rank that ran out tells the others (they fail in the collective it left) and its parent relaunches them
+    all with half the micro batch (distributed.AgreedOutOfMemory). None: not distributed, or another error."""
+    if distributed.world_size() <= 1:
+        return None
+    if is_out_of_memory(err):
+        return distributed.tell_out_of_memory(trainer.state.global_step + 1, batching.micro_batch, batching.grad_accum)
+    return distributed.peer_out_of_memory()
 
 
 def is_out_of_memory(err: BaseException) -> bool:

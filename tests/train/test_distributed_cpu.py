@@ -2,7 +2,8 @@
 
 End to end through the CLI in a subprocess (the launcher starts real processes): the run trains, rank 0 alone
 writes the folder, the adapter loads with plain peft, report.json says world size 2 and ddp, and the losses
-are those of one process with the same effective batch (2 x 1 x 2 processes = 2 x 2 x 1). Then SIGINT to the
+are those of one process with the same effective batch (2 x 1 x 2 processes = 2 x 2 x 1), although an
+out-of-memory injected on rank 1 at step 5 made both ranks go on from checkpoint-3 at 1 x 2. Then SIGINT to the
 CLI: both ranks stop at the same step, one checkpoint, exit 130, and --resume finishes it; a resume with
 another --gpus and more processes than cores are one line. About a minute on 2 cores.
 """
@@ -56,7 +57,8 @@ def runs(tmp_path_factory, tiny_model):
     data = root / "support.json"
     data.write_text(json.dumps(json.loads(DATA.read_text(encoding="utf-8"))[:48]), encoding="utf-8")
     common = ("--model", model, "--data", data, *BASE, "--max-steps", "6", "--save-steps", "3")
-    two = gpudoctor(*common, "--output", root / "two", "--gpus", "2", "--micro-batch", "2", "--grad-accum", "1")
+    faults = {"GPUDOCTOR_INJECT_OOM_AT_STEP": "5", "GPUDOCTOR_INJECT_OOM_RANK": "1"}  # the back-off every rank agrees on
+    two = gpudoctor(*common, "--output", root / "two", "--gpus", "2", "--micro-batch", "2", "--grad-accum", "1", env=faults)
     two_result = finished(two)
     one = gpudoctor(*common, "--output", root / "one", "--micro-batch", "2", "--grad-accum", "2")
     return {"model": model, "data": data, "root": root, "two": (two_result, root / "two"), "one": (finished(one), root / "one")}
@@ -69,6 +71,12 @@ def test_two_cpu_processes_train_end_to_end(runs):
     assert out.count("trained 6 steps") == 1  # rank 0 speaks for the run
     report = json.loads((folder / "report.json").read_text())
     assert report["world_size"] == 2 and report["strategy"] == "ddp" and report["status"] == "finished"
+    said = " ".join(err.split())  # rich wraps the console's lines
+    assert "rank 1 ran out of memory at step 5 with micro batch 2; every rank leaves" not in said  # rank 1's line is in its log
+    assert "out of memory on rank 1 at step 5: micro batch → 1, gradient accumulation → 2 on every rank (effective batch unchanged); continuing from checkpoint-3" in said
+    assert "gpudoctor: error" not in err and "closing signal" not in err  # torchrun's own lines are quiet
+    assert report["oom_backoffs"] == [{"step": 5, "micro_batch": 1, "grad_accum": 2}] and report["start_step"] == 3
+    assert (report["settings"]["micro_batch"], report["settings"]["grad_accum"]) == (1, 2)
     losses = [loss for _, loss in report["losses"]]
     assert len(losses) == 6 and losses[-1] < losses[0]
     config = yaml.safe_load((folder / ".launch" / "accelerate.yaml").read_text())
@@ -77,7 +85,7 @@ def test_two_cpu_processes_train_end_to_end(runs):
     saved = folder / "checkpoints" / "checkpoint-6"
     assert (saved / "rng_state_0.pth").is_file() and not (saved / "rng_state_1.pth").exists()  # one save, rank 0's
     assert not list((folder / "checkpoints").glob(".saving-*"))
-    assert (folder / "train.log").read_text().count("started") == 1  # one writer
+    assert (folder / "train.log").read_text().count("started at step 0") == 1  # one writer (the relaunch resumed)
 
 
 def test_the_adapter_loads_with_plain_peft(runs):
@@ -98,7 +106,7 @@ def test_losses_match_one_process_with_the_same_effective_batch(runs):
     assert code_two == 0 and code_one == 0, (err_two + err_one)[-3000:]
     report_two, report_one = (json.loads((folder / "report.json").read_text()) for folder in (two, one))
     assert report_one["world_size"] == 1 and report_one["strategy"] == "single"
-    assert report_two["tokens"] == report_one["tokens"]  # every rank's tokens counted: the same rows were trained
+    assert abs(report_two["tokens"] - report_one["tokens"]) <= 0.2 * report_one["tokens"]  # every rank's (the resume may count a read-ahead batch again)
     for (step_two, loss_two), (step_one, loss_one) in zip(report_two["losses"], report_one["losses"], strict=True):
         assert step_two == step_one and abs(loss_two - loss_one) <= LOSS_TOLERANCE * abs(loss_one), (report_two["losses"], report_one["losses"])
 
@@ -140,9 +148,9 @@ def test_more_processes_than_cores_is_one_line(runs, tmp_path):
 
 
 def test_launch_config_and_command():
-    config = distributed.launch_config(4, on_cpu=False, strategy="fsdp", compute_dtype="bf16", port=29511)
+    config = distributed.launch_config(4, on_cpu=False, strategy="fsdp", compute_dtype="bf16", nodes=distributed.Nodes(port=29511))
     assert config["distributed_type"] == "FSDP" and config["mixed_precision"] == "bf16" and config["fsdp_config"]["fsdp_version"] == 2
-    assert distributed.launch_config(2, on_cpu=True, strategy="fsdp", compute_dtype="bf16", port=1)["distributed_type"] == "MULTI_GPU"
+    assert distributed.launch_config(2, on_cpu=True, strategy="fsdp", compute_dtype="bf16", nodes=distributed.Nodes(port=1))["distributed_type"] == "MULTI_GPU"
     command = distributed.launch_command(Path("o/.launch/accelerate.yaml"), Path("o/.launch/run.yaml"), ["--resume"])
     assert distributed.shown_command(command) == "accelerate launch --config_file o/.launch/accelerate.yaml -m gpudoctor train o/.launch/run.yaml --skip-check --resume"
     with pytest.raises(Exception, match="1 GPU found"):
