@@ -204,7 +204,9 @@ class Recipe:
     holds_outputs: the loop keeps the model output (the logits) referenced through backward;
     norm_upcast: RMSNorm computes in fp32 and saves an fp32 copy of its input (LlamaRMSNorm);
     fused_qkv_lora: LoRA on a fused qkv projection with one dropout (LitGPT's LoRAQKVLinear);
-    saves_4bit_input: the 4-bit matmul saves its input (bitsandbytes < 0.43.2)."""
+    saves_4bit_input: the 4-bit matmul saves its input (bitsandbytes < 0.43.2);
+    head_4bit: the lm_head is quantized too (Lightning's BitsandbytesPrecision replaces every nn.Linear);
+    dequant: bytes per weight of the whole-weight copy a 4-bit matmul's backward makes (see DEQUANT_BYTES)."""
 
     name: str
     loss: str
@@ -217,6 +219,17 @@ class Recipe:
     norm_upcast: bool = True
     fused_qkv_lora: bool = False
     saves_4bit_input: bool = False
+    head_4bit: bool = False
+    dequant: int = 2
+
+
+# bitsandbytes' MatMul4Bit.backward computes grad_A = grad_output @ dequantize_4bit(W).to(grad_output.dtype)
+# (bitsandbytes/autograd/_functions.py, every version from 0.39 to today; before 0.45 the forward did the same):
+# the whole weight exists in 16 bits while that matmul runs. dequantize_4bit returns quant_state.dtype, the
+# dtype the weight was quantized from; transformers quantizes the loaded bf16/fp16 weight, so the cast is a no-op
+# (2 bytes per weight). Lightning's BitsandbytesPrecision quantizes from fp16 (`weight.to(dtype=torch.half)` in
+# _Linear4bit.quantize), so a bf16 run holds the fp16 copy and its bf16 cast at once (4 bytes per weight).
+DEQUANT_BYTES = {"same": 2, "fp16-to-bf16": 4}
 
 
 def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
@@ -499,17 +512,32 @@ def _projection_inputs(model: ModelSpec, settings: Settings, recipe: Recipe, flo
 # Static bytes and the step's phases.
 
 
+def head_quantized(model: ModelSpec, settings: Settings, recipe: Recipe) -> bool:
+    return settings.method == "qlora" and recipe.head_4bit and not model.tie_word_embeddings
+
+
+def dequant_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> tuple[float, float]:
+    """(in a layer's backward, at the lm_head) the 16-bit copy of the whole weight a 4-bit matmul's backward
+    dequantizes (DEQUANT_BYTES): the largest projection's, and the lm_head's where it is quantized."""
+    if settings.method != "qlora":
+        return 0.0, 0.0
+    largest = max(lin.params for lin in layer_linears(model))
+    head = model.vocab_size * model.hidden_size if head_quantized(model, settings, recipe) else 0
+    return recipe.dequant * largest, recipe.dequant * head
+
+
 def static_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> dict[str, float]:
     """Weights, adapters, gradients and optimizer states per GPU: alive for the whole step."""
     a = DTYPE_BYTES[settings.compute_dtype]
     counts = param_counts(model)
     shards = settings.gpus if settings.strategy == "fsdp" else 1
-    if settings.method == "qlora":
-        base = counts["linear"] * (NF4_DQ_BYTES if settings.double_quant else NF4_BYTES)
-    else:  # 16-bit LoRA: every frozen projection in the compute dtype
-        base = counts["linear"] * a
+    nf4 = NF4_DQ_BYTES if settings.double_quant else NF4_BYTES
+    base = counts["linear"] * (nf4 if settings.method == "qlora" else a)  # 16-bit LoRA: the projections in the compute dtype
     table = model.vocab_size * model.hidden_size
-    leftover = table * recipe.embed + (0 if model.tie_word_embeddings else table * recipe.lm_head) + counts["other"] * recipe.norm
+    head = 0 if model.tie_word_embeddings else table * recipe.lm_head
+    if head and head_quantized(model, settings, recipe):
+        base, head = base + table * nf4, 0
+    leftover = table * recipe.embed + head + counts["other"] * recipe.norm
     trainable = lora_params(model, settings)
     states = OPTIMIZER_STATES[settings.optimizer] * (recipe.adapter if settings.optimizer in PARAM_DTYPE_STATES else 1)
     breakdown: dict[str, float] = {
@@ -595,10 +623,16 @@ def phases(model: ModelSpec, settings: Settings, recipe: Recipe, device: str) ->
     shards = settings.gpus if settings.strategy == "fsdp" else 1
     optimizer = lora_params(model, settings) * OPTIMIZER_STEP_TEMPS[settings.optimizer] * recipe.adapter / shards
     loss_phase, loss_cached = loss_bytes(model, settings, recipe)
+    layer_dequant, head_dequant = dequant_bytes(model, settings, recipe)
+    loss_phase += head_dequant
+    backward_temp += layer_dequant  # FSDP gathers the whole weight before the matmul
     # The layers' share of the cache: MLP-wide blocks of one layer freed in forward or backward that the
     # next, differently sized requests do not fit (LAYER_CACHED, replayed on the CPU).
     layer_cached = LAYER_CACHED * a * inter * tokens
-    return Phases(saved, loss_phase, recompute + backward_temp + held, optimizer, loss_cached + layer_cached, layer_cached)
+    # The dequantized weight is allocated and freed at every 4-bit matmul: best fit puts it in one of those
+    # free blocks when it fits, so beside the layer phase's peak that much less is free.
+    beside_layer = max(0.0, layer_cached - layer_dequant)
+    return Phases(saved, loss_phase, recompute + backward_temp + held, optimizer, loss_cached + layer_cached, beside_layer)
 
 
 # ---------------------------------------------------------------------------------------------

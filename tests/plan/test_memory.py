@@ -146,6 +146,31 @@ def test_old_bitsandbytes_saves_the_4bit_inputs_without_checkpointing():
     assert memory.estimate(model, ckpt, GPU, OLD).breakdown_bytes["activations"] == memory.estimate(model, ckpt, GPU).breakdown_bytes["activations"]
 
 
+@pytest.mark.parametrize("quantized_from, per_weight", [("bfloat16", 2), ("float16", 4)])
+def test_a_4bit_backward_dequantizes_the_whole_weight(quantized_from, per_weight):
+    """MatMul4Bit.backward dequantizes the whole weight to quant_state.dtype and casts it to the gradient's:
+    profiled on the CPU, the step's peak above what it started with is that copy, plus the small grad_A and at
+    most a packed-weight-sized temporary of the CPU backend's unpacking (CUDA's kernel writes the copy directly)."""
+    import bitsandbytes as bnb
+    import torch
+    from caching_allocator import profiled_events, replay
+    from recipe_models import profiled
+
+    out_f, in_f, rows = 1024, 256, 4
+    layer = bnb.nn.Linear4bit(in_f, out_f, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
+    weight = torch.randn(out_f, in_f).to(getattr(torch, quantized_from))
+    layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")._quantize("cpu")
+    x = torch.randn(rows, in_f, dtype=torch.bfloat16, requires_grad=True)
+    y = layer(x)
+    grad = torch.randn_like(y)
+    peak, _ = replay(profiled_events(profiled(lambda: y.backward(grad, retain_graph=True))))
+    recipe = R("r", "hf", dequant=per_weight)
+    spec = ModelSpec("one", "llama", in_f, out_f, 1, 4, 4, 32, 64)
+    expected = memory.dequant_bytes(spec, Settings(method="qlora"), recipe)[0]  # the largest projection: in x out
+    assert expected == per_weight * out_f * in_f
+    assert expected <= peak <= expected + out_f * in_f // 2 + 2 * rows * in_f * 2 + 8192
+
+
 def test_installed_versions_read_package_metadata_only(monkeypatch):
     import importlib.metadata
 
