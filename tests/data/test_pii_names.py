@@ -131,6 +131,13 @@ CLASS_CASES = [
     ("en_US", "Customer: sure. its under my name, ashley brennan", ["ashley brennan"], ["Customer:"]),
     ("de_DE", "Meine FRITZ!Box und die Fritz!Box 7530 gehen nicht.", [], ["FRITZ!Box", "Fritz!Box 7530"]),
     ("es_ES", "Hola, soy Rebeca de PcComponentes, ¿en qué le ayudo?", ["Rebeca"], ["PcComponentes"]),
+    # what the second blind batch showed
+    ("en_US", "user: the charge was $45 on Monday. name is oksana petrenko", ["oksana petrenko"], ["$45", "Monday"]),
+    ("de_DE", "Hallo, mein Name ist zdenka novak.", ["zdenka novak"], []),
+    ("fr_FR", "bonjour je m'appelle anouk vermeulen", ["anouk vermeulen"], []),
+    ("es_ES", "Buenas, me llamo xiomara.", ["xiomara"], []),
+    ("en_GB", "Could you check the refund before Friday? Imogen", ["Imogen"], ["Friday"]),
+    ("en_US", "I paid twice: 5L6032477Y932901F. Ship it to 12 Oak St, Dayton, OH 45402.", [], ["5L6032477Y932901F"]),
     ("fr_FR", "Bonjour, ici Maxence de ManoMano.", ["Maxence"], ["ManoMano"]),
 ]
 CLASS_LOOK_ALIKES = [
@@ -138,6 +145,10 @@ CLASS_LOOK_ALIKES = [
     "Hope this helps!\nFAQ",
     "Thanks & regards,\nCustomer Care Team",
     "Sincerely,\nBilling Department",
+    "Rank them:\n1. Yellow\n2. Orange\n3. Green\n4. Blue",
+    "my name is misspelled on the invoice. My name is wrong.",
+    "The file name is config, my name is on the list.",
+    "Mein Name ist falsch geschrieben. Mon nom est mal écrit.",
     "Mit freundlichen Grüßen\nIhre Buchhaltung",
     "Cordialement,\nService Facturation",
     "Atentamente,\nDepartamento de Ventas",
@@ -176,6 +187,7 @@ ZH_CASES = [
     ("持卡人是郑宇航，卡已挂失", "郑宇航", ["卡已挂失"]),
     ("护照上的名字是何嘉欣", "何嘉欣", []),
     ("谢谢小雯！快递收到了", "小雯", []),
+    ("Thanks for checking!\n\nBest,\n阿杰", "阿杰", []),
 ]
 
 

@@ -138,9 +138,9 @@ def address_lines(text: str) -> Iterator[Hit]:
         if len(taken) < 2:
             continue  # a postcode alone is left to the postcode rule (UK) or to nothing
         first = taken[0].split()[0].lstrip("\"'“‘«([")  # '"181 Thompson St' in JSON text: the quote is not the address
-        start = text.find(first, line_start, m.end())
-        if start >= 0:
-            yield start, m.end(), "ADDRESS", "address line (postcode)"
+        found = re.compile(rf"(?<![\w]){re.escape(first)}(?![\w])").search(text, line_start, m.end())
+        if found:  # a whole word: "77" of "77 Sycamore Ave", not the 77 inside "5L6032477Y932901F"
+            yield found.start(), m.end(), "ADDRESS", "address line (postcode)"
 
 
 def chinese_addresses(text: str) -> Iterator[Hit]:

@@ -125,6 +125,8 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         "strong": re.compile(rf"(?<![\w'])(?:{ctx.STRONG})[ \t]*[,:!]?[ \t]*$", re.I),
         "persona": re.compile(rf"(?<![\w'])(?:{ctx.PERSONAS})[ \t]+(?=[^\W\d_][^,\n]{{0,40}},)", re.I),
         "title": re.compile(rf"(?<![\w.])(?:{ctx.TITLES})\.?[ \t]+(?=[^\W\d_])"),
+        # a sentence that says whose name it is: "my name is X", "Name is X", "je m'appelle X", "me llamo X"
+        "named": re.compile(rf"(?i)(?:(?<![\w'])(?:{alt(ctx.OWN_NAME)})|(?:^|(?<=[.!?:,][ ]))(?:name is|name's))[ \t]+(?=[^\W\d_])"),
         "holder": re.compile(rf"(?<![\w])(?:{alt(*ctx.HOLDERS.values())})(?:[ \t]*[:：,]|[ \t]+(?:is|was|ist|est|es|era|lautet)(?![\w]))?[ \t]*(?=[^\W\d_])", re.I),
         # a reply word opening a turn or a line: "User: yes savannah brooks", "oui, julien", "sí, marta"
         "reply": re.compile(rf"(?im)(?:^|[:.!?][ \t]+)(?:{alt(ctx.REPLIES)})[ \t]*[,.!]?[ \t]+(?=[^\W\d_])"),
@@ -196,6 +198,12 @@ STRONG_AFTER = frozenset("here|hier|speaking|à votre écoute|de chez|ji|al habl
 ENDS_PHRASE = frozenset(",!.:?;\n)")
 # after a weak cue, a word followed by a way to reach someone is a person: "ask for Rosalind at 1-800-…", "call Ines on 07…"
 REACH_AT = re.compile(r"[A-ZÀ-Þ][^\W\d_]+[ ]+(?:at|on|au|unter|al|en el|via)[ ]+[+(\d]")
+# what follows "my name is" when it is not the name (en/de/fr/es)
+NAME_IS_NOT = frozenset(
+    """wrong missing incorrect correct right fine different new old long short also still already blank empty there here
+    above below unknown falsch richtig anders neu leer unbekannt faux juste différent nouveau vide inconnu mal bien
+    distinto nuevo vacío desconocido erróneo""".split()
+)
 TURN_END = re.compile(r"[ \t]*[.!,]?[ \t]*(?:\n|$)")
 # words that go on a self-introduction: "its jordan again", "c'est manon ici", "soy lola otra vez"
 GOES_ON = frozenset("again here speaking calling back hier nochmal wieder ici encore aquí aqui otra".split())
@@ -255,6 +263,22 @@ class _Finder:
         else:
             self.take(pos, "after a sign-off")
 
+    def own_name(self, pos: int) -> None:
+        """After "my name is" / "je m'appelle" / "me llamo" the words up to the phrase's end are a name, even
+        lower-case ones the lists lack ("name is artemii bondar"); at most three, none a common word."""
+        words = re.match(r"[^\W\d_]+(?:[ ][^\W\d_]+){0,2}(?=[ \t]*(?:[,.!?;\n]|$))", self.text[pos:])
+        if not words or any(fold(w) in LOWER_STOP or len(w) < 2 or self._says_something(w) for w in words.group().split()):
+            return  # "my name is misspelled", "mein Name ist falsch"
+        if words.group().islower() or all(is_cap(w) for w in words.group().split()):
+            self.hits.append((pos, pos + words.end(), "NAME", "name (after 'my name is')"))
+
+    @staticmethod
+    def _says_something(word: str) -> bool:
+        """A lower-case word after "my name is" that describes the name instead of being one."""
+        if _listed(word, common_ok=True) or not word.islower():
+            return False
+        return word in NAME_IS_NOT or word.endswith(("ed", "ing", "ly", "é", "ée", "ado", "ada", "ido", "ida", "t"))
+
     def _lower_name(self, i: int) -> bool:
         """A lower-case token after a strong cue is a name: a listed given name that is no common word, or one that is
         ("savannah", "jordan") followed by a listed surname or by a word that goes on introducing ("its jordan again")."""
@@ -290,6 +314,8 @@ class _Finder:
                                             ("role_paren", "agent's name"), ("dash", "signature")):
             for m in p[key].finditer(self.text):
                 self.take(m.end(), detail)
+        for m in p["named"].finditer(self.text):
+            self.own_name(m.end())
         for m in p["holder"].finditer(self.text):
             self.take(m.end(), "after a holder label", listed="or-two", lower=True)  # "account owner Harper Lindqvist"
         for m in p["reply"].finditer(self.text):
@@ -372,6 +398,9 @@ class _Finder:
             if len(last.split()) <= 3:
                 if not self.take(start, "signature", listed=True) and self._lone_signature(last.strip()):
                     self.take(start, "signature")  # "...\n\nSeun" under a letter: a name the lists lack
+        tail = re.search(r"(?<=[^\W\d_]{2})[.!?][ \t]+([A-ZÀ-Þ][^\W\d_]+)[ \t]*\Z", body)  # not "4. Blue"
+        if tail:  # "... what email you used? Sterling": a name closing the message
+            self.take(tail.start(1), "signature", listed=True)
 
     def _lone_signature(self, word: str) -> bool:
         """One word closing a letter that is a short form of a name found above ("From: Oluwaseun Adebayo" ... "Seun")."""

@@ -62,6 +62,12 @@ HOLDERS = {
     "mi pasaporte dice|en el pasaporte pone|acreditación a nombre de|registrado a nombre de|tomador|tomadora|"
     "inquilino|inquilina|a la atención de|a/a",
 }
+# sentences that say whose name it is; the words after them are a name even when no list has them
+OWN_NAME = (
+    "my name is|my name's|my full name is|i am called|i'm called|his name is|her name is|"
+    "ich heiße|ich heisse|mein name ist|mein name lautet|je m'appelle|je m’appelle|mon nom est|mon nom c'est|"
+    "me llamo|mi nombre es|mi nombre completo es"
+)
 REPLIES = (
     "yes|yeah|yep|yup|ok|okay|sure|correct|that's right|right|exactly|"
     "ja|jo|genau|richtig|korrekt|oui|ouais|exact|exactement|d'accord|c'est ça|"

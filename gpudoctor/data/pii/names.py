@@ -91,9 +91,13 @@ def _chinese_patterns() -> dict[str, re.Pattern[str]]:
             rf"(?m)(?:谢谢|感谢|此致\s*敬礼|祝好)[！!。，,]?[ \t]*\n(?:[ \t]*\n)?[ \t]*(?!谢谢|感谢|此致|敬礼)"
             rf"(?:(?:[A-Za-z]+|{HAN}{{1,4}}部)[ \t]+)?({surname}{HAN}{{1,2}})[ \t]*$"
         ),
+        # a Chinese name or nickname alone under an English sign-off: "Best,\n阿翰", "Thanks,\n小雨", "Regards,\n王磊"
+        "latin_sign_off": re.compile(
+            rf"(?im)^[ \t]*(?:{name_context.SIGN_OFFS})[ \t]*[,.!]?[ \t]*\n[ \t]*([阿小老]{HAN}|{surname}{HAN}{{1,2}})[ \t]*$"
+        ),
         # the customer's turn is only a name (the answer to 您的姓名是？)
         "turn": re.compile(rf"(?m)^(?:用户|客户|顾客)[:：][ \t]*({surname}{HAN}{{1,2}})[ \t]*$"),
-        "quick": re.compile(rf"{ZH_CUES.pattern}|{ZH_ADDRESS_FORMS}|[小老]|谢谢|感谢|敬礼|你是|您是|我是"),
+        "quick": re.compile(rf"{ZH_CUES.pattern}|{ZH_ADDRESS_FORMS}|[小老阿]|谢谢|感谢|敬礼|你是|您是|我是"),
     }
 
 
@@ -142,7 +146,7 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
             continue  # 王小明: 小明 is the given name of a full name (jieba's part); 小时, 老师: words
         if not m.group(2) or not re.match(HAN, m.group(2)) or m.group(2) in ZH_STOP or m.group(2) in ZH_AFTER_SINGLE:
             yield m.start(1), m.end(1), "NAME", "name (小/老 + surname)"
-    for key in ("cue_xiao", "intro", "sign_off", "turn"):
+    for key in ("cue_xiao", "intro", "sign_off", "latin_sign_off", "turn"):
         for m in p[key].finditer(text):
             if m.group(1) not in ZH_XIAO_WORDS:
                 yield m.start(1), m.end(1), "NAME", "name (after a cue)"
