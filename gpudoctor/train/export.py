@@ -45,6 +45,7 @@ CONVERTER = "convert_hf_to_gguf.py"
 KEEP = (CONVERTER, "LICENSE", "conversion/", "gguf-py/")
 RUNNER = Path(__file__).resolve().parent / "export_runner.py"
 MARK = "gpudoctor-pre-tokenizer:"
+NAMED = "named by gpudoctor from the tokenizer's shape: llama.cpp's list does not know it"
 # Texts llama.cpp's tokenizer must split exactly as the Hugging Face one (beside the model's own prompts).
 CHECK_TEXTS = (
     "Hello world",
@@ -438,7 +439,8 @@ def _merge_into(request: ExportRequest, scratch: Path, say: Callable[[str], Any]
     from gpudoctor.train.merge import MergeRequest, merge
 
     out = scratch / "merged"
-    merge(MergeRequest(adapter=request.adapter, output=out, into=request.into, base=request.base, trust_remote_code=request.trust_remote_code), say=say)
+    request_merge = MergeRequest(adapter=request.adapter, output=out, into=request.into, base=request.base, trust_remote_code=request.trust_remote_code)
+    merge(request_merge, say=lambda line: None if line.startswith("wrote ") else say(line))  # its folder is temporary
     return out
 
 
@@ -481,10 +483,13 @@ def export(request: ExportRequest, *, say: Callable[[str], Any] = print, free: i
     try:
         model_dir = request.model if request.model is not None else _merge_into(request, scratch, say)
         tokenizer = load_tokenizer(model_dir, trust_remote_code=request.trust_remote_code)
+        plain = model_dir
         model_dir = with_chat_template(model_dir, scratch, tokenizer)
         tokenizer = load_tokenizer(model_dir, trust_remote_code=request.trust_remote_code)
         fallback = pre_tokenizer(model_dir)
-        say(f"convert: {model_dir if request.model else 'the merged model'} → {request.quant} GGUF with llama.cpp's {CONVERTER} ({converter.found_by}: {converter.root})")
+        added = "" if model_dir == plain else " (with gpudoctor's Alpaca chat template added)"
+        what = f"{request.model}{added}" if request.model else "the merged model"
+        say(f"convert: {what} → {request.quant} GGUF with llama.cpp's {CONVERTER} ({converter.found_by}: {converter.root})")
         written = convert(converter, model_dir, partial, request.quant, fallback)
         named = bool(written and written.endswith("(named)"))
         count = judge(llama_check(partial, tokenizer, check_texts(tokenizer)), tokenizer, model_dir, named)
@@ -512,7 +517,10 @@ def _merged_bytes(request: ExportRequest, base_dir: Path) -> int:
 def _say_result(result: Result, say: Callable[[str], Any]) -> None:
     from gpudoctor.train.merge import _gib
 
-    pre = f"; BPE pre-tokenizer {result.pre_tokenizer}" if result.pre_tokenizer else ""
+    pre = ""
+    if result.pre_tokenizer:
+        name, _, how = result.pre_tokenizer.partition(" ")
+        pre = f"; BPE pre-tokenizer {name} ({NAMED if how == '(named)' else 'recognised by llama.cpp'})"
     if result.tokens_checked is None:
         check = "; tokenizer not checked against llama.cpp (install llama-cpp-python to check it)"
     else:
