@@ -2,7 +2,10 @@
 
 Run on a machine with a CUDA GPU (random weights of the model's architecture; nothing is downloaded):
 
-    .venv/bin/python bench/plan_vs_measured.py --model mistral-7b --budgets 16,24,48 --steps 3
+    .venv/bin/python bench/plan_vs_measured.py --model mistral-7b --budgets 16,24,48 --steps 2
+
+(every recipe below at every budget: 9 runs of a 7B model, about 5 minutes on an H100/H200; --timeout
+bounds each run.)
 
 For each budget it plans with `make_plan`, caps this process at the budget with
 torch.cuda.set_per_process_memory_fraction, builds the model as transformers + bitsandbytes would
@@ -12,10 +15,13 @@ peaks, measured and planned: torch's allocated, torch's reserved, and reserved p
 (what nvidia-smi shows, the figure a plan fits in its budget). Each budget runs in its own subprocess
 so one OOM or one allocator history cannot colour the next.
 
---recipe gpudoctor (default): norms, embeddings and lm_head stay in the compute dtype and the loss is
-gpudoctor's chunked cross-entropy (gpudoctor/train/loss.py); --recipe peft-prepared:
-peft.prepare_model_for_kbit_training (everything that is not 4-bit in fp32) and transformers' own
-loss, planned as memory.Recipe with fp32 norms, embeddings and lm_head.
+--recipes (default all three): gpudoctor: norms, embeddings and lm_head stay in the compute dtype and
+the loss is gpudoctor's chunked cross-entropy (gpudoctor/train/loss.py), through the Trainer;
+peft-prepared: peft.prepare_model_for_kbit_training (everything that is not 4-bit in fp32) and
+transformers' own loss through the Trainer (the Hugging Face QLoRA recipe TRL < 0.26 and Axolotl start
+from), planned as memory.Recipe with fp32 norms, embeddings and lm_head; fsdp-qlora: Answer.AI's
+recipe on one GPU: the model and bf16 adapters without autocast, transformers' loss, its own loop
+that keeps the model output through backward (train.py), planned with recipe fsdp-qlora.
 
 `--device cpu` runs the same code path on the CPU (fp32, no memory cap) for a tiny model, to check
 the script itself (`--model tiny` or `--model small`); there the measured figure is the process's
@@ -36,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from gpudoctor.plan.planner import make_plan  # noqa: E402
 from gpudoctor.plan.types import Hardware  # noqa: E402
-from gpudoctor.settings import Settings  # noqa: E402
+from gpudoctor.settings import RECIPES, Settings  # noqa: E402
 from gpudoctor.types import GIB, ModelSpec  # noqa: E402
 from gpudoctor.profiles import load_model  # noqa: E402
 
@@ -48,7 +54,7 @@ CONFIG_CLASSES = {
     "phi3": "Phi3Config",
     "gemma2": "Gemma2Config",
 }
-BENCH_RECIPES = ("gpudoctor", "peft-prepared")
+BENCH_RECIPES = ("gpudoctor", "peft-prepared", "fsdp-qlora")
 HF_OPTIM = {"adamw_8bit": "adamw_bnb_8bit", "adamw_torch": "adamw_torch", "paged_adamw_8bit": "paged_adamw_8bit", "paged_adamw_32bit": "paged_adamw_32bit"}
 
 
@@ -137,6 +143,13 @@ def add_lora(model, settings: Settings, names: list[str], recipe: str = "gpudoct
     targets = names if settings.lora_targets == ["all-linear"] else settings.lora_targets
     config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
+    if recipe == "fsdp-qlora":  # its quant_storage is bf16, so peft gives the adapters the base dtype
+        import torch
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings.compute_dtype]
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.data = param.data.to(dtype)
     if recipe == "gpudoctor":
         from gpudoctor.train import loss as lean_loss
 
@@ -145,8 +158,8 @@ def add_lora(model, settings: Settings, names: list[str], recipe: str = "gpudoct
 
 
 def planned_recipe(recipe: str):
-    """The memory model's Recipe for what this script builds (None: settings.recipe, the lean one)."""
-    if recipe == "gpudoctor":
+    """The memory model's Recipe for what this script builds (None: the plan's own, settings.recipe)."""
+    if recipe != "peft-prepared":
         return None
     from gpudoctor.plan import memory
 
@@ -154,13 +167,30 @@ def planned_recipe(recipe: str):
     return memory.Recipe("peft-prepared", memory.hf_loss(versions.transformers), norm=4, embed=4, lm_head=4)
 
 
-def train_steps(model, settings: Settings, vocab: int, steps: int, device: str) -> None:
+def own_loop_steps(model, ids, settings: Settings, steps: int, device: str) -> None:
+    """fsdp_qlora's train.py loop on one GPU: no autocast, the output kept until after backward."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    for step in range(steps):
+        batch = ids[step * settings.micro_batch : (step + 1) * settings.micro_batch].to(device)
+        output = model(input_ids=batch, labels=batch)
+        output.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        del output
+
+
+def train_steps(model, settings: Settings, vocab: int, steps: int, device: str, recipe: str = "gpudoctor") -> None:
     import torch
     from transformers import Trainer, TrainingArguments
 
     rows = settings.micro_batch * steps
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (rows, settings.seq_len), generator=generator)
+    if recipe == "fsdp-qlora":
+        own_loop_steps(model, ids, settings, steps, device)
+        return
     dataset = [{"input_ids": row, "labels": row.clone(), "attention_mask": torch.ones_like(row)} for row in ids]
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
@@ -195,7 +225,7 @@ def run_one(spec: ModelSpec, budget_gib: float, method: str, steps: int, device:
         hardware = Hardware(device="cuda", name=props.name, budget_bytes=int(budget_gib * GIB), bf16=torch.cuda.is_bf16_supported(), flash_attn=False, peak_tflops=None)
     else:
         hardware = Hardware(device="cpu", name="CPU", budget_bytes=int(budget_gib * GIB), peak_tflops=None, source="cpu")
-    plan = make_plan(spec, hardware, {"method": method})
+    plan = make_plan(spec, hardware, {"method": method, "recipe": recipe if recipe in RECIPES else "trl"})
     settings = plan.settings
     custom = planned_recipe(recipe)
     estimate = plan.memory if custom is None else memory.estimate(spec, settings, hardware, recipe=custom)
@@ -218,7 +248,7 @@ def run_one(spec: ModelSpec, budget_gib: float, method: str, steps: int, device:
         model = add_lora(build_model(spec, settings, device), settings, linear_names(spec), recipe)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        train_steps(model, settings, spec.vocab_size, steps, device)
+        train_steps(model, settings, spec.vocab_size, steps, device, recipe)
     except torch.cuda.OutOfMemoryError as err:
         result["measured"] = f"OOM: {str(err).splitlines()[0]}"
         return result
@@ -248,42 +278,57 @@ def check_spec(name: str) -> ModelSpec:
     return ModelSpec("small-llama", "llama", 512, 1408, 8, 8, 4, 32000, 1024)
 
 
+def one_run(args, recipe: str, budget: float) -> None:
+    """Run one budget of one recipe in a subprocess and print its line."""
+    command = [sys.executable, __file__, "--model", args.model, "--method", args.method, "--steps", str(args.steps), "--device", args.device, "--recipes", recipe, "--one", str(budget)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        print(f"{recipe:<14}{budget:>6g}  not finished in {args.timeout} s")
+        return
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        print(f"{recipe:<14}{budget:>6g}  failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
+        return
+    row = json.loads(lines[-1])
+    s, p, m = row["settings"], row["predicted"], row["measured"]
+    head = f"{recipe:<14}{budget:>6g}  {s['seq_len']:>5} {s['micro_batch']:>3} {'on' if s['grad_ckpt'] else 'off':>4}"
+    if not isinstance(m, dict):
+        print(f"{head}  {p['peak_allocated_gib']:>7.2f}/{'':<8}  {p['peak_reserved_gib']:>8.2f}/{'':<9}  {p['peak_reserved_plus_context_gib']:>6.2f}/{'':<7}  {m}")
+        return
+    errors = [(p[k] - m[k]) / m[k] if m[k] == m[k] and m[k] else float("nan") for k in ("peak_allocated_gib", "peak_reserved_gib", "peak_reserved_plus_context_gib")]
+    print(
+        f"{head}  {p['peak_allocated_gib']:>7.2f}/{m['peak_allocated_gib']:<8.2f}  {p['peak_reserved_gib']:>8.2f}/{m['peak_reserved_gib']:<9.2f}"
+        f"  {p['peak_reserved_plus_context_gib']:>6.2f}/{m['peak_reserved_plus_context_gib']:<7.2f}  " + " ".join(f"{e:>+6.1%}" for e in errors)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mistral-7b", help="profile id, model folder or config.json; 'tiny' or 'small' for CPU check models")
     parser.add_argument("--budgets", default="16,24,48", help="GiB, comma separated")
     parser.add_argument("--method", default="qlora", choices=("qlora", "lora"))
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    parser.add_argument("--recipe", default="gpudoctor", choices=BENCH_RECIPES)
+    parser.add_argument("--recipes", default=",".join(BENCH_RECIPES), help=f"comma separated, of {', '.join(BENCH_RECIPES)}")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds each run may take")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # internal: run one budget in this process
     args = parser.parse_args()
+    recipes = [r for r in args.recipes.split(",") if r]
+    unknown = [r for r in recipes if r not in BENCH_RECIPES]
+    if unknown:
+        parser.error(f"--recipes: unknown '{unknown[0]}'; use some of {', '.join(BENCH_RECIPES)}")
     spec = check_spec(args.model) if args.model in ("tiny", "small") else load_model(args.model)
 
     if args.one is not None:
-        print(json.dumps(run_one(spec, args.one, args.method, args.steps, args.device, args.recipe)))
+        print(json.dumps(run_one(spec, args.one, args.method, args.steps, args.device, recipes[0])))
         return
 
-    print(f"{spec.name}, {args.method}, recipe {args.recipe}, {args.steps} steps on {args.device}; GiB = 1024^3")
-    print(f"{'budget':>6}  {'seq':>5} {'mb':>3} {'ckpt':>4}  {'alloc pred/meas':>16}  {'reserved pred/meas':>18}  {'smi pred/meas':>14}  {'error':>6}")
-    for budget in [float(b) for b in args.budgets.split(",")]:
-        command = [sys.executable, __file__, "--model", args.model, "--method", args.method, "--steps", str(args.steps), "--device", args.device, "--recipe", args.recipe, "--one", str(budget)]
-        done = subprocess.run(command, capture_output=True, text=True)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            print(f"{budget:>6g}  failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
-            continue
-        row = json.loads(lines[-1])
-        s, p, m = row["settings"], row["predicted"], row["measured"]
-        head = f"{budget:>6g}  {s['seq_len']:>5} {s['micro_batch']:>3} {'on' if s['grad_ckpt'] else 'off':>4}"
-        if isinstance(m, dict):
-            error = (p["peak_reserved_plus_context_gib"] - m["peak_reserved_plus_context_gib"]) / m["peak_reserved_plus_context_gib"]
-            print(
-                f"{head}  {p['peak_allocated_gib']:>7.2f}/{m['peak_allocated_gib']:<8.2f}  {p['peak_reserved_gib']:>8.2f}/{m['peak_reserved_gib']:<9.2f}"
-                f"  {p['peak_reserved_plus_context_gib']:>6.2f}/{m['peak_reserved_plus_context_gib']:<7.2f}  {error:>+6.1%}"
-            )
-        else:
-            print(f"{head}  {p['peak_allocated_gib']:>7.2f}/{'':<8}  {p['peak_reserved_gib']:>8.2f}/{'':<9}  {p['peak_reserved_plus_context_gib']:>6.2f}/{'':<7}  {m}")
+    print(f"{spec.name}, {args.method}, {args.steps} steps on {args.device}; GiB = 1024^3; predicted/measured, then the errors of the three")
+    print(f"{'recipe':<14}{'budget':>6}  {'seq':>5} {'mb':>3} {'ckpt':>4}  {'alloc':>16}  {'reserved':>18}  {'smi':>14}  {'err alloc/reserved/smi':>22}")
+    for recipe in recipes:
+        for budget in [float(b) for b in args.budgets.split(",")]:
+            one_run(args, recipe, budget)
 
 
 if __name__ == "__main__":
