@@ -123,19 +123,26 @@ class RowDataset:
         row = self.rows[index]
         item = {"input_ids": row.input_ids, "labels": row.labels, "position_ids": row.position_ids}
         if self.count_tokens:
-            item["real_tokens"] = row.real_tokens
+            item[TOKENS] = row.real_tokens
         return item
 
 
+TOKENS = "real_tokens"  # a training batch's real tokens, which the Trainer takes out before the forward
+
+
 class TokenCounter:
-    """Real (non-padding) training tokens the collator has handed out: the progress bar reads it."""
+    """Real (non-padding) tokens of the training batches that have trained (trainer.CountsTokens adds each
+    batch's after its step): the progress bar and report.json read it. Not counted when collated: the
+    DataLoader reads a batch ahead, which never trains when the run stops or a segment ends at a checkpoint."""
 
     def __init__(self) -> None:
         self.total = 0
 
 
 class RowCollator:
-    """Pads rows to the longest in the batch (pad id, label -100, positions counting on) as tensors."""
+    """Pads rows to the longest in the batch (pad id, label -100, positions counting on) as tensors. With a
+    `counter`, a batch of counted rows (RowDataset count_tokens) carries their real tokens as TOKENS, which
+    the Trainer adds to the counter once the batch has trained."""
 
     def __init__(self, pad_id: int, counter: TokenCounter | None = None) -> None:
         self.pad_id = pad_id
@@ -152,11 +159,12 @@ class RowCollator:
             ids.append(item["input_ids"] + [self.pad_id] * gap)
             labels.append(item["labels"] + [IGNORE] * gap)
             positions.append(item["position_ids"] + list(range(last + 1, last + 1 + gap)))
-            if self.counter is not None:
-                self.counter.total += item.get("real_tokens", 0)
-        return {
+        batch = {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
             "position_ids": torch.tensor(positions, dtype=torch.long),
             "use_cache": False,
         }
+        if self.counter is not None and any(TOKENS in item for item in items):
+            batch[TOKENS] = sum(item.get(TOKENS, 0) for item in items)
+        return batch

@@ -2,6 +2,7 @@
 
 The Trainer's checkpoints are made crash-safe by CrashSafeSaves (checkpoints.py has the format):
 each is written aside, sealed and renamed into place, and a failed write stops the run in one line.
+A batch's real tokens count once its step has run (CountsTokens), not when the DataLoader reads it ahead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from gpudoctor.atomic import safetensors_follow_umask
 from gpudoctor.settings import Settings, TrainingOptions
 from gpudoctor.train import checkpoints
+from gpudoctor.train.packing import TOKENS
 
 # gpudoctor.settings.OPTIMIZERS (aliases are resolved when settings are read) → transformers' `optim`
 # values. bitsandbytes' 8-bit and paged optimizers need a GPU; on the CPU they become plain AdamW
@@ -111,6 +113,7 @@ def build_trainer(
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.save_faults = faults
+    trainer.token_counter = getattr(collator, "counter", None)
     return trainer
 
 
@@ -118,7 +121,21 @@ def build_trainer(
 def trainer_class() -> type:
     from transformers import Trainer
 
-    return type("GpudoctorTrainer", (CrashSafeSaves, Trainer), {})
+    return type("GpudoctorTrainer", (CountsTokens, CrashSafeSaves, Trainer), {})
+
+
+class CountsTokens:
+    """Trainer mixin: a batch's real tokens (packing.TOKENS, put in by the collator) are taken out before
+    the forward and added to `token_counter` once its step has run, so only batches that trained count."""
+
+    token_counter: Any = None  # packing.TokenCounter
+
+    def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        tokens = inputs.pop(TOKENS, 0)
+        loss = super().training_step(model, inputs, *args, **kwargs)  # type: ignore[misc]
+        if self.token_counter is not None:
+            self.token_counter.total += int(tokens)
+        return loss
 
 
 class CrashSafeSaves:

@@ -60,3 +60,18 @@ def test_resume_verifies_each_checkpoint_once_and_says_which_it_passed_over(resu
     assert skipped is not None, said
     assert lines[skipped].endswith("; resuming from the previous one")
     assert lines[skipped + 1] == "resuming from checkpoint-2 (complete, every file checked)"
+
+
+def test_tokens_count_each_trained_row_once_across_a_resume(resumed):
+    """The DataLoader reads one batch ahead; that batch never trains when a segment stops, and was counted."""
+    from gpudoctor.train.packing import HeaviestFirst
+    from gpudoctor.train.run import prepare
+
+    config, report, _, _ = resumed
+    lengths = [row.real_tokens for row in prepare(config, resume=True).train_rows]
+    order = HeaviestFirst(lengths, 2, config.training.seed).order(0)  # the rows in the Trainer's order, 2 a step
+    trained = [lengths[i] for i in order[: 2 * 4]]
+    assert report.tokens == sum(trained)
+    state = json.loads((Path(config.output) / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["stateful_callbacks"]["Measure"]["attributes"]["tokens"] == sum(trained[:4])  # what the resume carried on from
+

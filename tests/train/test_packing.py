@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpudoctor.train.packing import RowCollator, RowDataset, TokenCounter, pack, unpacked
+from gpudoctor.train.packing import TOKENS, RowCollator, RowDataset, TokenCounter, pack, unpacked
 from gpudoctor.train.tokenize import IGNORE, Sample
 
 
@@ -34,7 +34,8 @@ def test_collator_pads_at_the_end_and_counts_real_tokens():
     assert batch["input_ids"][0].tolist() == [101, 101, 101, 3, 3]
     assert batch["labels"][0].tolist()[3:] == [IGNORE, IGNORE]
     assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4]  # padding continues: no false sample boundary
-    assert counter.total == 8
+    assert batch[TOKENS] == 8 and counter.total == 0  # counted once the batch has trained (trainer.CountsTokens)
+    assert TOKENS not in RowCollator(pad_id=3)([rows[0], rows[1]])  # nothing to count into: the model's inputs only
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
