@@ -204,6 +204,7 @@ NAME_IS_NOT = frozenset(
     above below unknown falsch richtig anders neu leer unbekannt faux juste différent nouveau vide inconnu mal bien
     distinto nuevo vacío desconocido erróneo""".split()
 )
+IMPERATIVE_NEXT = re.compile(r" (?:a|an|the|your|this|these|it|up|down|out|off|over|away|through|into|me|us|them|yourself)\b")
 TURN_END = re.compile(r"[ \t]*[.!,]?[ \t]*(?:\n|$)")
 # words that go on a self-introduction: "its jordan again", "c'est manon ici", "soy lola otra vez"
 GOES_ON = frozenset("again here speaking calling back hier nochmal wieder ici encore aquí aqui otra".split())
@@ -374,10 +375,11 @@ class _Finder:
         return not opening and is_cap(before) and len(before) > 1 and not _listed(before, common_ok=True)
 
     def _imperative(self, i: int) -> bool:
-        """"Line a baking sheet", "Mark the box": a listed word opening a sentence, then an article, is a verb."""
+        """"Line a baking sheet", "Mark the box", "Come up with": a listed word opening a sentence, then an article or a
+    verb's particle, is a verb."""
         start = self.tokens[i].start()
         opening = self.text[:start].rstrip(" \t")[-1:] in ("", ".", "!", "?", ":", "\n")
-        return opening and re.match(r" (?:a|an|the|your|this|these|it)\b", self.text[self.tokens[i].end() :]) is not None
+        return opening and IMPERATIVE_NEXT.match(self.text, self.tokens[i].end()) is not None
 
     def speaker_turns(self) -> None:
         """A customer's turn that is only a name: "Customer: Lorna Baxter.", "What's your first name?\nUser: Kwame"."""

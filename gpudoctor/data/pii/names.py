@@ -130,6 +130,9 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
             name, start = name[verb.end() :], start + verb.end()
             if not name or name[0] not in surnames and name[:2] not in surnames:
                 continue
+        form, after = text[m.end(1) : m.end()], text[m.end() : m.end() + 1]
+        if form in ZH_SINGLE_FORMS and re.match(HAN, after) and after not in ZH_AFTER_SINGLE:
+            continue  # 施工单位, 解释人工智能: a one-character form that opens a longer word
         if not any(c in ZH_STOP for c in name):
             yield start, start + len(name), "NAME", "name (before a form of address)"
     for m in p["inner_form"].finditer(text):
