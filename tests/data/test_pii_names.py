@@ -137,6 +137,10 @@ CLASS_CASES = [
     ("fr_FR", "bonjour je m'appelle anouk vermeulen", ["anouk vermeulen"], []),
     ("es_ES", "Buenas, me llamo xiomara.", ["xiomara"], []),
     ("en_GB", "Could you check the refund before Friday? Imogen", ["Imogen"], ["Friday"]),
+    ("en_GB", "sorted, ta. cheers ffion", ["ffion"], []),
+    ("de_DE", "passt, danke ilka!", ["ilka"], []),
+    ("fr_FR", "c'est bon, merci ysaline", ["ysaline"], []),
+    ("es_ES", "perfecto, gracias iratxe", ["iratxe"], []),
     ("en_US", "I paid twice: 5L6032477Y932901F. Ship it to 12 Oak St, Dayton, OH 45402.", [], ["5L6032477Y932901F"]),
     ("fr_FR", "Bonjour, ici Maxence de ManoMano.", ["Maxence"], ["ManoMano"]),
 ]
@@ -163,6 +167,7 @@ CLASS_LOOK_ALIKES = [
     "每天练习两个小时，各位老师都说客户满意度提高了，这位老师沿着小路走",
     "施工单位负责安全。解释人工智能的概念。",
     "Come up with a poem. Mark off the dates.",
+    "cheers mate\nthanks again\nmerci beaucoup\ngracias chicos!\ndanke schön\nData types differ.",
 ]
 
 

@@ -205,6 +205,13 @@ NAME_IS_NOT = frozenset(
     distinto nuevo vacío desconocido erróneo""".split()
 )
 IMPERATIVE_NEXT = re.compile(r" (?:a|an|the|your|this|these|it|up|down|out|off|over|away|through|into|me|us|them|yourself)\b")
+THANKS = frozenset("thanks|thank you|thx|ty|cheers|many thanks|danke|merci|gracias|muchas gracias|vale gracias|ok thanks".split("|"))
+# what closes a thanks without being a name (en/de/fr/es)
+THANKED_WORDS = frozenset(
+    """mate man bro dude guys all everyone everybody team folks buddy pal love hun darling dear sir madam again anyway though
+    lot tons heaps loads much very so you again anyways indeed kindly mucho schön sehr vielmals nochmal euch ihnen dir
+    beaucoup bien encore infiniment amigo amiga amigos chicos chicas majo maja jefe igualmente tío tía crack""".split()
+)
 TURN_END = re.compile(r"[ \t]*[.!,]?[ \t]*(?:\n|$)")
 # words that go on a self-introduction: "its jordan again", "c'est manon ici", "soy lola otra vez"
 GOES_ON = frozenset("again here speaking calling back hier nochmal wieder ici encore aquí aqui otra".split())
@@ -264,6 +271,15 @@ class _Finder:
         else:
             self.take(pos, "after a sign-off")
 
+    def thanked(self, pos: int) -> None:
+        """One lower-case word closing a message or a turn after a thanks is whoever is thanked, listed or not
+        ("ok will do. cheers rhiannon"), unless it is a word people say there ("cheers mate", "merci beaucoup")."""
+        if pos not in self.at or self.text[pos - 1 : pos].isalpha():
+            return  # "ty" of "types" is no thanks
+        word = re.match(r"([a-zß-ÿ]{3,})[ \t]*[.!]*[ \t]*(?:\n|\Z)", self.text[pos:])
+        if word and word.group(1) not in THANKED_WORDS and fold(word.group(1)) not in LOWER_STOP:
+            self.hits.append((pos, pos + len(word.group(1)), "NAME", "name (thanked)"))
+
     def own_name(self, pos: int) -> None:
         """After "my name is" / "je m'appelle" / "me llamo" the words up to the phrase's end are a name, even
         lower-case ones the lists lack ("name is artemii bondar"); at most three, none a common word."""
@@ -301,7 +317,8 @@ class _Finder:
     def context(self) -> None:
         p = _patterns()
         for m in p["greeting"].finditer(self.text):
-            self.take(m.end(), "after a greeting", lower=_cue(m) in STRONG, ends=True)
+            if not self.take(m.end(), "after a greeting", lower=_cue(m) in STRONG, ends=True) and _cue(m) in THANKS:
+                self.thanked(m.end())
         for m in p["intro"].finditer(self.text):
             cue = _cue(m)
             if cue in LIST_ONLY and (m.end() not in self.at or not self._lower_name(self.at[m.end()])):
