@@ -97,10 +97,9 @@ def build_trainer(
     """A Trainer with crash-safe checkpoints (`faults`: callbacks.Faults, whose *_during_save fire in its saves)
     whose safetensors files (checkpoints, the NaN guard's last good weights) get the umask's mode."""
     from transformers import PrinterCallback, ProgressCallback
-    from transformers.integrations import TensorBoardCallback
 
     safetensors_follow_umask()
-    tensorboard = TensorBoardCallback()
+    tensorboard = tensorboard_class()()
     tensorboard.logging_dir = str(tb_dir)  # instead of <output_dir>/runs/<date>
     trainer = trainer_class()(
         model=model,
@@ -115,6 +114,23 @@ def build_trainer(
     trainer.save_faults = faults
     trainer.token_counter = getattr(collator, "counter", None)
     return trainer
+
+
+@functools.cache
+def tensorboard_class() -> type:
+    """transformers' TensorBoardCallback whose writer purges the steps after the one training begins at:
+    a resume from checkpoint-N (or an out-of-memory back-off) redoes the steps after N, and TensorBoard
+    then shows the redone values once instead of the earlier segment's as well."""
+    from transformers.integrations import TensorBoardCallback
+
+    def on_train_begin(self: Any, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.tb_writer is None and state.is_world_process_zero:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb_writer = SummaryWriter(log_dir=self.logging_dir, purge_step=state.global_step + 1)
+        return TensorBoardCallback.on_train_begin(self, args, state, control, **kwargs)
+
+    return type("ResumedTensorBoard", (TensorBoardCallback,), {"on_train_begin": on_train_begin})
 
 
 @functools.cache

@@ -75,3 +75,16 @@ def test_tokens_count_each_trained_row_once_across_a_resume(resumed):
     state = json.loads((Path(config.output) / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["stateful_callbacks"]["Measure"]["attributes"]["tokens"] == sum(trained[:4])  # what the resume carried on from
 
+
+def test_tensorboard_shows_each_step_once_after_steps_were_redone(resumed):
+    """Step 3 was trained, then redone after the resume from checkpoint-2: the writer of the resumed segment
+    purges steps from 3 on (SummaryWriter's purge_step), so TensorBoard holds the redone value only."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config, report, _, _ = resumed
+    events = EventAccumulator(str(Path(config.output) / "tb"))
+    events.Reload()
+    scalars = events.Scalars("train/loss")
+    assert [e.step for e in scalars] == [1, 2, 3, 4]
+    losses = dict(report.losses)
+    assert all(e.value == pytest.approx(losses[e.step], abs=1e-5) for e in scalars)
