@@ -42,7 +42,8 @@ def export(
         err.print(line, markup=False, soft_wrap=True)
 
     if fetch_converter:
-        say(f"export: unpacked llama.cpp's converter into {exporting.fetch_converter()}")
+        say(f"export: pip download llama-cpp-python=={exporting.LLAMA_CPP_PYTHON} (the sdist, not built; its converter alone is kept)")
+        say(f"export: unpacked llama.cpp's converter into {exporting.fetch_converter(say=say)}")
         if adapter is None and model is None:
             return
     if not gguf:

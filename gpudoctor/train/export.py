@@ -192,13 +192,26 @@ def unpack_converter(sdist: Path, dest: Path) -> Path:
     return dest
 
 
-def fetch_converter(environ: Mapping[str, str] = os.environ, *, run: Callable[..., Any] = subprocess.run) -> Path:
+def _streamed(command: list[str], say: Callable[[str], Any]) -> subprocess.CompletedProcess:
+    """Run `command`, passing each line it prints to `say` as it comes (pip's progress), and keep its output."""
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            lines.append(line)
+            say(line.rstrip())
+    return subprocess.CompletedProcess(command, process.returncode, "".join(lines), "")
+
+
+def fetch_converter(environ: Mapping[str, str] = os.environ, *, say: Callable[[str], Any] = print, run: Callable[..., Any] | None = None) -> Path:
     """`pip download` the llama-cpp-python sdist (no build) into a temp folder and unpack its converter into the cache."""
     with tempfile.TemporaryDirectory(prefix="gpudoctor-sdist-") as folder:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", folder]
-        done = run(command, capture_output=True, text=True)
+        done = run(command) if run is not None else _streamed(command, say)
         if done.returncode != 0:
-            raise ProblemFound(f"export --fetch-converter: pip download failed ({last_line(done.stdout + done.stderr)}); check the network, or download the sdist elsewhere and pass --converter FILE.tar.gz")
+            raise ProblemFound(
+                f"export --fetch-converter: pip download failed ({last_line(done.stdout + done.stderr)}); check the network, "
+                "or download the sdist elsewhere and pass --converter FILE.tar.gz"
+            )
         found = sorted(Path(folder).glob("llama_cpp_python-*.tar.gz"))
         if not found:
             raise ProblemFound(f"export --fetch-converter: pip downloaded no llama_cpp_python-*.tar.gz into {folder}")

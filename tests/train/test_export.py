@@ -643,3 +643,9 @@ def test_end_to_end_a_merged_run_becomes_a_gguf_llama_cpp_reads_as_trained(tiny_
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.Modelfile", "tiny.gguf"]  # the temp merge is gone
     if result.tokens_checked is not None:  # llama-cpp-python installed: llama.cpp tokenized every test text as HF does
         assert result.tokens_checked == len(exporting.check_texts(tokenizer))
+
+
+def test_pips_output_reaches_the_user_as_it_comes_and_is_kept():
+    said: list[str] = []
+    done = exporting._streamed([sys.executable, "-c", "print('Collecting llama-cpp-python'); import sys; sys.exit(3)"], said.append)
+    assert said == ["Collecting llama-cpp-python"] and done.returncode == 3 and done.stdout == "Collecting llama-cpp-python\n"
