@@ -225,3 +225,17 @@ def test_labelled_set_floors_on_the_dev_split():
         assert recall[kind][0] == recall[kind][1], (kind, recall[kind])
     assert recall["address"][0] / recall["address"][1] >= 0.95, recall["address"]
     assert keep[0] / keep[1] >= 0.98, keep
+
+
+@pytest.mark.parametrize(
+    ("text", "number", "kind"),
+    [
+        ("agent: Kindly share the order number.\ncustomer: 7812-4409-2231", "7812-4409-2231", None),
+        ("Agent: Wie lautet Ihre Bestellnummer?\nKunde: 0176 2234 5678", "0176 2234 5678", None),
+        ("客服：请问订单号是多少？\n客户：13912345678", "13912345678", None),
+        ("Agent: can you confirm the order and your mobile?\nCustomer: 98765 43210", "98765 43210", "PHONE"),
+        ("agent: what is your phone number?\ncustomer: 98765 43210", "98765 43210", "PHONE"),
+    ],
+)
+def test_a_number_answering_a_question_about_an_order_is_no_phone(text, number, kind):
+    assert kinds_over(text, number) == ({kind} if kind else set())

@@ -141,6 +141,16 @@ CLASS_CASES = [
     ("de_DE", "passt, danke ilka!", ["ilka"], []),
     ("fr_FR", "c'est bon, merci ysaline", ["ysaline"], []),
     ("es_ES", "perfecto, gracias iratxe", ["iratxe"], []),
+    # what the third blind batch showed
+    ("en_IN", "My cousin Yashaswini booked it on Tata Cliq.", ["Yashaswini"], ["Tata Cliq"]),
+    ("de_DE", "Meine Schwägerin Dragana hat das Paket angenommen.", ["Dragana"], ["Paket"]),
+    ("fr_FR", "Mon colocataire Anselme a signé le bon.", ["Anselme"], []),
+    ("es_ES", "Mi cuñada Azucena recogió el pedido 8812.", ["Azucena"], ["pedido 8812"]),
+    ("de_DE", "Bitte bei Familie Brzezinski abgeben.", ["Brzezinski"], []),
+    ("en_IN", "refund still pending for order 5521. regards, Ishaan Bhatnagar", ["Ishaan Bhatnagar"], ["order 5521"]),
+    ("en_US", "Please fix this before Friday - Darnell W.", ["Darnell"], ["Friday"]),
+    ("en_IN", "thanks a lot sushmita, the Jio recharge worked", ["sushmita"], ["Jio recharge"]),
+    ("fr_FR", "coucou, moi c'est enzo, ma Freebox clignote", ["enzo"], ["Freebox"]),
     ("en_US", "I paid twice: 5L6032477Y932901F. Ship it to 12 Oak St, Dayton, OH 45402.", [], ["5L6032477Y932901F"]),
     ("fr_FR", "Bonjour, ici Maxence de ManoMano.", ["Maxence"], ["ManoMano"]),
 ]
@@ -167,6 +177,8 @@ CLASS_LOOK_ALIKES = [
     "每天练习两个小时，各位老师都说客户满意度提高了，这位老师沿着小路走",
     "施工单位负责安全。解释人工智能的概念。",
     "Come up with a poem. Mark off the dates.",
+    "谢谢阿姨，好的。感谢老师！",
+    "my friend The Verge said so",
     "cheers mate\nthanks again\nmerci beaucoup\ngracias chicos!\ndanke schön\nData types differ.",
 ]
 
@@ -195,6 +207,7 @@ ZH_CASES = [
     ("护照上的名字是何嘉欣", "何嘉欣", []),
     ("谢谢小雯！快递收到了", "小雯", []),
     ("Thanks for checking!\n\nBest,\n阿杰", "阿杰", []),
+    ("谢谢阿伟，快递到了", "阿伟", []),
 ]
 
 

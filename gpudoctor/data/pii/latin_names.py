@@ -131,12 +131,18 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         # a reply word opening a turn or a line: "User: yes savannah brooks", "oui, julien", "sí, marta"
         "reply": re.compile(rf"(?im)(?:^|[:.!?][ \t]+)(?:{alt(ctx.REPLIES)})[ \t]*[,.!]?[ \t]+(?=[^\W\d_])"),
         "label": re.compile(rf"(?<![\w])(?:{ctx.LABELS})[ \t]*[:：][ \t]*(?=[^\W\d_])", re.I),
+        "kin": re.compile(
+            rf"(?<![\w])(?i:my|his|her|our|their|your|mein|meine|meiner|meinem|meinen|sein|seine|ihr|ihre|unser|unsere|mon|ma|"
+            rf"son|sa|notre|votre|mi|su|nuestro|nuestra|tu)[ \t]+(?i:{ctx.KIN}),?[ \t]+(?=[A-ZÀ-Þ])"
+        ),
         "role": re.compile(rf"(?<![\w])(?:{ctx.ROLES}),?[ \t]+(?=[A-ZÀ-Þ])", re.I),
         "turn": re.compile(rf"(?im)^[ \t]*(?:{ctx.SPEAKERS})[ \t]*:[ \t]*(?:(?:yes|no|oui|non|sí|si|ja|nein|it's|c'est|soy)[ ,]+)?(?=[A-ZÀ-Þ])"),
         "role_paren": re.compile(r"(?m)^[ \t]*[^\W\d_]+[ \t]*\([ \t]*(?=[^\W\d_][^)\n]{0,40}\)[ \t]*:)"),
         "sign_off": re.compile(rf"(?im)^[ \t]*(?:{ctx.SIGN_OFFS})[ \t]*[,.!]?[ \t]*\n[ \t]*(?=[^\W\d_])"),
         # "-Trevor", "-- Brent", "… fine? - Meera" on the last line (a "- Eggs" bullet list is not one)
-        "dash": re.compile(r"(?:^|\n)--[ \t]?(?=[A-ZÀ-Þ][^\W\d_]+\s*\Z)|(?:^|[^\n])(?:-|[ \t]-[ \t])(?=[A-ZÀ-Þ][^\W\d_]+\s*\Z)"),
+        "dash": re.compile(r"(?:^|\n)--[ \t]?(?=[A-ZÀ-Þ][^\W\d_]+(?:[ ][A-Z]\.)?\s*\Z)|(?:^|[^\n])(?:-|[ \t]-[ \t])(?=[A-ZÀ-Þ][^\W\d_]+(?:[ ][A-Z]\.)?\s*\Z)"),
+        # a sign-off and the name on the same line, ending the message: "… regards, Karan Malhotra"
+        "inline_sign_off": re.compile(rf"(?i)(?<![\w])(?:{ctx.SIGN_OFFS})[ \t]*,[ \t]*(?=[A-ZÀ-Þ][^\n]{{0,40}}\s*\Z)"),
         "after": re.compile(rf"(?<![\w'])([^\W\d_][\w'’-]*)[ \t]+(?:{ctx.AFTER})(?![\w])(?! is| are| you| we|['’]s)"),
         "speaker": re.compile(r"(?m)^[ \t]*([^\W\d_]+)[ \t]*:"),
     }
@@ -205,7 +211,10 @@ NAME_IS_NOT = frozenset(
     distinto nuevo vacío desconocido erróneo""".split()
 )
 IMPERATIVE_NEXT = re.compile(r" (?:a|an|the|your|this|these|it|up|down|out|off|over|away|through|into|me|us|them|yourself)\b")
-THANKS = frozenset("thanks|thank you|thx|ty|cheers|many thanks|danke|merci|gracias|muchas gracias|vale gracias|ok thanks".split("|"))
+THANKS = frozenset(
+    "thanks|thank you|thx|ty|cheers|many thanks|thanks a lot|thanks a ton|thanks so much|thank you so much|thank you very much|"
+    "danke|merci|merci beaucoup|gracias|muchas gracias|vale gracias|ok thanks".split("|")
+)
 # what closes a thanks without being a name (en/de/fr/es)
 THANKED_WORDS = frozenset(
     """mate man bro dude guys all everyone everybody team folks buddy pal love hun darling dear sir madam again anyway though
@@ -272,11 +281,11 @@ class _Finder:
             self.take(pos, "after a sign-off")
 
     def thanked(self, pos: int) -> None:
-        """One lower-case word closing a message or a turn after a thanks is whoever is thanked, listed or not
-        ("ok will do. cheers rhiannon"), unless it is a word people say there ("cheers mate", "merci beaucoup")."""
+        """One lower-case word closing a message, a turn or a phrase after a thanks is whoever is thanked, listed or not
+        ("ok will do. cheers rhiannon", "thanks a lot bhavna, the …"), unless it is a word people say there ("cheers mate")."""
         if pos not in self.at or self.text[pos - 1 : pos].isalpha():
             return  # "ty" of "types" is no thanks
-        word = re.match(r"([a-zß-ÿ]{3,})[ \t]*[.!]*[ \t]*(?:\n|\Z)", self.text[pos:])
+        word = re.match(r"([a-zß-ÿ]{3,})(?:[ \t]*[.!]*[ \t]*(?:\n|\Z)|,[ \t])", self.text[pos:])
         if word and word.group(1) not in THANKED_WORDS and fold(word.group(1)) not in LOWER_STOP:
             self.hits.append((pos, pos + len(word.group(1)), "NAME", "name (thanked)"))
 
@@ -332,12 +341,16 @@ class _Finder:
                                             ("role_paren", "agent's name"), ("dash", "signature")):
             for m in p[key].finditer(self.text):
                 self.take(m.end(), detail)
+        for m in p["inline_sign_off"].finditer(self.text):
+            self.take(m.end(), "after a sign-off", listed="or-two")
         for m in p["named"].finditer(self.text):
             self.own_name(m.end())
         for m in p["holder"].finditer(self.text):
             self.take(m.end(), "after a holder label", listed="or-two", lower=True)  # "account owner Harper Lindqvist"
         for m in p["reply"].finditer(self.text):
             self.take(m.end(), "after a reply word", lower=True, ends=True, whole_turn=True)
+        for m in p["kin"].finditer(self.text):
+            self.take(m.end(), "after kin")  # "my cousin Tejaswini", "mein Freund Lukas": listed or not
         for m in p["role"].finditer(self.text):
             self.take(m.end(), "after a role", listed="or-two")  # "our technician Ramesh", "his mum, Tamsin Whitlock"
         self.speaker_turns()

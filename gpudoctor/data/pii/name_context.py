@@ -18,7 +18,8 @@ from __future__ import annotations
 
 GREETINGS = {
     "en": "hi|hello|hey|hiya|dear|morning|good morning|good afternoon|good evening|thanks|thank you|thx|ty|cheers|"
-    "thanks again|many thanks|thank you so much|thanks so much|no problem|bye|see you|sorry|"
+    "thanks again|many thanks|thank you so much|thanks so much|thanks a lot|thanks a ton|thank you very much|"
+    "no problem|bye|see you|sorry|"
     "anything else,|got it,|ok thanks|namaste",
     "de": "hallo|hi|liebe|lieber|moin|servus|guten morgen|guten tag|guten abend|danke|danke schön|vielen dank|tschüss|"
     "grüß dich|grüezi",
@@ -40,7 +41,8 @@ INTRODUCTIONS = {
 STRONG = (
     "hi|hello|hey|hiya|thanks|thank you|thx|cheers|this is|it's|its|i'm|im|my name is|call me|"
     "hallo|hi|danke|hier ist|ich bin|mein name ist|merci|bonjour|salut|c'est|c’est|je suis|je m'appelle|"
-    "hola|gracias|soy|me llamo|buenas|vale gracias|muchas gracias|merci beaucoup|namaste"
+    "hola|gracias|soy|me llamo|buenas|vale gracias|muchas gracias|merci beaucoup|namaste|moi c'est|"
+    "thanks a lot|thanks a ton|thanks so much|thank you so much|thank you very much"
 )
 HOLDERS = {
     "en": "account owner|account holder|account holder name|account name|cardholder|card holder|cardholder name|"
@@ -86,7 +88,7 @@ AFTER = (
 TITLES = (
     "Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Herrn|Frau|Hr\\.|Fr\\.|M\\.|Mme|Mlle|Madame|Monsieur|"
     "Mademoiselle|Maître|Sr|Sra|Srta|Señor|Señora|Señorita|señor|señora|señorita|Don|Doña|D\\.|Dña|"
-    "Shri|Shrimati|Smt|Sri|Kumari|Km|Mohd|Md|Mister|Missus|herr|frau|madame|monsieur|mr|mrs|ms"
+    "Shri|Shrimati|Smt|Sri|Kumari|Km|Mohd|Md|Familie|Family|Famille|Familia|familia|famille|Mister|Missus|herr|frau|madame|monsieur|mr|mrs|ms"
 )
 LABELS = (
     "name|full name|account holder|account name|account holder name|holder|contact person|contact|passenger|"
@@ -122,6 +124,18 @@ ROLES = (
     "monteur|installateur|kassierer|kassiererin|plaignant|plaignante|demandeur|demandeuse|locataire|propriétaire|"
     "acheteur|acheteuse|caissier|caissière|demandante|reclamante|solicitante|inquilino|inquilina|casero|casera|"
     "comprador|compradora|instalador|instaladora|cajero|cajera"
+)
+# kin and friends: after "my cousin", "mein Freund", "ma voisine", "mi cuñado" any capitalised word is a name, listed or not
+KIN = (
+    "cousin|aunt|uncle|niece|nephew|grandma|grandpa|granny|grandmother|grandfather|flatmate|roommate|housemate|partner|"
+    "fiancé|fiancée|girlfriend|boyfriend|stepson|stepdaughter|son-in-law|daughter-in-law|wife|husband|son|daughter|"
+    "brother|sister|mum|mom|dad|friend|neighbour|neighbor|colleague|"
+    "cousine|tante|onkel|nichte|neffe|freund|freundin|mitbewohner|mitbewohnerin|partnerin|verlobte|verlobter|schwager|"
+    "schwägerin|schwiegermutter|schwiegervater|bruder|schwester|enkel|enkelin|tochter|sohn|mutter|vater|nachbar|nachbarin|"
+    "oncle|nièce|neveu|ami|amie|copain|copine|colocataire|compagnon|compagne|beau-frère|belle-sœur|belle-mère|"
+    "frère|sœur|petit-fils|petite-fille|voisin|voisine|mari|fille|fils|"
+    "primo|prima|tía|tío|sobrino|sobrina|amigo|amiga|novio|novia|pareja|cuñado|cuñada|suegra|suegro|hermano|hermana|"
+    "nieto|nieta|vecino|vecina|marido|hija|hijo|abuela|abuelo"
 )
 # words after which a capitalised word names a thing, not a person ("Luna smart bulb", "Victoria station")
 THING_NOUNS = frozenset(

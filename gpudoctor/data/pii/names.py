@@ -60,7 +60,7 @@ ZH_XIAO_WORDS = frozenset(
     """小编 小区 小时 小孩 小朋友 小姐 小哥 小伙 小心 小店 小二 小妹 小弟 小票 小程 小组 小说 小米 小鹏 小红 小费 小计 小号 小件 小样
     小学 小型 小数 小吃 小麦 小路 小丑 小康 小额 小包 小鸟 小狗 小猫 小屋 小镇 小城 小河 小溪 小草 小白 小黄 小车 小队 小结 小题 小节
     老师 老板 老公 老婆 老人 老家 老乡 老铁 老爸 老妈 老总 老大 老客 老用 老款 老版 老化 老是 老年 老虎 老鼠 老实 老式 老旧 老百 老牌
-    老外 老爷 老字 老街 老城 老司 老友 老样 老鹰 老少""".split()
+    老外 老爷 老字 老街 老城 老司 老友 老样 老鹰 老少 阿姨 阿里 阿婆 阿公 阿爸 阿妈 阿哥 阿弟 阿拉 阿胶""".split()
 )
 # ordinary words that open right after a cue like 客户/客服/本人: "客户满意度", "客服中心", "本人签字"
 ZH_CUE_WORDS = frozenset(
@@ -85,7 +85,7 @@ def _chinese_patterns() -> dict[str, re.Pattern[str]]:
         "inner_form": re.compile(rf"({surname})(?:{ZH_ADDRESS_FORMS})(.?)"),
         # "小李", "老王"; after a cue any character: "客服小美", "你是小美"
         "xiao": re.compile(rf"([小老]{surname})(.?)"),
-        "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是|谢谢|感谢|辛苦|麻烦|拜托|跟|找|问|让|请)([小老]{HAN})(?![\u4e00-\u9fff]{{2}})"),
+        "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是|谢谢|感谢|辛苦|麻烦|拜托|跟|找|问|让|请)([小老阿]{HAN})(?![\u4e00-\u9fff]{{2}})"),
         "intro": re.compile(rf"(?:我是|我叫|你是|您是)({surname}{HAN}{{1,2}})(?=[，,。！!\s]|$)"),
         "sign_off": re.compile(
             rf"(?m)(?:谢谢|感谢|此致\s*敬礼|祝好)[！!。，,]?[ \t]*\n(?:[ \t]*\n)?[ \t]*(?!谢谢|感谢|此致|敬礼)"
@@ -105,7 +105,7 @@ def chinese_names(text: str) -> Iterator[Hit]:
     p = _chinese_patterns()
     if not re.search(HAN, text) or not p["quick"].search(text):
         return
-    hits = list(_chinese_hits(text, p))
+    hits = [h for h in _chinese_hits(text, p) if not ZH_LEADING_VERB.match(text, h[0])]  # never 谢谢, 麻烦
     brands = latin_names.brand_spans(text)
     hits = [h for h in hits if not any(h[0] < e and s < h[1] for s, e in brands)]
     for value in {text[s:e] for s, e, _, _ in hits}:
@@ -139,6 +139,8 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
         form = text[m.end(1) : m.start(2)]
         if text[max(0, m.start(1) - 1) : m.end(1)] in ZH_TIME_WORDS or m.group(1) in ZH_STOP:
             continue  # 本周总销量: 周 ends a time word; 各位老师: 位 is a measure word
+        if ZH_LEADING_VERB.fullmatch(text[max(0, m.end(1) - 2) : m.end(1)]):
+            continue  # 谢谢阿姨, 感谢老师: 谢 ends the verb
         if form in ZH_SINGLE_FORMS and m.group(2) and re.match(HAN, m.group(2)) and m.group(2) not in ZH_AFTER_SINGLE:
             # 美国总统, 周总是: a single-character form before more text is a name only right after a cue (跟冯总确认)
             if (form + m.group(2)) in ZH_FORM_WORDS or not ZH_BEFORE_PERSON.search(text[max(0, m.start(1) - 2) : m.start(1)]):
@@ -186,6 +188,8 @@ def jieba_names(text: str) -> Iterator[Hit]:
         return
     brands = latin_names.brand_spans(text)  # 王老吉, 周大福: brands, not people
     for hit in _jieba_hits(text):
+        if ZH_LEADING_VERB.match(text, hit[0]):
+            continue  # jieba tags "谢谢阿强" as a name now and then
         if not any(hit[0] < e and s < hit[1] for s, e in brands):
             yield hit
 

@@ -109,6 +109,17 @@ DATE = re.compile(
     r"(?<![\d.])(?:\d{1,2}[-./]\d{1,2}[-./](?:\d{4}|\d{2})|\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{4}\s*年\s*\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?)(?![\d])"
 )
 # Words that name a transaction or a document: the number after them is a reference, not a phone.
+# the start of a turn that answers with a number: "customer: ", "User: ", "客户："
+ANSWER_START = re.compile(r"[ \t]*(?:[^\W\d_]{2,15}[ \t]*[:：][ \t]*)?")
+# a turn that asks for a reference number: the label's word, then a request or a question
+ASKED_REFERENCE = re.compile(
+    r"(?i)^(?![^\n]*\b(?:phone|mobile|cell|telephone|tel|whatsapp|contact|handy|telefon\w*|rufnummer|portable|téléphone"
+    r"|móvil|teléfono|celular)\b)(?=[^\n]*\b(?:order|invoice|ticket|case|reference|tracking|booking|reservation|complaint|claim|transaction|bestell\w*"
+    r"|auftrags\w*|rechnungs\w*|sendungs\w*|commande|facture|dossier|réservation|pedido|factura|reserva|localizador)\b)"
+    r"(?=[^\n]*(?:\?|\b(?:share|provide|give|send|enter|confirm|type|nennen|angeben|senden|indiquer|donner|communiquer"
+    r"|indicar|facilitar|dar)\b))"
+    r"|^(?![^\n]*(?:电话|手机))[^\n]*(?:订单号|单号|工单号)[^\n]*[?？]"
+)
 REFERENCE_LABEL = re.compile(
     r"(?:\b(?:order|orders|invoice|inv|ticket|case|ref|reference|tracking|waybill|awb|consignment|shipment|parcel|transaction"
     r"|txn|contract|policy|booking|reservation|pnr|complaint|claim|receipt|serial|s/n|model|sku|part|article|version|build"
@@ -149,8 +160,15 @@ def joined_to_letters(text: str, start: int, end: int) -> bool:
 
 
 def after_reference_label(text: str, start: int) -> bool:
-    """The number follows "order", "invoice no.", "Bestellnummer", "订单号：", ... on the same line."""
-    return REFERENCE_LABEL.search(text[max(0, start - 40) : start]) is not None
+    """The number follows "order", "invoice no.", "Bestellnummer", "订单号：", ... on the same line, or opens the answer
+    to a turn that asked for one ("Kindly share the order number.\ncustomer: 7812-4409-2231")."""
+    if REFERENCE_LABEL.search(text[max(0, start - 40) : start]) is not None:
+        return True
+    line_start = text.rfind("\n", 0, start) + 1
+    if line_start == 0 or not ANSWER_START.fullmatch(text[line_start:start]):
+        return False
+    asked = text[text.rfind("\n", 0, line_start - 1) + 1 : line_start]
+    return ASKED_REFERENCE.search(asked) is not None
 
 
 def _is_service_number(number: phonenumbers.PhoneNumber) -> bool:
