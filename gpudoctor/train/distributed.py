@@ -138,10 +138,12 @@ def launch_config(processes: int, *, on_cpu: bool, strategy: str, compute_dtype:
         "same_network": True,
         "debug": False,
     }
-    if config["distributed_type"] == "FSDP":
+    if config["distributed_type"] == "FSDP":  # PEFT's FSDP-QLoRA recipe (docs/source/accelerate/fsdp.md), the weights kept on the GPUs
         config["fsdp_config"] = {
-            "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_state_dict_type": "SHARDED_STATE_DICT",
-            "fsdp_cpu_ram_efficient_loading": True, "fsdp_offload_params": False,
+            "fsdp_version": 1, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_backward_prefetch": "BACKWARD_PRE",
+            "fsdp_cpu_ram_efficient_loading": True, "fsdp_forward_prefetch": False, "fsdp_offload_params": False,
+            "fsdp_sharding_strategy": "FULL_SHARD", "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_sync_module_states": True,
+            "fsdp_use_orig_params": False,
         }  # fmt: skip
     return config
 

@@ -198,6 +198,7 @@ def load_base(model_dir: Path, settings: Settings, *, trust_remote_code: bool = 
             bnb_4bit_quant_type=settings.quant or "nf4",
             bnb_4bit_use_double_quant=settings.double_quant,
             bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype if settings.strategy == "fsdp" else torch.uint8,  # FSDP shards float tensors only: the 4-bit weights packed in the compute dtype
         )
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -208,7 +209,7 @@ def load_base(model_dir: Path, settings: Settings, *, trust_remote_code: bool = 
             use_safetensors=True,
             local_files_only=True,
             trust_remote_code=trust_remote_code,
-            device_map=device_map(),
+            device_map=None if settings.strategy == "fsdp" else device_map(),  # FSDP-QLoRA: loaded on the CPU, sharded onto the GPUs by accelerate
         )
     except ImportError as err:  # e.g. --attn flash without the flash-attn package
         hint = "try --attn sdpa" if what is None else "set attn: sdpa in the run folder's run.yaml"

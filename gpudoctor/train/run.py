@@ -88,6 +88,7 @@ class Fitted:
     final_eval_loss: float | None = None
     replans: list[dict[str, int]] = field(default_factory=list)  # one {step, micro_batch, grad_accum} per first step over the budget
     measured: list[str] = field(default_factory=list)  # what each first step measured against the plan
+    gather: Callable[[], dict[str, Any]] | None = None  # FSDP: the full state dict, a collective every rank joins (rank 0 gets it)
 
     @property
     def status(self) -> str:
@@ -383,7 +384,7 @@ def fit(prepared: Prepared, model: Any, console: Any, faults: Faults | None = No
             model.zero_grad(set_to_none=True)
             del trainer
             release_memory()
-    fitted = Fitted(model, log, trainer.state.global_step, batching, backoffs, replans=replans, measured=measured)
+    fitted = Fitted(model, log, trainer.state.global_step, batching, backoffs, replans=replans, measured=measured, gather=sharded_gather(trainer))
     fitted.final_eval_loss = final_eval_loss(trainer, fitted, has_eval=bool(prepared.eval_rows))
     return fitted
 
@@ -457,6 +458,15 @@ def distributed_exit(err: BaseException, trainer: Any, batching: Batching) -> Ba
     return distributed.peer_out_of_memory()
 
 
+def sharded_gather(trainer: Any) -> Callable[[], dict[str, Any]] | None:
+    """Under FSDP, accelerate's gathering of the sharded weights into one state dict (every rank must call it);
+    None otherwise (each rank holds the whole adapter)."""
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is None or getattr(accelerator, "distributed_type", None) is None or accelerator.distributed_type.value != "FSDP":
+        return None
+    return lambda: accelerator.get_state_dict(trainer.model_wrapped)
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     import torch
 
@@ -523,9 +533,8 @@ def final_eval_loss(trainer: Any, fitted: Fitted, *, has_eval: bool) -> float | 
 def finish(prepared: Prepared, fitted: Fitted, *, started: float, planned_peak_bytes: int | None = None) -> TrainReport:
     """Save the adapter and tokenizer (a finished run only), write report.json and loss.png, then raise
     for an interrupted run (exit 130) or a NaN loss (ProblemFound). `started` is the run's perf_counter()."""
-    if fitted.status == "finished" and runfolder.main_process():
-        place_saved(lambda folder: fitted.model.save_pretrained(folder, safe_serialization=True), prepared.output)
-        place_saved(prepared.tokenizer.save_pretrained, prepared.output)
+    if fitted.status == "finished":
+        save_adapter(prepared, fitted)
     report = build_report(prepared, fitted, duration_s=round(time.perf_counter() - started, 2), planned_peak_bytes=planned_peak_bytes)
     if runfolder.main_process():
         write_report(report, prepared.output)
@@ -537,6 +546,16 @@ def finish(prepared: Prepared, fitted: Fitted, *, started: float, planned_peak_b
     distributed.finish_together()
     raise_for_status(report, fitted.log, prepared.config.training)
     return report
+
+
+def save_adapter(prepared: Prepared, fitted: Fitted) -> None:
+    """The adapter and tokenizer into the run folder, written by rank 0; under FSDP every rank first takes part
+    in gathering the sharded weights (fitted.gather), which rank 0 then saves."""
+    state = fitted.gather() if fitted.gather is not None else None
+    if not runfolder.main_process():
+        return
+    place_saved(lambda folder: fitted.model.save_pretrained(folder, safe_serialization=True, state_dict=state), prepared.output)
+    place_saved(prepared.tokenizer.save_pretrained, prepared.output)
 
 
 def log_start(prepared: Prepared) -> None:

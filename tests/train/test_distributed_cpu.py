@@ -149,7 +149,9 @@ def test_more_processes_than_cores_is_one_line(runs, tmp_path):
 
 def test_launch_config_and_command():
     config = distributed.launch_config(4, on_cpu=False, strategy="fsdp", compute_dtype="bf16", nodes=distributed.Nodes(port=29511))
-    assert config["distributed_type"] == "FSDP" and config["mixed_precision"] == "bf16" and config["fsdp_config"]["fsdp_version"] == 2
+    assert config["distributed_type"] == "FSDP" and config["mixed_precision"] == "bf16"
+    fsdp = config["fsdp_config"]  # what FSDP-QLoRA needs: the base loaded once on the CPU, shared from rank 0, the LoRA and frozen weights wrapped apart
+    assert fsdp["fsdp_cpu_ram_efficient_loading"] and fsdp["fsdp_sync_module_states"] and fsdp["fsdp_use_orig_params"] is False
     assert distributed.launch_config(2, on_cpu=True, strategy="fsdp", compute_dtype="bf16", nodes=distributed.Nodes(port=1))["distributed_type"] == "MULTI_GPU"
     command = distributed.launch_command(Path("o/.launch/accelerate.yaml"), Path("o/.launch/run.yaml"), ["--resume"])
     assert distributed.shown_command(command) == "accelerate launch --config_file o/.launch/accelerate.yaml -m gpudoctor train o/.launch/run.yaml --skip-check --resume"

@@ -91,6 +91,7 @@ def test_a_node_that_never_joins_is_one_line_and_frees_the_port(tiny_model, data
     assert f"node 0: node 1 did not join at 127.0.0.1:{port} within 4 s" in last_error(err)
     assert left_behind(tmp_path / "out") == []
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # its closed connections may wait (TIME_WAIT); a listener would not let this bind
         probe.bind(("", port))  # the rendezvous store went with the launch
     assert not (tmp_path / "out" / "run.yaml").exists()
 
