@@ -116,7 +116,13 @@ def is_cap(word: str) -> bool:
 @functools.cache
 def _patterns() -> dict[str, re.Pattern[str]]:
     def alt(*tables: str) -> str:
-        return "|".join(sorted({p for t in tables for p in t.split("|")}, key=len, reverse=True))
+        """The phrases as one alternation, longest first, behind a look-ahead on their first letters (the regex
+        engine tries a long alternation at every position; most positions fail on that one class)."""
+        phrases = sorted({p for t in tables for p in t.split("|")}, key=len, reverse=True)
+        if any(not p[:1].isalpha() for p in phrases):
+            return "|".join(phrases)
+        firsts = "".join(sorted({c for p in phrases for c in (p[0].lower(), p[0].upper())}))
+        return f"(?=[{re.escape(firsts)}])(?:{'|'.join(phrases)})"
 
     gap = r"[ \t]*[,:!]?[ \t]*(?:\n[ \t]*)?"
     return {
@@ -130,19 +136,19 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         "holder": re.compile(rf"(?<![\w])(?:{alt(*ctx.HOLDERS.values())})(?:[ \t]*[:：,]|[ \t]+(?:is|was|ist|est|es|era|lautet)(?![\w]))?[ \t]*(?=[^\W\d_])", re.I),
         # a reply word opening a turn or a line: "User: yes savannah brooks", "oui, julien", "sí, marta"
         "reply": re.compile(rf"(?im)(?:^|[:.!?][ \t]+)(?:{alt(ctx.REPLIES)})[ \t]*[,.!]?[ \t]+(?=[^\W\d_])"),
-        "label": re.compile(rf"(?<![\w])(?:{ctx.LABELS})[ \t]*[:：][ \t]*(?=[^\W\d_])", re.I),
+        "label": re.compile(rf"(?<![\w])(?:{alt(ctx.LABELS)})[ \t]*[:：][ \t]*(?=[^\W\d_])", re.I),
         "kin": re.compile(
             rf"(?<![\w])(?i:my|his|her|our|their|your|mein|meine|meiner|meinem|meinen|sein|seine|ihr|ihre|unser|unsere|mon|ma|"
-            rf"son|sa|notre|votre|mi|su|nuestro|nuestra|tu)[ \t]+(?i:{ctx.KIN}),?[ \t]+(?=[A-ZÀ-Þ])"
+            rf"son|sa|notre|votre|mi|su|nuestro|nuestra|tu)[ \t]+(?i:{alt(ctx.KIN)}),?[ \t]+(?=[A-ZÀ-Þ])"
         ),
-        "role": re.compile(rf"(?<![\w])(?:{ctx.ROLES}),?[ \t]+(?=[A-ZÀ-Þ])", re.I),
+        "role": re.compile(rf"(?<![\w])(?:{alt(ctx.ROLES)}),?[ \t]+(?=[A-ZÀ-Þ])", re.I),
         "turn": re.compile(rf"(?im)^[ \t]*(?:{ctx.SPEAKERS})[ \t]*:[ \t]*(?:(?:yes|no|oui|non|sí|si|ja|nein|it's|c'est|soy)[ ,]+)?(?=[A-ZÀ-Þ])"),
         "role_paren": re.compile(r"(?m)^[ \t]*[^\W\d_]+[ \t]*\([ \t]*(?=[^\W\d_][^)\n]{0,40}\)[ \t]*:)"),
         "sign_off": re.compile(rf"(?im)^[ \t]*(?:{ctx.SIGN_OFFS})[ \t]*[,.!]?[ \t]*\n[ \t]*(?=[^\W\d_])"),
         # "-Trevor", "-- Brent", "… fine? - Meera" on the last line (a "- Eggs" bullet list is not one)
         "dash": re.compile(r"(?:^|\n)--[ \t]?(?=[A-ZÀ-Þ][^\W\d_]+(?:[ ][A-Z]\.)?\s*\Z)|(?:^|[^\n])(?:-|[ \t]-[ \t])(?=[A-ZÀ-Þ][^\W\d_]+(?:[ ][A-Z]\.)?\s*\Z)"),
         # a sign-off and the name on the same line, ending the message: "… regards, Karan Malhotra"
-        "inline_sign_off": re.compile(rf"(?i)(?<![\w])(?:{ctx.SIGN_OFFS})[ \t]*,[ \t]*(?=[A-ZÀ-Þ][^\n]{{0,40}}\s*\Z)"),
+        "inline_sign_off": re.compile(rf"(?i)(?<![\w])(?:{alt(ctx.SIGN_OFFS)})[ \t]*,[ \t]*(?=[A-ZÀ-Þ][^\n]{{0,40}}\s*\Z)"),
         "after": re.compile(rf"(?<![\w'])([^\W\d_][\w'’-]*)[ \t]+(?:{ctx.AFTER})(?![\w])(?! is| are| you| we|['’]s)"),
         "speaker": re.compile(r"(?m)^[ \t]*([^\W\d_]+)[ \t]*:"),
     }
@@ -341,7 +347,7 @@ class _Finder:
                                             ("role_paren", "agent's name"), ("dash", "signature")):
             for m in p[key].finditer(self.text):
                 self.take(m.end(), detail)
-        for m in p["inline_sign_off"].finditer(self.text):
+        for m in p["inline_sign_off"].finditer(self.text, max(0, len(self.text) - 120)):  # it ends the message
             self.take(m.end(), "after a sign-off", listed="or-two")
         for m in p["named"].finditer(self.text):
             self.own_name(m.end())
