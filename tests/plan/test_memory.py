@@ -171,6 +171,21 @@ def test_a_4bit_backward_dequantizes_the_whole_weight(quantized_from, per_weight
     assert expected <= peak <= expected + out_f * in_f // 2 + 2 * rows * in_f * 2 + 8192
 
 
+def test_a_quantized_lm_head_is_stored_in_4_bits_and_dequantized_whole_at_the_loss():
+    """LitGPT through Lightning's BitsandbytesPrecision quantizes the lm_head too: its weight moves from the
+    16-bit leftovers to the NF4 weights, and the loss phase holds its fp16 dequantization and bf16 cast."""
+    model = load_model("llama-3.1-8b")
+    settings = Settings(method="qlora", double_quant=False, grad_ckpt=False, seq_len=512, micro_batch=2, lora_targets=["q_proj", "v_proj"])
+    plain = R("litgpt", "litgpt", adapter=2, autocast=False, norm_upcast=False, dequant=4)
+    quantized = dataclasses.replace(plain, head_4bit=True)
+    before, after = (memory.estimate(model, settings, GPU, recipe=r).breakdown_bytes for r in (plain, quantized))
+    table = model.vocab_size * model.hidden_size
+    assert before["base_16bit"] - after["base_16bit"] == pytest.approx(2 * table, rel=1e-6)
+    assert after["base_weights"] - before["base_weights"] == pytest.approx(memory.NF4_BYTES * table, rel=1e-6)
+    assert after.get("logits", 0) - before.get("logits", 0) == pytest.approx(4 * table, rel=1e-6)
+    assert memory.dequant_bytes(model, dataclasses.replace(settings, method="lora"), quantized) == (0.0, 0.0)
+
+
 def test_installed_versions_read_package_metadata_only(monkeypatch):
     import importlib.metadata
 
