@@ -151,6 +151,14 @@ CLASS_CASES = [
     ("en_US", "Please fix this before Friday - Darnell W.", ["Darnell"], ["Friday"]),
     ("en_IN", "thanks a lot sushmita, the Jio recharge worked", ["sushmita"], ["Jio recharge"]),
     ("fr_FR", "coucou, moi c'est enzo, ma Freebox clignote", ["enzo"], ["Freebox"]),
+    # what the fourth blind batch showed
+    ("en_GB", "Hi, you've reached Oksana at Northgate Lettings.", ["Oksana"], ["Northgate Lettings"]),
+    ("de_DE", "Guten Tag, Sie sind verbunden mit Björn vom Kundenservice.", ["Björn"], []),
+    ("fr_FR", "Bonjour, vous êtes en ligne avec Corentin, que puis-je faire ?", ["Corentin"], []),
+    ("es_ES", "Hola, le escribe Casilda, del servicio técnico.", ["Casilda"], []),
+    ("en_IN", "good morning, myself prateek. the recharge failed", ["prateek"], []),
+    ("en_IN", "Raghunandan this side, calling about the refund", ["Raghunandan"], ["the refund"]),
+    ("de_DE", "ich bin's, mai-linh. Paket ist da", ["mai-linh"], ["Paket"]),
     ("en_US", "I paid twice: 5L6032477Y932901F. Ship it to 12 Oak St, Dayton, OH 45402.", [], ["5L6032477Y932901F"]),
     ("fr_FR", "Bonjour, ici Maxence de ManoMano.", ["Maxence"], ["ManoMano"]),
 ]
@@ -179,6 +187,7 @@ CLASS_LOOK_ALIKES = [
     "Come up with a poem. Mark off the dates.",
     "谢谢阿姨，好的。感谢老师！",
     "my friend The Verge said so",
+    "it's me, again. You've reached Customer Services. myself going to the shop.",
     "cheers mate\nthanks again\nmerci beaucoup\ngracias chicos!\ndanke schön\nData types differ.",
 ]
 
@@ -208,6 +217,8 @@ ZH_CASES = [
     ("谢谢小雯！快递收到了", "小雯", []),
     ("Thanks for checking!\n\nBest,\n阿杰", "阿杰", []),
     ("谢谢阿伟，快递到了", "阿伟", []),
+    ("维修师傅小韩明天上门", "小韩", []),
+    ("客户：免贵姓符，符嘉豪", "符嘉豪", []),
 ]
 
 
@@ -341,10 +352,10 @@ BLIND = REPO / "tests" / "fixtures" / "data" / "pii_blind"
 
 
 def test_blind_sets_hold_the_targets_per_locale():
-    """The three blind batches (tests/fixtures/data/pii_blind) after the fixes they led to, jieba off: names >= 90% in
+    """The four blind batches (tests/fixtures/data/pii_blind) after the fixes they led to, jieba off: names >= 90% in
     every locale, patterns 100%, addresses >= 90%, must-keep strings >= 98%."""
     bench = _bench()
-    rows = [row for name in ("records.jsonl", "records_b2.jsonl", "records_b3.jsonl") for row in bench.load(BLIND / name, "all")]
+    rows = [row for name in ("records.jsonl", "records_b2.jsonl", "records_b3.jsonl", "records_b4.jsonl") for row in bench.load(BLIND / name, "all")]
     result = bench.score(rows, use_nlp=False)
     for locale in bench.LOCALES:
         hit, total = result["recall"][("name", locale)]

@@ -132,7 +132,7 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         "persona": re.compile(rf"(?<![\w'])(?:{ctx.PERSONAS})[ \t]+(?=[^\W\d_][^,\n]{{0,40}},)", re.I),
         "title": re.compile(rf"(?<![\w.])(?:{ctx.TITLES})\.?[ \t]+(?=[^\W\d_])"),
         # a sentence that says whose name it is: "my name is X", "Name is X", "je m'appelle X", "me llamo X"
-        "named": re.compile(rf"(?i)(?:(?<![\w'])(?:{alt(ctx.OWN_NAME)})|(?:^|(?<=[.!?:,][ ]))(?:name is|name's))[ \t]+(?=[^\W\d_])"),
+        "named": re.compile(rf"(?i)(?:(?<![\w'])(?:{alt(ctx.OWN_NAME)})|(?:^|(?<=[.!?:,][ ]))(?:name is|name's)),?[ \t]+(?=[^\W\d_])"),
         "holder": re.compile(rf"(?<![\w])(?:{alt(*ctx.HOLDERS.values())})(?:[ \t]*[:：,]|[ \t]+(?:is|was|ist|est|es|era|lautet)(?![\w]))?[ \t]*(?=[^\W\d_])", re.I),
         # a reply word opening a turn or a line: "User: yes savannah brooks", "oui, julien", "sí, marta"
         "reply": re.compile(rf"(?im)(?:^|[:.!?][ \t]+)(?:{alt(ctx.REPLIES)})[ \t]*[,.!]?[ \t]+(?=[^\W\d_])"),
@@ -206,14 +206,14 @@ def _listed(word: str, *, common_ok: bool) -> bool:
 STRONG = frozenset(ctx.STRONG.split("|"))
 WEAK_INTROS = frozenset("ici|tell|told|is this|are you|es usted|eres|êtes-vous|dites à|dile a|prévenir|ask for|message|email|call|contact|ask".split("|"))
 LIST_ONLY = frozenset("im|its".split("|"))  # "im Ernst" is German, "its" mostly the pronoun
-STRONG_AFTER = frozenset("here|hier|speaking|à votre écoute|de chez|ji|al habla|à l'appareil|a l'appareil".split("|"))
+STRONG_AFTER = frozenset("here|hier|speaking|this side|à votre écoute|de chez|ji|al habla|à l'appareil|a l'appareil".split("|"))
 ENDS_PHRASE = frozenset(",!.:?;\n)")
 # after a weak cue, a word followed by a way to reach someone is a person: "ask for Rosalind at 1-800-…", "call Ines on 07…"
 REACH_AT = re.compile(r"[A-ZÀ-Þ][^\W\d_]+[ ]+(?:at|on|au|unter|al|en el|via)[ ]+[+(\d]")
 # what follows "my name is" when it is not the name (en/de/fr/es)
 NAME_IS_NOT = frozenset(
     """wrong missing incorrect correct right fine different new old long short also still already blank empty there here
-    above below unknown falsch richtig anders neu leer unbekannt faux juste différent nouveau vide inconnu mal bien
+    above below unknown again too lol haha sorry please thanks wieder nochmal encore otra vez falsch richtig anders neu leer unbekannt faux juste différent nouveau vide inconnu mal bien
     distinto nuevo vacío desconocido erróneo""".split()
 )
 IMPERATIVE_NEXT = re.compile(r" (?:a|an|the|your|this|these|it|up|down|out|off|over|away|through|into|me|us|them|yourself)\b")
@@ -298,7 +298,7 @@ class _Finder:
     def own_name(self, pos: int) -> None:
         """After "my name is" / "je m'appelle" / "me llamo" the words up to the phrase's end are a name, even
         lower-case ones the lists lack ("name is artemii bondar"); at most three, none a common word."""
-        words = re.match(r"[^\W\d_]+(?:[ ][^\W\d_]+){0,2}(?=[ \t]*(?:[,.!?;\n]|$))", self.text[pos:])
+        words = re.match(r"[^\W\d_]+(?:-[^\W\d_]+)*(?:[ ][^\W\d_]+){0,2}(?=[ \t]*(?:[,.!?;\n]|$))", self.text[pos:])
         if not words or any(fold(w) in LOWER_STOP or len(w) < 2 or self._says_something(w) for w in words.group().split()):
             return  # "my name is misspelled", "mein Name ist falsch"
         if words.group().islower() or all(is_cap(w) for w in words.group().split()):

@@ -29,13 +29,17 @@ GREETINGS = {
 }
 INTRODUCTIONS = {
     "en": "this is|it's|its|it is|i'm|im|i am|my name is|my name's|name's|call me|am i speaking with|"
-    "is this|speaking with|ask for|tell|told|message|email|call|contact|ask|under my wife,|under my husband,|are you|you're through to .{0,30}?, i'm",
+    "is this|speaking with|ask for|tell|told|message|email|call|contact|ask|under my wife,|under my husband,|are you|you're through to .{0,30}?, i'm|"
+    "you're through to|you are through to|you've reached|you have reached|you're speaking to|you are speaking to|"
+    "you're speaking with|you are speaking with|you're chatting with|you are chatting with",
     "de": "hier ist|ich bin|ich bin der|ich bin die|mein name ist|ich heiße|ich heisse|hilft ihnen|wenden sie sich an|"
-    "fragen sie nach|sprechen sie mit|bin ich mit|spreche ich mit",
+    "fragen sie nach|sprechen sie mit|bin ich mit|spreche ich mit|sie sprechen mit|sie sind verbunden mit|sie sind mit",
     "fr": "c'est|c’est|c'est encore|ici|je suis|je m'appelle|je m’appelle|moi c'est|vous êtes bien|êtes-vous|"
-    "je soussigné|je soussignée|demandez|dites à|prévenir|merci de prévenir|au nom de mon mari,|au nom de ma femme,",
+    "je soussigné|je soussignée|demandez|dites à|prévenir|merci de prévenir|au nom de mon mari,|au nom de ma femme,|"
+    "vous êtes en ligne avec|vous parlez à|vous parlez avec",
     "es": "soy|me llamo|mi nombre es|habla|le atiende|te atiende|eres|es usted|pregunta por|preguntad por|dile a|"
-    "decidle a|avisad a|avisad por favor a|yo,|a nombre de mi marido,|a nombre de mi mujer,",
+    "decidle a|avisad a|avisad por favor a|yo,|a nombre de mi marido,|a nombre de mi mujer,|está hablando con|habla con|"
+    "le escribe|te escribe",
 }
 # after these a lower-case given name is a name too ("hi this is luis", "ok merci nathalie")
 STRONG = (
@@ -66,7 +70,8 @@ HOLDERS = {
 }
 # sentences that say whose name it is; the words after them are a name even when no list has them
 OWN_NAME = (
-    "my name is|my name's|my full name is|i am called|i'm called|his name is|her name is|"
+    "my name is|my name's|my full name is|i am called|i'm called|his name is|her name is|myself|it's me|"
+    "ich bin's|ich bin es|c'est moi|soy yo|"
     "ich heiße|ich heisse|mein name ist|mein name lautet|je m'appelle|je m’appelle|mon nom est|mon nom c'est|"
     "me llamo|mi nombre es|mi nombre completo es"
 )
@@ -77,7 +82,7 @@ REPLIES = (
 )
 PERSONAS = "you are|you're|du bist|sie sind|tu es|vous êtes|eres|usted es"
 AFTER = (
-    "here|hier|speaking|from our team|from your team|from the team|from the .{1,30}? team|from [A-Z][\\w&-]*|"
+    "here|hier|speaking|this side|from our team|from your team|from the team|from the .{1,30}? team|from [A-Z][\\w&-]*|"
     "à votre écoute|de chez|al habla|le atiende|ji|says|said|told me|will call|may call|"
     "rang|called|phoned|rang back|called back|emailed|wrote|replied|confirmed|promised|explained|mentioned|"
     "hat angerufen|rief an|sagte|meinte|schrieb|hat bestätigt|hat versprochen|"

@@ -68,6 +68,11 @@ ZH_CUE_WORDS = frozenset(
     签字 签名 确认 承诺 申请 同意 身份 账户 账号 地址 姓名 须知""".split()
 )
 ZH_LEADING_VERB = re.compile(r"麻烦|谢谢|感谢|拜托|辛苦|通知|告诉|转告|联系")
+# words that open what a person does next: "小韩明天上门", "老周已经到了", "小李负责"
+ZH_NEXT_WORDS = frozenset(
+    """明天 今天 昨天 后天 上午 下午 晚上 中午 马上 已经 正在 刚才 刚刚 现在 一会 稍后 负责 上门 联系 回复 处理 帮您 给您 帮你 给你
+    说过 告诉 打电话 发消息 来了 到了 不在 在吗 这边 那边""".split()
+)
 ZH_TIME_WORDS = frozenset("上周 下周 本周 这周 每周 一周 两周 几周 前周 同周 当周 次周".split())
 ZH_AFTER_SINGLE = set("您你说的吗呢啊吧和跟让也都在来去好谢请已为")  # "王总您好", "罗工说": the form ends the word
 
@@ -86,6 +91,8 @@ def _chinese_patterns() -> dict[str, re.Pattern[str]]:
         # "小李", "老王"; after a cue any character: "客服小美", "你是小美"
         "xiao": re.compile(rf"([小老]{surname})(.?)"),
         "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是|谢谢|感谢|辛苦|麻烦|拜托|跟|找|问|让|请)([小老阿]{HAN})(?![\u4e00-\u9fff]{{2}})"),
+        # "我姓车，车建平", "免贵姓王": the surname said alone, and the full name right after it
+        "surname_said": re.compile(rf"(?:我姓|免贵姓|本人姓)({surname})(?:[，,、]\s*(\1{HAN}{{1,2}}))?"),
         "intro": re.compile(rf"(?:我是|我叫|你是|您是)({surname}{HAN}{{1,2}})(?=[，,。！!\s]|$)"),
         "sign_off": re.compile(
             rf"(?m)(?:谢谢|感谢|此致\s*敬礼|祝好)[！!。，,]?[ \t]*\n(?:[ \t]*\n)?[ \t]*(?!谢谢|感谢|此致|敬礼)"
@@ -97,7 +104,7 @@ def _chinese_patterns() -> dict[str, re.Pattern[str]]:
         ),
         # the customer's turn is only a name (the answer to 您的姓名是？)
         "turn": re.compile(rf"(?m)^(?:用户|客户|顾客)[:：][ \t]*({surname}{HAN}{{1,2}})[ \t]*$"),
-        "quick": re.compile(rf"{ZH_CUES.pattern}|{ZH_ADDRESS_FORMS}|[小老阿]|谢谢|感谢|敬礼|你是|您是|我是"),
+        "quick": re.compile(rf"{ZH_CUES.pattern}|{ZH_ADDRESS_FORMS}|[小老阿姓]|谢谢|感谢|敬礼|你是|您是|我是"),
     }
 
 
@@ -149,8 +156,13 @@ def _chinese_hits(text: str, p: dict[str, re.Pattern[str]]) -> Iterator[Hit]:
     for m in p["xiao"].finditer(text):
         if m.start() and text[m.start() - 1] in surnames or m.group(1) in ZH_XIAO_WORDS:
             continue  # 王小明: 小明 is the given name of a full name (jieba's part); 小时, 老师: words
-        if not m.group(2) or not re.match(HAN, m.group(2)) or m.group(2) in ZH_STOP or m.group(2) in ZH_AFTER_SINGLE:
+        nxt = text[m.end(1) : m.end(1) + 2]
+        if not m.group(2) or not re.match(HAN, m.group(2)) or m.group(2) in ZH_STOP or m.group(2) in ZH_AFTER_SINGLE or nxt in ZH_NEXT_WORDS:
             yield m.start(1), m.end(1), "NAME", "name (小/老 + surname)"
+    for m in p["surname_said"].finditer(text):
+        yield m.start(1), m.end(1), "NAME", "name (surname said)"
+        if m.group(2):
+            yield m.start(2), m.end(2), "NAME", "name (after a cue)"
     for key in ("cue_xiao", "intro", "sign_off", "latin_sign_off", "turn"):
         for m in p[key].finditer(text):
             if m.group(1) not in ZH_XIAO_WORDS:
