@@ -101,6 +101,8 @@ def check_request(request: ExportRequest) -> None:
         raise BadInput(f"-o {out}: is a folder; give the .gguf file to write")
     if out.exists() and not request.force:
         raise BadInput(f"-o {out}: exists; choose a new file name or pass --force to replace it")
+    if request.ollama and modelfile_path(out).exists() and not request.force:
+        raise BadInput(f"--ollama: {modelfile_path(out)} exists; choose a new -o name or pass --force to replace both")
     parent = out.absolute().parent
     if not parent.is_dir():
         raise BadInput(f"-o {out}: no such folder {parent}; create it first")
@@ -414,6 +416,10 @@ def modelfile_text(gguf: Path, *, template: str | None, stops: list[str], num_ct
     return "\n".join(lines) + "\n"
 
 
+def modelfile_path(gguf: Path) -> Path:
+    return gguf.with_name(f"{gguf.stem}.Modelfile")
+
+
 def write_modelfile(gguf: Path, model_dir: Path, tokenizer: Any) -> tuple[Path, str]:
     """<OUT stem>.Modelfile beside the GGUF; (its path, the note on its template)."""
     from gpudoctor.train.merge import alpaca_chat_template
@@ -423,7 +429,7 @@ def write_modelfile(gguf: Path, model_dir: Path, tokenizer: Any) -> tuple[Path, 
     eos = tokenizer.eos_token or ""
     template = ollama_template(eos) if ours else None
     stops = [s for s in dict.fromkeys([eos, "### Instruction:"] if ours else [eos]) if s]
-    path = gguf.with_name(f"{gguf.stem}.Modelfile")
+    path = modelfile_path(gguf)
     write_text(path, modelfile_text(gguf, template=template, stops=stops, num_ctx=position_limit(model_dir)))
     note = "TEMPLATE: gpudoctor's Alpaca prompt" if ours else "no TEMPLATE: the model's own chat template is not gpudoctor's, so Ollama reads the GGUF's"
     return path, note
@@ -509,8 +515,7 @@ def export(request: ExportRequest, *, say: Callable[[str], Any] = print, free: i
         os.replace(partial, request.output)
         result = Result(request.output, written, count)
         if request.ollama:
-            result.modelfile, note = write_modelfile(request.output, model_dir, tokenizer)
-            result.notes.append(note)
+            _add_modelfile(result, model_dir, tokenizer)
     except OSError as err:
         raise ProblemFound(f"-o {request.output}: writing the GGUF failed ({err.strerror or err}); nothing was written") from None
     finally:
@@ -518,6 +523,14 @@ def export(request: ExportRequest, *, say: Callable[[str], Any] = print, free: i
         shutil.rmtree(scratch, ignore_errors=True)
     _say_result(result, say)
     return result
+
+
+def _add_modelfile(result: Result, model_dir: Path, tokenizer: Any) -> None:
+    try:
+        result.modelfile, note = write_modelfile(result.output, model_dir, tokenizer)
+    except OSError as err:
+        raise ProblemFound(f"{modelfile_path(result.output)}: writing it failed ({err.strerror or err}); {result.output} was written, export again with --force --ollama") from None
+    result.notes.append(note)
 
 
 def _merged_bytes(request: ExportRequest, base_dir: Path) -> int:

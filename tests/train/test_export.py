@@ -456,10 +456,12 @@ def test_ollama_names_are_lower_case_and_plain():
         (dict(output="exists"), BadInput, "exists; choose a new file name or pass --force"),
         (dict(output="folder"), BadInput, "is a folder"),
         (dict(output="no/such/dir/m.gguf"), BadInput, "create it first"),
+        (dict(output="kept.gguf", ollama=True), BadInput, "kept.Modelfile exists; choose a new -o name or pass --force"),
     ],
 )
 def test_request_refusals_are_one_line_before_anything_is_read(tmp_path, change, error, needle):
     (tmp_path / "exists").write_text("mine", encoding="utf-8")
+    (tmp_path / "kept.Modelfile").write_text("mine", encoding="utf-8")
     (tmp_path / "folder").mkdir()
     fields = dict(output=tmp_path / "m.gguf", adapter=tmp_path / "run") | change
     if isinstance(fields["output"], str):
