@@ -239,3 +239,16 @@ def test_labelled_set_floors_on_the_dev_split():
 )
 def test_a_number_answering_a_question_about_an_order_is_no_phone(text, number, kind):
     assert kinds_over(text, number) == ({kind} if kind else set())
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kind"),
+    [
+        ("Please refund to UPI id pradeep.k@okaxis.", "pradeep.k@okaxis", "ID"),
+        ("pay at ravi.s@ybl today", "ravi.s@ybl", "ID"),
+        ("VPA: meena-22@paytm", "meena-22@paytm", "ID"),
+        ("mail me at ravi@gmail.com", "ravi@gmail.com", "EMAIL"),
+    ],
+)
+def test_indian_upi_ids_are_ids_and_e_mails_stay_e_mails(text, value, kind):
+    assert covered_as(text, value, kind)

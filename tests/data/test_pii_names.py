@@ -159,6 +159,12 @@ CLASS_CASES = [
     ("en_IN", "good morning, myself prateek. the recharge failed", ["prateek"], []),
     ("en_IN", "Raghunandan this side, calling about the refund", ["Raghunandan"], ["the refund"]),
     ("de_DE", "ich bin's, mai-linh. Paket ist da", ["mai-linh"], ["Paket"]),
+    # what the fifth blind batch showed
+    ("en_US", "From Marguerite: the deposit was never returned.", ["Marguerite"], ["the deposit"]),
+    ("en_IN", "my father-in-law Ramaswamy has the booking", ["Ramaswamy"], ["the booking"]),
+    ("fr_FR", "c'est encore moi, anaïs. toujours pas de remboursement", ["anaïs"], []),
+    ("fr_FR", "merci infiniment solal, c'est réglé", ["solal"], []),
+    ("es_ES", "muchísimas gracias, begoña", ["begoña"], []),
     ("en_US", "I paid twice: 5L6032477Y932901F. Ship it to 12 Oak St, Dayton, OH 45402.", [], ["5L6032477Y932901F"]),
     ("fr_FR", "Bonjour, ici Maxence de ManoMano.", ["Maxence"], ["ManoMano"]),
 ]
@@ -188,6 +194,7 @@ CLASS_LOOK_ALIKES = [
     "谢谢阿姨，好的。感谢老师！",
     "my friend The Verge said so",
     "it's me, again. You've reached Customer Services. myself going to the shop.",
+    "From Monday: new opening hours. From Customer Services: hello.",
     "cheers mate\nthanks again\nmerci beaucoup\ngracias chicos!\ndanke schön\nData types differ.",
 ]
 
@@ -352,10 +359,11 @@ BLIND = REPO / "tests" / "fixtures" / "data" / "pii_blind"
 
 
 def test_blind_sets_hold_the_targets_per_locale():
-    """The four blind batches (tests/fixtures/data/pii_blind) after the fixes they led to, jieba off: names >= 90% in
+    """The five blind batches (tests/fixtures/data/pii_blind) after the fixes they led to, jieba off: names >= 90% in
     every locale, patterns 100%, addresses >= 90%, must-keep strings >= 98%."""
     bench = _bench()
-    rows = [row for name in ("records.jsonl", "records_b2.jsonl", "records_b3.jsonl", "records_b4.jsonl") for row in bench.load(BLIND / name, "all")]
+    names = ("records.jsonl", "records_b2.jsonl", "records_b3.jsonl", "records_b4.jsonl", "records_b5.jsonl")
+    rows = [row for name in names for row in bench.load(BLIND / name, "all")]
     result = bench.score(rows, use_nlp=False)
     for locale in bench.LOCALES:
         hit, total = result["recall"][("name", locale)]

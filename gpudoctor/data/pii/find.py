@@ -55,7 +55,7 @@ def scanners_in_use(use_nlp: bool = True) -> list[str]:
         "CARD: 13-19 digits passing the Luhn check",
         "IP: IPv4 and IPv6 (validated)",
         "ID: US SSN, UK NINO, Chinese resident id (checksum), IBAN (mod 97), DNI/NIE, PAN, NIR; after their labels:"
-        " undashed SSN, Aadhaar, Steuer-ID, NHS number, bank account numbers",
+        " undashed SSN, Aadhaar, Steuer-ID, NHS number, bank account numbers; Indian UPI ids (name@okaxis, after UPI/VPA)",
         "NAME: English given-name/surname lists with context, Chinese surnames with context",
         "ADDRESS: street + number (US/UK/DE/FR/ES/IN), address lines ending in a postcode and city, UK postcodes,"
         " Chinese 路/街…号 addresses",

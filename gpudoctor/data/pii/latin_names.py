@@ -146,6 +146,8 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         "role_paren": re.compile(r"(?m)^[ \t]*[^\W\d_]+[ \t]*\([ \t]*(?=[^\W\d_][^)\n]{0,40}\)[ \t]*:)"),
         "sign_off": re.compile(rf"(?im)^[ \t]*(?:{ctx.SIGN_OFFS})[ \t]*[,.!]?[ \t]*\n[ \t]*(?=[^\W\d_])"),
         # "-Trevor", "-- Brent", "… fine? - Meera" on the last line (a "- Eggs" bullet list is not one)
+        # whom a quoted message is from: "From Sandy: the amount …", "Von Jörg: …", "De la part de Lise : …"
+        "quoted_from": re.compile(r"(?im)^[ \t]*(?:from|von|de la part de|de parte de)[ \t]+(?=[A-ZÀ-Þ][^\W\d_]+(?:[ ][A-ZÀ-Þ][^\W\d_]+)?[ \t]*:)"),
         "dash": re.compile(r"(?:^|\n)--[ \t]?(?=[A-ZÀ-Þ][^\W\d_]+(?:[ ][A-Z]\.)?\s*\Z)|(?:^|[^\n])(?:-|[ \t]-[ \t])(?=[A-ZÀ-Þ][^\W\d_]+(?:[ ][A-Z]\.)?\s*\Z)"),
         # a sign-off and the name on the same line, ending the message: "… regards, Karan Malhotra"
         "inline_sign_off": re.compile(rf"(?i)(?<![\w])(?:{alt(ctx.SIGN_OFFS)})[ \t]*,[ \t]*(?=[A-ZÀ-Þ][^\n]{{0,40}}\s*\Z)"),
@@ -219,7 +221,8 @@ NAME_IS_NOT = frozenset(
 IMPERATIVE_NEXT = re.compile(r" (?:a|an|the|your|this|these|it|up|down|out|off|over|away|through|into|me|us|them|yourself)\b")
 THANKS = frozenset(
     "thanks|thank you|thx|ty|cheers|many thanks|thanks a lot|thanks a ton|thanks so much|thank you so much|thank you very much|"
-    "danke|merci|merci beaucoup|gracias|muchas gracias|vale gracias|ok thanks".split("|")
+    "danke|danke vielmals|merci|merci beaucoup|merci infiniment|merci mille fois|mille mercis|gracias|muchas gracias|"
+    "muchísimas gracias|mil gracias|vale gracias|ok thanks".split("|")
 )
 # what closes a thanks without being a name (en/de/fr/es)
 THANKED_WORDS = frozenset(
@@ -343,7 +346,7 @@ class _Finder:
             taken = self.take(m.end(), "after an introduction", lower=lower, listed=cue in WEAK_INTROS)
             if not taken and cue in WEAK_INTROS and REACH_AT.match(self.text, m.end()):
                 self.take(m.end(), "after an introduction")  # "ask for Rosalind at 1-800-…": whoever answers there
-        for key, detail in (("persona", "persona"), ("title", "after a title"), ("label", "after a label"),
+        for key, detail in (("persona", "persona"), ("title", "after a title"), ("label", "after a label"), ("quoted_from", "quoted"),
                                             ("role_paren", "agent's name"), ("dash", "signature")):
             for m in p[key].finditer(self.text):
                 self.take(m.end(), detail)

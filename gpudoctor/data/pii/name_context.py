@@ -22,10 +22,12 @@ GREETINGS = {
     "no problem|bye|see you|sorry|"
     "anything else,|got it,|ok thanks|namaste",
     "de": "hallo|hi|liebe|lieber|moin|servus|guten morgen|guten tag|guten abend|danke|danke schön|vielen dank|tschüss|"
+    "danke vielmals|vielen herzlichen dank|"
     "grüß dich|grüezi",
-    "fr": "bonjour|bonsoir|salut|coucou|cher|chère|merci|merci beaucoup|merci bien|au revoir|bonne journée",
+    "fr": "bonjour|bonsoir|salut|coucou|cher|chère|merci|merci beaucoup|merci bien|merci infiniment|merci mille fois|"
+    "mille mercis|au revoir|bonne journée",
     "es": "hola|buenas|buenas tardes|buenas noches|buenos días|buenos dias|estimado|estimada|querido|querida|"
-    "gracias|muchas gracias|mil gracias|vale gracias|adiós|hasta luego",
+    "gracias|muchas gracias|mil gracias|muchísimas gracias|vale gracias|adiós|hasta luego",
 }
 INTRODUCTIONS = {
     "en": "this is|it's|its|it is|i'm|im|i am|my name is|my name's|name's|call me|am i speaking with|"
@@ -33,7 +35,7 @@ INTRODUCTIONS = {
     "you're through to|you are through to|you've reached|you have reached|you're speaking to|you are speaking to|"
     "you're speaking with|you are speaking with|you're chatting with|you are chatting with",
     "de": "hier ist|ich bin|ich bin der|ich bin die|mein name ist|ich heiße|ich heisse|hilft ihnen|wenden sie sich an|"
-    "fragen sie nach|sprechen sie mit|bin ich mit|spreche ich mit|sie sprechen mit|sie sind verbunden mit|sie sind mit",
+    "hier spricht|es spricht|am apparat ist|fragen sie nach|sprechen sie mit|bin ich mit|spreche ich mit|sie sprechen mit|sie sind verbunden mit|sie sind mit",
     "fr": "c'est|c’est|c'est encore|ici|je suis|je m'appelle|je m’appelle|moi c'est|vous êtes bien|êtes-vous|"
     "je soussigné|je soussignée|demandez|dites à|prévenir|merci de prévenir|au nom de mon mari,|au nom de ma femme,|"
     "vous êtes en ligne avec|vous parlez à|vous parlez avec",
@@ -46,7 +48,8 @@ STRONG = (
     "hi|hello|hey|hiya|thanks|thank you|thx|cheers|this is|it's|its|i'm|im|my name is|call me|"
     "hallo|hi|danke|hier ist|ich bin|mein name ist|merci|bonjour|salut|c'est|c’est|je suis|je m'appelle|"
     "hola|gracias|soy|me llamo|buenas|vale gracias|muchas gracias|merci beaucoup|namaste|moi c'est|"
-    "thanks a lot|thanks a ton|thanks so much|thank you so much|thank you very much"
+    "thanks a lot|thanks a ton|thanks so much|thank you so much|thank you very much|hier spricht|merci infiniment|"
+    "merci mille fois|mille mercis|danke vielmals|muchísimas gracias|mil gracias"
 )
 HOLDERS = {
     "en": "account owner|account holder|account holder name|account name|cardholder|card holder|cardholder name|"
@@ -71,7 +74,7 @@ HOLDERS = {
 # sentences that say whose name it is; the words after them are a name even when no list has them
 OWN_NAME = (
     "my name is|my name's|my full name is|i am called|i'm called|his name is|her name is|myself|it's me|"
-    "ich bin's|ich bin es|c'est moi|soy yo|"
+    "ich bin's|ich bin es|ich bin's wieder|c'est moi|c'est encore moi|c’est encore moi|soy yo|soy yo otra vez|it's me again|"
     "ich heiße|ich heisse|mein name ist|mein name lautet|je m'appelle|je m’appelle|mon nom est|mon nom c'est|"
     "me llamo|mi nombre es|mi nombre completo es"
 )
@@ -133,7 +136,8 @@ ROLES = (
 # kin and friends: after "my cousin", "mein Freund", "ma voisine", "mi cuñado" any capitalised word is a name, listed or not
 KIN = (
     "cousin|aunt|uncle|niece|nephew|grandma|grandpa|granny|grandmother|grandfather|flatmate|roommate|housemate|partner|"
-    "fiancé|fiancée|girlfriend|boyfriend|stepson|stepdaughter|son-in-law|daughter-in-law|wife|husband|son|daughter|"
+    "fiancé|fiancée|girlfriend|boyfriend|stepson|stepdaughter|son-in-law|daughter-in-law|mother-in-law|father-in-law|"
+    "brother-in-law|sister-in-law|wife|husband|son|daughter|"
     "brother|sister|mum|mom|dad|friend|neighbour|neighbor|colleague|"
     "cousine|tante|onkel|nichte|neffe|freund|freundin|mitbewohner|mitbewohnerin|partnerin|verlobte|verlobter|schwager|"
     "schwägerin|schwiegermutter|schwiegervater|bruder|schwester|enkel|enkelin|tochter|sohn|mutter|vater|nachbar|nachbarin|"

@@ -159,6 +159,18 @@ def joined_to_letters(text: str, start: int, end: int) -> bool:
     return len(after) == 2 and after[0] in "-/_" and _is_ascii_alnum(after[1])
 
 
+# Indian UPI payment addresses: name@handle, where the handle is a payment app's or bank's (no dot, so no e-mail),
+# after a UPI/VPA label or with one of the common handles
+UPI_HANDLES = (
+    "okaxis|okhdfcbank|okicici|oksbi|ybl|ibl|axl|paytm|pthdfc|ptsbi|ptaxis|ptyes|apl|yapl|upi|icici|sbi|hdfcbank|axisbank"
+    "|kotak|indus|federal|yesbank|idfcbank|aubank|rbl|jupiteraxis|fbl|barodampay|freecharge|airtel|jio"
+)
+UPI_ID = re.compile(
+    rf"(?i)(?:\b(?:upi|vpa)(?:[ -]?(?:id|address|handle))?[ \t]*[:：-]?[ \t]*([\w.-]{{2,64}}@[a-z]{{2,20}})(?![\w.@-]*\.[a-z])"
+    rf"|(?<![\w.@-])([\w.-]{{2,64}}@(?:{UPI_HANDLES}))(?![\w@-]|\.[a-z]))"
+)
+
+
 def after_reference_label(text: str, start: int) -> bool:
     """The number follows "order", "invoice no.", "Bestellnummer", "订单号：", ... on the same line, or opens the answer
     to a turn that asked for one ("Kindly share the order number.\ncustomer: 7812-4409-2231")."""
@@ -286,6 +298,10 @@ DNI_HINT, PAN_HINT, NIR_HINT = re.compile(r"\d{7}-?[A-Z]"), re.compile(r"\d{4}[A
 
 def national_ids(text: str) -> Iterator[Hit]:
     yield from labelled_ids(text)  # gated by its labels
+    if "@" in text:
+        for m in UPI_ID.finditer(text):
+            group = 1 if m.group(1) else 2
+            yield m.start(group), m.end(group), "ID", "Indian UPI id"
     if DNI_HINT.search(text):
         for m in ES_DNI.finditer(text):
             if es_dni_ok(m.group()):
