@@ -1,6 +1,7 @@
 """Recall of the personal-data scrubber per kind and per locale on the labelled set, and its keep rate.
 
 Run: .venv/bin/python bench/pii.py [--split dev|holdout|blind|all] [--no-nlp] [--misses name] [--set PATH]
+The blind sets: --set tests/fixtures/data/pii_blind/records.jsonl (and records_b2 … records_b5.jsonl) --split all.
 
 A planted value counts as found when it is gone from the scrubbed text (every occurrence as a whole
 word; a multi-word name only when every word of it is gone, lower-case particles like "de" aside). A must-keep string counts as kept when

@@ -11,7 +11,10 @@ no list copied from elsewhere). `names.py` turns them into patterns:
   ("account owner Harper Lindqvist", "my passport says William Hartley", "a nombre de Ana Ruiz");
 - REPLIES: a chat reply word; a lower-case name after one that ends the turn is a name ("yes savannah brooks");
 - SIGN_OFFS: a closing line; the next line, when it looks like a name, is one ("Atentamente,\\nMorena");
-- ROLES: a noun for a person ("our technician Ramesh", "mi abuela Dolores").
+- ROLES: a noun for a person ("our technician Ramesh", "mi abuela Dolores");
+- KIN: family and friends after a possessive; any capitalised word after them is a name ("my cousin Tejaswini");
+- OWN_NAME: a sentence that says whose name it is; the words after it are a name even when no list has them
+  ("name is artemii bondar", "myself raghav", "je m'appelle anouk").
 """
 
 from __future__ import annotations
