@@ -196,6 +196,8 @@ def _print_report(report: Any, out: Any) -> None:
     planned = f"planned {report.planned_peak_bytes / gib:.2f} GiB, " if report.planned_peak_bytes else ""
     if measured:
         out.print(f"peak memory: {planned}measured {measured / gib:.2f} GiB ({what})")
+    if report.rank_peak_bytes:
+        out.print("peak memory by rank: " + ", ".join(f"{rank}: {peak / gib:.2f} GiB" for rank, peak in enumerate(report.rank_peak_bytes)))
     for note in report.notes:
         out.print(f"{'measured' if note.startswith('step 1 ') else 'note'}: {note}")
     out.print(f"adapter: {report.output} (report.json, loss.png, tb/)")

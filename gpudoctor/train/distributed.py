@@ -272,6 +272,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def gathered(value: int) -> list[int] | None:
+    """`value` of every process, by rank (a collective: every rank calls it); None in a single process."""
+    if world_size() <= 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    values = [torch.zeros(1, dtype=torch.int64) for _ in range(dist.get_world_size())]
+    dist.all_gather(values, torch.tensor([int(value)], dtype=torch.int64))
+    return [int(v.item()) for v in values]
+
+
 def summed(value: int) -> int:
     """`value` added over every process (accelerate launch: the real tokens of all ranks); itself in a single process."""
     if world_size() <= 1:

@@ -49,6 +49,7 @@ class TrainReport:
     resumes: list[dict[str, Any]] = field(default_factory=list)  # {at_step, from_checkpoint, time} per --resume
     world_size: int = 1  # processes that trained this run (accelerate launch's WORLD_SIZE)
     strategy: str = "single"  # single | ddp | fsdp
+    rank_peak_bytes: list[int] | None = None  # several processes: each rank's peak (GPU reserved, else process RSS), by rank
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

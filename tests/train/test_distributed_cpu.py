@@ -67,10 +67,12 @@ def runs(tmp_path_factory, tiny_model):
 def test_two_cpu_processes_train_end_to_end(runs):
     (code, out, err), folder = runs["two"]
     assert code == 0, err[-3000:]
-    assert "launch: accelerate launch --config_file" in err and "trained 6 steps" in out
+    assert "launch: accelerate launch --config_file" in err and "trained 6 steps" in out and "peak memory by rank: 0: " in out
     assert out.count("trained 6 steps") == 1  # rank 0 speaks for the run
     report = json.loads((folder / "report.json").read_text())
     assert report["world_size"] == 2 and report["strategy"] == "ddp" and report["status"] == "finished"
+    assert len(report["rank_peak_bytes"]) == 2 and report["rank_peak_bytes"][0] == report["measured_peak_rss_bytes"]
+    assert report["rank_peak_bytes"][1] > 50 * 2**20  # rank 1's own process (torch and the model): more than 50 MiB
     said = " ".join(err.split())  # rich wraps the console's lines
     assert "rank 1 ran out of memory at step 5 with micro batch 2; every rank leaves" not in said  # rank 1's line is in its log
     assert "out of memory on rank 1 at step 5: micro batch → 1, gradient accumulation → 2 on every rank (effective batch unchanged); continuing from checkpoint-3" in said
@@ -105,7 +107,7 @@ def test_losses_match_one_process_with_the_same_effective_batch(runs):
     (code_one, _, err_one), one = runs["one"]
     assert code_two == 0 and code_one == 0, (err_two + err_one)[-3000:]
     report_two, report_one = (json.loads((folder / "report.json").read_text()) for folder in (two, one))
-    assert report_one["world_size"] == 1 and report_one["strategy"] == "single"
+    assert report_one["world_size"] == 1 and report_one["strategy"] == "single" and report_one["rank_peak_bytes"] is None
     assert abs(report_two["tokens"] - report_one["tokens"]) <= 0.2 * report_one["tokens"]  # every rank's (the resume may count a read-ahead batch again)
     for (step_two, loss_two), (step_one, loss_one) in zip(report_two["losses"], report_one["losses"], strict=True):
         assert step_two == step_one and abs(loss_two - loss_one) <= LOSS_TOLERANCE * abs(loss_one), (report_two["losses"], report_one["losses"])
