@@ -129,12 +129,14 @@ def _launch_distributed(config: Any, console: Any, request: Any, plan: Any, pass
     output = Path(config.output)
     distributed.check_resume_world(output, processes, resume=request.resume, nodes=nodes.count)
     distributed.check_port(nodes)
-    (output / distributed.LAUNCH_DIR).mkdir(parents=True, exist_ok=True)
-    run_yaml = write_run_config(config, output / distributed.LAUNCH_DIR / distributed.RUN_NAME)
+    distributed.check_node_resume(output, nodes, resume=request.resume)
+    launch_dir = distributed.launch_dir(output, nodes)
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    run_yaml = write_run_config(config, launch_dir / distributed.RUN_NAME)
     settings = distributed.launch_config(
         processes, on_cpu=on_cpu, strategy=distributed.strategy_of(config.settings), compute_dtype=config.settings.compute_dtype, nodes=nodes
     )
-    config_file = distributed.write_launch_config(output, settings)
+    config_file = distributed.write_launch_config(launch_dir, settings)
     flags = {"--resume": request.resume, "--resume-changed-data": request.resume_changed_data, "--force": request.force}
     command = distributed.launch_command(config_file, run_yaml, [*(flag for flag, given in flags.items() if given), *passed])
     console.print("launch: " + distributed.shown_command(command))
@@ -161,7 +163,7 @@ def _launch_with_backoffs(command: list[str], env: dict[str, str], config: Any, 
     from gpudoctor.train.checkpoints import newest_complete
 
     output, backoffs = Path(config.output), []
-    launch_dir = output / distributed.LAUNCH_DIR
+    launch_dir = distributed.launch_dir(output, nodes)
     while True:
         environment = {**env, distributed.BACKOFF_ENV: json.dumps(backoffs)}
         code = distributed.run_launcher(command, environment, joined=launch_dir / distributed.JOINED_NAME, join_timeout=config.training.join_timeout, nodes=nodes)

@@ -148,10 +148,30 @@ def launch_config(processes: int, *, on_cpu: bool, strategy: str, compute_dtype:
     return config
 
 
+def launch_dir(output: Path, nodes: Nodes) -> Path:
+    """Where this machine's launch files go: <output>/.launch, and .launch/node-R with several nodes (so nodes
+    that share one --output folder, on a shared file system, keep their configs, markers and logs apart)."""
+    return output / LAUNCH_DIR if nodes.count == 1 else output / LAUNCH_DIR / f"node-{nodes.rank}"
+
+
 def write_launch_config(folder: Path, config: dict[str, Any]) -> Path:
-    """<folder>/.launch/accelerate.yaml, whole or not at all, with the user's umask (reusable with `accelerate launch --config_file`)."""
-    (folder / LAUNCH_DIR).mkdir(parents=True, exist_ok=True)
-    return write_text(folder / LAUNCH_DIR / CONFIG_NAME, yaml.safe_dump(config, sort_keys=False))
+    """<folder>/accelerate.yaml (folder: launch_dir's), whole or not at all, with the user's umask (reusable with `accelerate launch --config_file`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_text(folder / CONFIG_NAME, yaml.safe_dump(config, sort_keys=False))
+
+
+def check_node_resume(output: Path, nodes: Nodes, *, resume: bool) -> None:
+    """On --resume, on a node other than 0: BadInput when its --output holds no checkpoint to go on from
+    (node 0 writes them; every rank reads its own node's)."""
+    if not resume or nodes.rank == 0:
+        return
+    from gpudoctor.train.checkpoints import newest_complete
+
+    if newest_complete(output) is None or not (output / "run.yaml").is_file():
+        raise BadInput(
+            f"--resume on node {nodes.rank}: {output} holds no checkpoint and run.yaml (node 0 writes them); copy node 0's "
+            f"run.yaml and checkpoints/ there, or give every node the same --output on a shared file system"
+        )
 
 
 def launch_command(config_file: Path, run_yaml: Path, extra: list[str] | None = None) -> list[str]:
@@ -216,7 +236,7 @@ def join_failure(nodes: Nodes, timeout: float) -> str:
     """The one line for a rendezvous that did not complete in `timeout` seconds, from where this node stands."""
     waited = f"within {timeout:g} s (--join-timeout)"
     if nodes.count == 1:
-        return f"the {LAUNCH_DIR} processes did not all start {waited}; see {LAUNCH_DIR}/logs in the output folder, or raise --join-timeout"
+        return f"the processes did not all start {waited}; see {LAUNCH_DIR}/logs in the output folder, or raise --join-timeout"
     if nodes.rank == 0:
         others = "node 1 did not join" if nodes.count == 2 else f"nodes 1 to {nodes.count - 1} did not all join"
         return (

@@ -67,7 +67,7 @@ def test_two_nodes_on_localhost_train_end_to_end(tiny_model, data, tmp_path):
     assert (tmp_path / "node0" / "adapter_model.safetensors").is_file()
     assert sorted(p.name for p in (tmp_path / "node1").iterdir()) == [".launch"]  # node 1 writes no run
     for rank, folder in ((0, "node0"), (1, "node1")):
-        config = yaml.safe_load((tmp_path / folder / ".launch" / "accelerate.yaml").read_text())
+        config = yaml.safe_load((tmp_path / folder / ".launch" / f"node-{rank}" / "accelerate.yaml").read_text())  # apart, for a shared --output
         assert (config["num_machines"], config["machine_rank"], config["num_processes"]) == (2, rank, 2)
         assert (config["main_process_ip"], config["main_process_port"]) == ("127.0.0.1", port)
     resumed_yaml = yaml.safe_load((tmp_path / "node0" / "run.yaml").read_text())
@@ -113,13 +113,14 @@ def test_node_0_port_taken_is_one_line(tiny_model, data, tmp_path):
         (("--node-rank", "1"), "--node-rank 1: the run has --nodes 1"),
         (("--nodes", "2"), "--nodes 2: give --main-addr HOST"),
         (("--nodes", "2", "--main-addr", "no-such-host.invalid"), "--main-addr no-such-host.invalid: no such host from here"),
+        (("--nodes", "2", "--node-rank", "1", "--main-addr", "127.0.0.1", "--resume"), "--resume on node 1: "),
     ],
 )
 def test_bad_node_flags_are_one_line_exit_2(tiny_model, data, tmp_path, flags, said):
     args = ("--model", tiny_model, "--data", data, "--output", tmp_path / "out", *BASE, "--max-steps", "1", *flags)
     code, _, err = finished(gpudoctor(*args), timeout=90)
     assert code == 2 and said in last_error(err) and err.count("gpudoctor: error: ") == 1
-    assert not (tmp_path / "out" / distributed.LAUNCH_DIR / distributed.CONFIG_NAME).exists()
+    assert not list((tmp_path / "out").rglob(distributed.CONFIG_NAME))
 
 
 def test_an_out_of_memory_on_several_nodes_stops_with_one_line(tmp_path, monkeypatch):
@@ -127,17 +128,18 @@ def test_an_out_of_memory_on_several_nodes_stops_with_one_line(tmp_path, monkeyp
     from gpudoctor.errors import ProblemFound
     from gpudoctor.settings import RunConfig, Settings
 
-    (tmp_path / distributed.LAUNCH_DIR).mkdir()
+    nodes = distributed.Nodes(count=2)
+    distributed.launch_dir(tmp_path, nodes).mkdir(parents=True)
     note = {"rank": 3, "step": 7, "micro_batch": 4, "grad_accum": 2}
 
     def failed_launch(command, env, **_):
-        (tmp_path / distributed.LAUNCH_DIR / distributed.OOM_NAME).write_text(json.dumps(note))
+        (distributed.launch_dir(tmp_path, nodes) / distributed.OOM_NAME).write_text(json.dumps(note))
         return 1
 
     config = RunConfig(model="m", data="d", output=str(tmp_path), settings=Settings(gpus=2, nodes=2, strategy="ddp"))
     monkeypatch.setattr(distributed, "run_launcher", failed_launch)
     with pytest.raises(ProblemFound, match="rank 3 ran out of memory at step 7 with micro batch 4; --micro-batch 2 --grad-accum 4, then pass --resume on every node"):
-        cli_train._launch_with_backoffs(["x"], {}, config, distributed.Nodes(count=2), console=None)
+        cli_train._launch_with_backoffs(["x"], {}, config, nodes, console=None)
 
 
 def test_the_launch_config_of_node_1_of_2():
