@@ -165,6 +165,15 @@ CLASS_CASES = [
     ("fr_FR", "c'est encore moi, anaïs. toujours pas de remboursement", ["anaïs"], []),
     ("fr_FR", "merci infiniment solal, c'est réglé", ["solal"], []),
     ("es_ES", "muchísimas gracias, begoña", ["begoña"], []),
+    # what the sixth blind batch showed
+    ("en_GB", "cheers for fixing it so fast imogen", ["imogen"], []),
+    ("en_IN", "The officer, Sub-Inspector Chauhan, gave acknowledgement no. 31204567812.", ["Chauhan"], ["31204567812"]),
+    ("en_IN", "Thanking you,\nLt. Col. (Retd.) Harbhajan Singh", ["Harbhajan Singh"], []),
+    ("de_DE", "Herr Wortberg von der Verbraucherzentrale rät zum Fax.", ["Wortberg"], ["Verbraucherzentrale"]),
+    ("de_DE", "hallo, ich bin's nochmal, henrike. passt alles?", ["henrike"], []),
+    ("es_ES", "vale, gracias de nuevo almudena, hasta mañana", ["almudena"], ["hasta mañana"]),
+    ("de_DE", "Sturmtief Andrea und Orkan Sabine haben das Dach beschädigt.", [], ["Sturmtief Andrea", "Orkan Sabine"]),
+    ("en_IN", "Company Name: Lakshmi Traders\nBank Name: Canara Bank", [], ["Lakshmi Traders", "Canara Bank"]),
     ("en_US", "I paid twice: 5L6032477Y932901F. Ship it to 12 Oak St, Dayton, OH 45402.", [], ["5L6032477Y932901F"]),
     ("fr_FR", "Bonjour, ici Maxence de ManoMano.", ["Maxence"], ["ManoMano"]),
 ]
@@ -226,6 +235,8 @@ ZH_CASES = [
     ("谢谢阿伟，快递到了", "阿伟", []),
     ("维修师傅小韩明天上门", "小韩", []),
     ("客户：免贵姓符，符嘉豪", "符嘉豪", []),
+    ("我同事小邓上周去过网点", "小邓", []),
+    ("派出所的黎警官说要带身份证", "黎警官", []),
 ]
 
 
@@ -359,10 +370,10 @@ BLIND = REPO / "tests" / "fixtures" / "data" / "pii_blind"
 
 
 def test_blind_sets_hold_the_targets_per_locale():
-    """The five blind batches (tests/fixtures/data/pii_blind) after the fixes they led to, jieba off: names >= 90% in
+    """The six blind batches (tests/fixtures/data/pii_blind) after the fixes they led to, jieba off: names >= 90% in
     every locale, patterns 100%, addresses >= 90%, must-keep strings >= 98%."""
     bench = _bench()
-    names = ("records.jsonl", "records_b2.jsonl", "records_b3.jsonl", "records_b4.jsonl", "records_b5.jsonl")
+    names = ("records.jsonl", "records_b2.jsonl", "records_b3.jsonl", "records_b4.jsonl", "records_b5.jsonl", "records_b6.jsonl")
     rows = [row for name in names for row in bench.load(BLIND / name, "all")]
     result = bench.score(rows, use_nlp=False)
     for locale in bench.LOCALES:

@@ -43,10 +43,12 @@ NOT_NAMES = frozenset(
     Subject Order Invoice Ticket Account Name Address Phone Email Re Fwd Sorry Quick Kindly Respected Regarding
     Madam Sir Team Desk Admin IT Passenger Contact Card Visa Amex Mastercard Refund Payment Mobile App Android
     iOS Online Hindi Hinglish Tamil India Indian British America American Europe European
-    Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec""".split()
+    Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec Lt Col Sgt Capt Maj Gen Rev Revd Retd Inspector Constable""".split()
 )
 STOP = NOT_NAMES | ctx.FOREIGN_STOP
 # a word with a capital inside that no surname has (MediaMarkt, PcComponentes; not McDonald, MacLeod, DeShawn, O'Brien)
+# German compound nouns after a particle end a name: "Herr Wortberg von der Verbraucherzentrale"
+NOUN_SHAPE = re.compile(r"(?:zentrale|ung|heit|keit|schaft|amt|kasse|versicherung|verwaltung|gesellschaft|stelle|werk|zentrum|behörde|agentur|bank)$")
 FIRM_SHAPE = re.compile(r"(?!Mc|Mac|De|Di|Le|La|Van|Von|O'|D')[A-Z][a-z]+[A-Z]")
 WORD = re.compile(r"[A-Z]\.(?:-[A-Z]\.)?|[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*")
 CONJUNCTIONS = re.compile(r"[ ]+(?:and|or|et|ou|und|oder|y a|y|e|o)[ ]+$")
@@ -130,9 +132,9 @@ def _patterns() -> dict[str, re.Pattern[str]]:
         "intro": re.compile(rf"(?<![\w'])(?:{alt(*ctx.INTRODUCTIONS.values())})[ \t]*(?=[^\W\d_])", re.I),
         "strong": re.compile(rf"(?<![\w'])(?:{ctx.STRONG})[ \t]*[,:!]?[ \t]*$", re.I),
         "persona": re.compile(rf"(?<![\w'])(?:{ctx.PERSONAS})[ \t]+(?=[^\W\d_][^,\n]{{0,40}},)", re.I),
-        "title": re.compile(rf"(?<![\w.])(?:{ctx.TITLES})\.?[ \t]+(?=[^\W\d_])"),
+        "title": re.compile(rf"(?<![\w.])(?:{ctx.TITLES})\.?[ \t]+(?:(?:{ctx.TITLES})\.?[ \t]+)*(?:\((?i:retd|retired|ret|a\.d)\.?\)[ \t]+)?(?=[^\W\d_])"),
         # a sentence that says whose name it is: "my name is X", "Name is X", "je m'appelle X", "me llamo X"
-        "named": re.compile(rf"(?i)(?:(?<![\w'])(?:{alt(ctx.OWN_NAME)})|(?:^|(?<=[.!?:,][ ]))(?:name is|name's)),?[ \t]+(?=[^\W\d_])"),
+        "named": re.compile(rf"(?i)(?:(?<![\w'])(?:{alt(ctx.OWN_NAME)})|(?:^|(?<=[.!?:,][ ]))(?:name is|name's))(?:[ \t]+(?i:again|nochmal|wieder|encore|otra vez|de nuevo))?,?[ \t]+(?=[^\W\d_])"),
         "holder": re.compile(rf"(?<![\w])(?:{alt(*ctx.HOLDERS.values())})(?:[ \t]*[:：,]|[ \t]+(?:is|was|ist|est|es|era|lautet)(?![\w]))?[ \t]*(?=[^\W\d_])", re.I),
         # a reply word opening a turn or a line: "User: yes savannah brooks", "oui, julien", "sí, marta"
         "reply": re.compile(rf"(?im)(?:^|[:.!?][ \t]+)(?:{alt(ctx.REPLIES)})[ \t]*[,.!]?[ \t]+(?=[^\W\d_])"),
@@ -177,7 +179,7 @@ def _run(text: str, tokens: list[re.Match[str]], i: int, *, lower: bool = False)
         if k >= len(tokens) or text[tokens[k - 1].end() : tokens[k].start()] != " ":
             break
         w = tokens[k].group()
-        if k > j and FIRM_SHAPE.match(w):
+        if k > j and (FIRM_SHAPE.match(w) or NOUN_SHAPE.search(w)):
             break  # "Dani de MediaMarkt": a firm's name after the particle, not a surname
         if lower and first.islower() and not w.islower():
             break
@@ -222,13 +224,18 @@ IMPERATIVE_NEXT = re.compile(r" (?:a|an|the|your|this|these|it|up|down|out|off|o
 THANKS = frozenset(
     "thanks|thank you|thx|ty|cheers|many thanks|thanks a lot|thanks a ton|thanks so much|thank you so much|thank you very much|"
     "danke|danke vielmals|merci|merci beaucoup|merci infiniment|merci mille fois|mille mercis|gracias|muchas gracias|"
-    "muchísimas gracias|mil gracias|vale gracias|ok thanks".split("|")
+    "muchísimas gracias|mil gracias|vale gracias|ok thanks|thanks again|gracias de nuevo|danke nochmal|merci encore".split("|")
 )
 # what closes a thanks without being a name (en/de/fr/es)
 THANKED_WORDS = frozenset(
     """mate man bro dude guys all everyone everybody team folks buddy pal love hun darling dear sir madam again anyway though
     lot tons heaps loads much very so you again anyways indeed kindly mucho schön sehr vielmals nochmal euch ihnen dir
     beaucoup bien encore infiniment amigo amiga amigos chicos chicas majo maja jefe igualmente tío tía crack""".split()
+)
+# what a "Name:" label names when these come before it: a firm, a product, a file, not a person (en/de/fr/es)
+THING_LABEL = re.compile(
+    r"(?i)\b(?:company|business|bank|product|store|shop|brand|file|host|domain|device|model|firm|app|project|team|branch|"
+    r"hotel|school|event|course|plan|firmen|produkt|datei|projekt|produit|fichier|projet|empresa|producto|archivo|proyecto)[ \t]*$"
 )
 TURN_END = re.compile(r"[ \t]*[.!,]?[ \t]*(?:\n|$)")
 # words that go on a self-introduction: "its jordan again", "c'est manon ici", "soy lola otra vez"
@@ -297,6 +304,11 @@ class _Finder:
         word = re.match(r"([a-zß-ÿ]{3,})(?:[ \t]*[.!]*[ \t]*(?:\n|\Z)|,[ \t])", self.text[pos:])
         if word and word.group(1) not in THANKED_WORDS and fold(word.group(1)) not in LOWER_STOP:
             self.hits.append((pos, pos + len(word.group(1)), "NAME", "name (thanked)"))
+            return
+        last = re.search(r"[ \t]([a-zß-ÿ]{3,})[ \t]*[.!]*[ \t]*$", self.text[pos:].split("\n", 1)[0])
+        if last and _listed(last.group(1), common_ok=False):  # "cheers for sorting it rosie"
+            start = pos + last.start(1)
+            self.hits.append((start, start + len(last.group(1)), "NAME", "name (thanked)"))
 
     def own_name(self, pos: int) -> None:
         """After "my name is" / "je m'appelle" / "me llamo" the words up to the phrase's end are a name, even
@@ -349,6 +361,8 @@ class _Finder:
         for key, detail in (("persona", "persona"), ("title", "after a title"), ("label", "after a label"), ("quoted_from", "quoted"),
                                             ("role_paren", "agent's name"), ("dash", "signature")):
             for m in p[key].finditer(self.text):
+                if key == "label" and THING_LABEL.search(self.text, max(0, m.start() - 12), m.start()):
+                    continue  # "Company Name: Momentum Sports", "Bank Name: HDFC"
                 self.take(m.end(), detail)
         for m in p["inline_sign_off"].finditer(self.text, max(0, len(self.text) - 120)):  # it ends the message
             self.take(m.end(), "after a sign-off", listed="or-two")

@@ -25,12 +25,12 @@ GREETINGS = {
     "no problem|bye|see you|sorry|"
     "anything else,|got it,|ok thanks|namaste",
     "de": "hallo|hi|liebe|lieber|moin|servus|guten morgen|guten tag|guten abend|danke|danke schön|vielen dank|tschüss|"
-    "danke vielmals|vielen herzlichen dank|"
+    "danke vielmals|vielen herzlichen dank|danke nochmal|"
     "grüß dich|grüezi",
     "fr": "bonjour|bonsoir|salut|coucou|cher|chère|merci|merci beaucoup|merci bien|merci infiniment|merci mille fois|"
     "mille mercis|au revoir|bonne journée",
     "es": "hola|buenas|buenas tardes|buenas noches|buenos días|buenos dias|estimado|estimada|querido|querida|"
-    "gracias|muchas gracias|mil gracias|muchísimas gracias|vale gracias|adiós|hasta luego",
+    "gracias|muchas gracias|mil gracias|muchísimas gracias|gracias de nuevo|vale gracias|adiós|hasta luego",
 }
 INTRODUCTIONS = {
     "en": "this is|it's|its|it is|i'm|im|i am|my name is|my name's|name's|call me|am i speaking with|"
@@ -52,6 +52,7 @@ STRONG = (
     "hallo|hi|danke|hier ist|ich bin|mein name ist|merci|bonjour|salut|c'est|c’est|je suis|je m'appelle|"
     "hola|gracias|soy|me llamo|buenas|vale gracias|muchas gracias|merci beaucoup|namaste|moi c'est|"
     "thanks a lot|thanks a ton|thanks so much|thank you so much|thank you very much|hier spricht|merci infiniment|"
+    "thanks again|gracias de nuevo|danke nochmal|merci encore|"
     "merci mille fois|mille mercis|danke vielmals|muchísimas gracias|mil gracias"
 )
 HOLDERS = {
@@ -99,6 +100,8 @@ AFTER = (
 TITLES = (
     "Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Herrn|Frau|Hr\\.|Fr\\.|M\\.|Mme|Mlle|Madame|Monsieur|"
     "Mademoiselle|Maître|Sr|Sra|Srta|Señor|Señora|Señorita|señor|señora|señorita|Don|Doña|D\\.|Dña|"
+    "Inspector|Sub-Inspector|Constable|Sergeant|Sgt|Captain|Capt|Major|Colonel|Col|Lt|Lieutenant|Detective|Det|Rev|Revd|"
+    "Pastor|Kommissar|Kommissarin|Hauptkommissar|Hauptkommissarin|Inspecteur|Commissaire|Capitaine|Sargento|Teniente|"
     "Shri|Shrimati|Smt|Sri|Kumari|Km|Mohd|Md|Familie|Family|Famille|Familia|familia|famille|Mister|Missus|herr|frau|madame|monsieur|mr|mrs|ms"
 )
 LABELS = (
@@ -151,7 +154,8 @@ KIN = (
 )
 # words after which a capitalised word names a thing, not a person ("Luna smart bulb", "Victoria station")
 THING_NOUNS = frozenset(
-    """station airport street road chart graph table plot store shop branch outlet clinic city council county home heights line avenue lane square park bridge hospital hotel mall centre center market
+    """station airport street road chart graph table plot store shop branch outlet clinic city council county home heights line avenue lane square park bridge hospital hotel mall centre center market club band orchestra choir ensemble quartet trio album
+    traders enterprises industries motors stores associates solutions textiles jewellers jewelers electronics agencies
     smart bulb speaker app phone tv watch plus pro max mini ultra edition series model
     bahnhof flughafen straße strasse platz kopfhörer lautsprecher
     gare aéroport rue avenue place
@@ -178,7 +182,8 @@ FOREIGN_STOP = frozenset(
 # capitalised words before a name that make it a place or a product ("Sankt Augustin", "Hotel María Cristina")
 PLACE_PREFIXES = frozenset(
     """Sankt St San Santa Santo Saint Sainte Ciudad Villa Puerto Bad Hotel Hôtel Estación Gare Eau Leche Café
-    Restaurant Bar Fort Port Mount Lake Cape Glen Camp Hospital Hôpital Klinik Clínica Colegio Avenida Calle Rue""".split()
+    Restaurant Bar Fort Port Mount Lake Cape Glen Camp Hospital Hôpital Klinik Clínica Colegio Avenida Calle Rue
+    Storm Hurricane Typhoon Cyclone Sturm Sturmtief Orkan Orkantief Hurrikan Taifun Tempête Ouragan Borrasca Huracán Tormenta""".split()
 )
 # prepositions of place: a listed name right after one is a place ("in Camden", "Fait à Paris", "a Santiago")
 PLACE_PREPOSITIONS = frozenset("in near at à en nach aus de a zu bei au".split()
@@ -193,7 +198,10 @@ TEAM_WORDS = frozenset(
     equipo kundendialog kundenservice servicio atención departamento administración facturación ventas recepción soporte""".split()
 )
 
-ZH_FORMS = "先生|女士|小姐|老师|同学|经理|总监|主任|医生|大夫|教授|律师|阿姨|叔叔|师傅|总|董|工|姐|哥|主管|专员|处长|科长|局长|老板"
+ZH_FORMS = (
+    "先生|女士|小姐|老师|同学|经理|总监|主任|医生|大夫|教授|律师|阿姨|叔叔|师傅|总|董|工|姐|哥|主管|专员|处长|科长|局长|老板|"
+    "警官|法官|护士|会计|秘书|助理|队长|所长|站长|厂长|院长|校长|书记|部长|行长|导游|教练"
+)
 # turn labels of the person being served: a turn that is only a name is one ("Customer: Lorna Baxter.")
 SPEAKERS = "customer|caller|user|client|cliente|kunde|kundin|usuario|utilisateur|utilisatrice|appelant|appelante|anrufer"
 # places that official registers also list as given names (London, Paris, Savannah): without context they are places

@@ -71,7 +71,7 @@ ZH_LEADING_VERB = re.compile(r"麻烦|谢谢|感谢|拜托|辛苦|通知|告诉|
 # words that open what a person does next: "小韩明天上门", "老周已经到了", "小李负责"
 ZH_NEXT_WORDS = frozenset(
     """明天 今天 昨天 后天 上午 下午 晚上 中午 马上 已经 正在 刚才 刚刚 现在 一会 稍后 负责 上门 联系 回复 处理 帮您 给您 帮你 给你
-    说过 告诉 打电话 发消息 来了 到了 不在 在吗 这边 那边""".split()
+    说过 告诉 打电话 发消息 来了 到了 不在 在吗 这边 那边 上个 上周 上次 下次 去年 今年 昨晚 前天 每天 一直 总是 经常 也是 还是""".split()
 )
 ZH_TIME_WORDS = frozenset("上周 下周 本周 这周 每周 一周 两周 几周 前周 同周 当周 次周".split())
 ZH_AFTER_SINGLE = set("您你说的吗呢啊吧和跟让也都在来去好谢请已为")  # "王总您好", "罗工说": the form ends the word
@@ -90,7 +90,7 @@ def _chinese_patterns() -> dict[str, re.Pattern[str]]:
         "inner_form": re.compile(rf"({surname})(?:{ZH_ADDRESS_FORMS})(.?)"),
         # "小李", "老王"; after a cue any character: "客服小美", "你是小美"
         "xiao": re.compile(rf"([小老]{surname})(.?)"),
-        "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是|谢谢|感谢|辛苦|麻烦|拜托|跟|找|问|让|请)([小老阿]{HAN})(?![\u4e00-\u9fff]{{2}})"),
+        "cue_xiao": re.compile(rf"(?:客服|你是|您是|我是|我叫|这里是|谢谢|感谢|辛苦|麻烦|拜托|跟|找|问|让|请|朋友|同事|同学|邻居|室友|表哥|表姐|表妹|表弟|哥哥|姐姐|弟弟|妹妹)([小老阿]{HAN})(?![\u4e00-\u9fff]{{2}})"),
         # "我姓车，车建平", "免贵姓王": the surname said alone, and the full name right after it
         "surname_said": re.compile(rf"(?:我姓|免贵姓|本人姓)({surname})(?:[，,、]\s*(\1{HAN}{{1,2}}))?"),
         "intro": re.compile(rf"(?:我是|我叫|你是|您是)({surname}{HAN}{{1,2}})(?=[，,。！!\s]|$)"),

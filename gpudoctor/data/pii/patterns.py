@@ -123,6 +123,7 @@ ASKED_REFERENCE = re.compile(
 REFERENCE_LABEL = re.compile(
     r"(?:\b(?:order|orders|invoice|inv|ticket|case|ref|reference|tracking|waybill|awb|consignment|shipment|parcel|transaction"
     r"|txn|contract|policy|booking|reservation|pnr|complaint|claim|receipt|serial|s/n|model|sku|part|article|version|build"
+    r"|acknowledgement|acknowledgment|ack|docket|token|application|registration|enrolment|enrollment"
     r"|gtin|ean|isbn|upc|imei|asin|artikelnummer|art\.-nr"
     r"|bestellnummer|bestellung|rechnungsnummer|rechnung|auftrag|auftragsnummer|vertrag|vertragsnummer|sendungsnummer"
     r"|vorgang|vorgangsnummer|aktenzeichen|kundennummer|commande|facture|dossier|contrat|colis|r[ée]f[ée]rence|pedido"
