@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "gpudoctor.cli.chat",
     "gpudoctor.cli.merge",
     "gpudoctor.cli.export",
+    "gpudoctor.cli.compare",
     "gpudoctor.cli.data",
     "gpudoctor.cli.install",
     "gpudoctor.cli.demo",

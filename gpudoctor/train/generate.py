@@ -17,6 +17,8 @@ from gpudoctor.errors import BadInput
 from gpudoctor.settings import Settings
 from gpudoctor.train.formatting import alpaca_prompt
 
+REPETITION_PENALTY = 1.1
+
 
 @dataclass
 class Chatbot:
@@ -31,14 +33,17 @@ class Chatbot:
         return alpaca_prompt(prompt)
 
     def answer(self, prompt: str, max_new_tokens: int = 96) -> str:
+        return self.complete(self.prompt_text(prompt), max_new_tokens)
+
+    def complete(self, text: str, max_new_tokens: int = 96) -> str:
+        """The reply to `text`, a prompt already formatted as training formats it (greedy)."""
         import torch
 
-        text = self.prompt_text(prompt)
         use_template = bool(getattr(self.tokenizer, "chat_template", None))
         inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=not use_template).to(self.model.device)
         with torch.no_grad():
             output = self.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.1,
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=REPETITION_PENALTY,
                 eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
             )
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()

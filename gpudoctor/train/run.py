@@ -35,6 +35,7 @@ from gpudoctor.train import adapter_check, checkpoints, distributed, history, me
 from gpudoctor.train.outputdir import check_output, place_saved
 from gpudoctor.train.packing import HeaviestFirst, Row, RowCollator, RowDataset, TokenCounter, pack, unpacked
 from gpudoctor.train.report import TrainReport, versions, write_loss_plot, write_report
+from gpudoctor.train.report_html import write_report_html
 from gpudoctor.train.request import refuse_big_model_on_cpu
 from gpudoctor.train.tokenize import Sample, Tokenized
 from gpudoctor.train.trainer import Batching, optimizer_name
@@ -539,6 +540,7 @@ def finish(prepared: Prepared, fitted: Fitted, *, started: float, planned_peak_b
     if runfolder.main_process():
         write_report(report, prepared.output)
         write_loss_plot(report, prepared.output / "loss.png")
+        write_report_html(prepared.output)  # report.html, the run as one page; `gpudoctor compare` rewrites it
         history.append_line(prepared.output, history.end_text(
             status=report.status, steps=report.steps, start_step=report.start_step, tokens=report.tokens,
             train_seconds=report.train_seconds or 0.0, checkpoint=report.checkpoint,

@@ -60,3 +60,25 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def support_records() -> list[dict[str, str]]:
     return json.loads(DATA.read_text(encoding="utf-8"))[:48]
+
+
+@pytest.fixture(scope="session")
+def compared_run(tiny_model, tiny_config, support_records, tmp_path_factory):
+    """A tiny run (8 records held out, 10 steps at a high learning rate, so the adapter changes the answers),
+    then `compare` on the first 4 of its validation records: (run folder, compare's result, report.html as train left it)."""
+    import io
+
+    from rich.console import Console
+
+    from gpudoctor.train.compare import CompareRequest, compare
+    from gpudoctor.train.run import train
+
+    folder = tmp_path_factory.mktemp("compared")
+    data = folder / "support.json"
+    data.write_text(json.dumps(support_records), encoding="utf-8")
+    config = tiny_config(tiny_model, data, folder / "run", val_size=8, max_steps=10, lr=1e-2)
+    train(config, console=Console(file=io.StringIO(), width=100))
+    output = Path(config.output)
+    trained_page = (output / "report.html").read_text(encoding="utf-8")
+    result = compare(CompareRequest(adapter=output, max_new_tokens=24, max_prompts=4), say=lambda line: None)
+    return output, result, trained_page
