@@ -61,8 +61,11 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def gib(value: float | None) -> str:
-    return "–" if value is None else f"{value / GIB:.2f} GiB"
+def size(value: float | None) -> str:
+    """Bytes as GiB, or MiB below 1 GiB (a tiny model's components would all read 0.00 GiB)."""
+    if value is None:
+        return "–"
+    return f"{value / GIB:.2f} GiB" if value >= GIB else f"{value / 2**20:.1f} MiB"
 
 
 def table(rows: list[tuple[Any, ...]], head: tuple[str, ...] = (), numeric: tuple[int, ...] = ()) -> str:
@@ -126,6 +129,13 @@ def planned_estimate(report: dict[str, Any]) -> Any:
         return None
 
 
+def component_name(name: str, device: str) -> str:
+    """A breakdown key as the page names it (on the CPU the memory model's context figure is the process's own)."""
+    if name == "cuda_context" and device == "cpu":
+        return "process (Python, torch)"
+    return name.replace("_", " ")
+
+
 def memory_section(report: dict[str, Any]) -> str:
     """Planned bytes per component (with a bar each) and each measured peak against what was predicted for it."""
     from gpudoctor.plan.corrections import LABELS, measured_figures
@@ -138,20 +148,23 @@ def memory_section(report: dict[str, Any]) -> str:
     else:
         biggest = max(planned.breakdown_bytes.values(), default=0) or 1
         rows = "".join(
-            f"<tr><td>{escape(name.replace('_', ' '))}</td><td class=num>{escape(gib(value))}</td>"
+            f"<tr><td>{escape(component_name(name, str(report.get('device'))))}</td><td class=num>{escape(size(value))}</td>"
             f"<td><span class=bar style=\"width:{max(0.0, 14 * value / biggest):.2f}rem\"></span></td></tr>"
             for name, value in planned.breakdown_bytes.items()
         )
-        rows += f"<tr><th>total</th><th class=num>{escape(gib(sum(planned.breakdown_bytes.values())))}</th><th></th></tr>"
+        rows += f"<tr><th>total</th><th class=num>{escape(size(sum(planned.breakdown_bytes.values())))}</th><th></th></tr>"
         parts.append(f"<p>Planned, per component (peak of a training step, {escape(str(report.get('device')))}):</p>")
         parts.append(f"<table><tr><th>component</th><th>planned</th><th></th></tr>{rows}</table>")
         figures = measured_figures({k: v for k, v in readings.items() if v}, planned, str(report.get("device") or "cpu"))
-        measured = [(LABELS[n], gib(p), gib(m), f"×{m / p:.2f}" if p else "–") for n, (m, p) in figures.items()]
+        measured = [(LABELS[n], size(p), size(m), f"×{m / p:.2f}" if p else "–") for n, (m, p) in figures.items()]
         if measured:
             parts.append("<p>Measured peaks of the whole run against the figure the plan predicts for each:</p>")
             parts.append(table(measured, ("figure", "planned", "measured", "measured / planned"), numeric=(1, 2, 3)))
     if report.get("planned_peak_bytes"):
-        parts.append(f"<p class=note>The plan the run started from: peak {escape(gib(report['planned_peak_bytes']))}.</p>")
+        parts.append(
+            f"<p class=note>report.json's planned peak (torch reserved, without the process or CUDA context; the plan the run "
+            f"started from): {escape(size(report['planned_peak_bytes']))}.</p>"
+        )
     return "".join(parts)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gpudoctor.train.report_html import LOSS_IDS, REPORT_HTML, printable, write_report_html
+from gpudoctor.train.report_html import LOSS_IDS, REPORT_HTML, printable, size, write_report_html
 
 HOSTILE = '<script>alert("x")</script> & <NAME> "quoted" </pre>'
 RESOURCE_ATTRIBUTES = {"src", "href", "xlink:href", "action", "data", "poster", "srcset", "formaction", "background"}
@@ -142,9 +142,10 @@ def test_memory_shows_each_planned_component_and_each_measured_figure_against_it
     predicted = predicted_figures(planned, "cuda")
     shown = "".join(parse(write_report_html(folder).read_text(encoding="utf-8")).text)
     for component, value in planned.breakdown_bytes.items():
-        assert f"{component.replace('_', ' ')}{value / 2**30:.2f} GiB" in shown
+        assert f"{component.replace('_', ' ')}{size(value)}" in shown
     assert f"torch reserved{predicted['reserved'] / 2**30:.2f} GiB6.00 GiB" in shown
     assert f"torch allocated{predicted['allocated'] / 2**30:.2f} GiB5.00 GiB" in shown
+    assert size(5 * 2**30) == "5.00 GiB" and size(300 * 2**20) == "300.0 MiB"
     assert "process RSS" not in shown  # not measured on this run
 
 
