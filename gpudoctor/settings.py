@@ -87,6 +87,11 @@ class Settings:
         choices=RECIPES,
     )  # fmt: skip
 
+    @property
+    def world_size(self) -> int:
+        """Processes that train together: --gpus on each of --nodes machines (what FSDP shards over and the batch spans)."""
+        return self.gpus * self.nodes
+
 
 @dataclass
 class TrainingOptions:
@@ -240,7 +245,7 @@ def settings_from(given: Mapping[str, Any], base: Settings | None = None) -> Set
         settings.quant = "nf4" if settings.method == "qlora" else None
     if settings.method == "lora":
         settings.quant = None
-    if settings.gpus * settings.nodes == 1:
+    if settings.world_size == 1:
         settings.strategy = "single"
     elif settings.strategy == "single":
         settings.strategy = "ddp"

@@ -109,7 +109,7 @@ def _settings_table(plan: Plan) -> Table:
         ("method", f"{s.method} ({quant}), compute {s.compute_dtype}"),
         ("LoRA", f"r {s.lora_r}, alpha {s.lora_alpha}, dropout {s.lora_dropout:g}, targets {targets}"),
         ("seq_len", str(s.seq_len)),
-        ("batch", f"micro batch {s.micro_batch} x grad accum {s.grad_accum}" + (f" x {s.gpus} GPUs ({s.strategy})" if s.gpus > 1 else "")),
+        ("batch", f"micro batch {s.micro_batch} x grad accum {s.grad_accum}" + (f" x {s.world_size} GPUs ({s.strategy})" if s.world_size > 1 else "") + (f", {s.gpus} on each of {s.nodes} nodes" if s.nodes > 1 else "")),
         ("grad checkpointing", "on" if s.grad_ckpt else "off"),
         ("optimizer", s.optimizer),
         ("attention", s.attn),
@@ -161,7 +161,7 @@ def _component_label(plan: Plan, key: str) -> str:
 def _trainable(plan: Plan) -> float:
     from gpudoctor.plan.memory import lora_params
 
-    shards = plan.settings.gpus if plan.settings.strategy == "fsdp" else 1
+    shards = plan.settings.world_size if plan.settings.strategy == "fsdp" else 1
     return lora_params(plan.model, plan.settings) / shards
 
 
@@ -170,7 +170,7 @@ def _leftover_dtype(plan: Plan) -> str:
     from gpudoctor.plan.memory import param_counts
 
     counts = param_counts(plan.model)
-    shards = plan.settings.gpus if plan.settings.strategy == "fsdp" else 1
+    shards = plan.settings.world_size if plan.settings.strategy == "fsdp" else 1
     per_weight = plan.memory.breakdown_bytes.get("base_16bit", 0) * shards / max(1, counts["embeddings"] + counts["other"])
     if per_weight > 3.95:
         return "fp32"

@@ -249,7 +249,7 @@ def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
       prepare), LoRA layers in the base dtype, the output held through backward."""
     a = DTYPE_BYTES[settings.compute_dtype]
     kbit = settings.method == "qlora"
-    sharded = settings.strategy == "fsdp" and settings.gpus > 1
+    sharded = settings.strategy == "fsdp" and settings.world_size > 1
     old_bnb = kbit and not at_least(versions.bitsandbytes, "0.43.2")
     loss = hf_loss(versions.transformers)
     # peft 0.6-0.11 moved new adapters to the base weight's float dtype (a 4-bit weight is not float, so
@@ -530,7 +530,7 @@ def static_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> dict[s
     """Weights, adapters, gradients and optimizer states per GPU: alive for the whole step."""
     a = DTYPE_BYTES[settings.compute_dtype]
     counts = param_counts(model)
-    shards = settings.gpus if settings.strategy == "fsdp" else 1
+    shards = settings.world_size if settings.strategy == "fsdp" else 1
     nf4 = NF4_DQ_BYTES if settings.double_quant else NF4_BYTES
     base = counts["linear"] * (nf4 if settings.method == "qlora" else a)  # 16-bit LoRA: the projections in the compute dtype
     table = model.vocab_size * model.hidden_size
@@ -547,15 +547,15 @@ def static_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> dict[s
         "lora_grads": trainable * recipe.adapter / shards,
         "optimizer": trainable * states / shards,
     }
-    if settings.strategy == "ddp" and settings.gpus > 1:
+    if settings.strategy == "ddp" and settings.world_size > 1:
         breakdown["ddp_buckets"] = trainable * recipe.adapter  # DDP's flat gradient buckets
-    if settings.strategy == "fsdp" and settings.gpus > 1:
+    if settings.strategy == "fsdp" and settings.world_size > 1:
         # FSDP gathers one layer's full weights and prefetches the next; the root unit (embeddings,
         # lm_head, final norm) is not resharded after forward (torch FSDP _post_forward frees the unsharded
         # flat parameter only for non-root handles), so it stays whole through the step.
         layer = (base + trainable * recipe.adapter) / model.num_hidden_layers
         root = table * recipe.embed + (0 if model.tie_word_embeddings else table * recipe.lm_head)
-        breakdown["fsdp_gather"] = 2 * layer + root * (1 - 1 / settings.gpus)
+        breakdown["fsdp_gather"] = 2 * layer + root * (1 - 1 / settings.world_size)
     return breakdown
 
 
@@ -620,7 +620,7 @@ def phases(model: ModelSpec, settings: Settings, recipe: Recipe, device: str) ->
     backward_temp = (2 * steady.mlp * inter + steady.output * h + (a * inter if steady.mlp > a else 0)) * tokens
     loss = LOSSES[recipe.loss]
     held = loss.held * tokens * model.vocab_size if (recipe.holds_outputs and not loss.chunk_tokens) else 0
-    shards = settings.gpus if settings.strategy == "fsdp" else 1
+    shards = settings.world_size if settings.strategy == "fsdp" else 1
     optimizer = lora_params(model, settings) * OPTIMIZER_STEP_TEMPS[settings.optimizer] * recipe.adapter / shards
     loss_phase, loss_cached = loss_bytes(model, settings, recipe)
     layer_dequant, head_dequant = dequant_bytes(model, settings, recipe)
@@ -648,7 +648,7 @@ LAYER_CACHED = 3.7
 def _fsdp_root_extra(model: ModelSpec, settings: Settings, recipe: Recipe) -> float:
     table = model.vocab_size * model.hidden_size
     root = table * recipe.embed + (0 if model.tie_word_embeddings else table * recipe.lm_head)
-    return root * (1 - 1 / settings.gpus)
+    return root * (1 - 1 / settings.world_size)
 
 
 def reserved_floor(model: ModelSpec, settings: Settings, recipe: Recipe, versions: Versions) -> float:

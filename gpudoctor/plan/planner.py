@@ -120,7 +120,7 @@ def _finish(plan: Plan, coverage: DataCoverage | None, data: DataStats | None, t
         if tokens_total is None:
             tokens_total = sum(min(length, plan.settings.seq_len) for length in data.token_lengths)
     plan.estimate = estimate_time(model, plan.settings, hardware, tokens_total)
-    plan.not_counted = list(NOT_COUNTED) + (["NCCL communication buffers"] if plan.settings.gpus > 1 else [])
+    plan.not_counted = list(NOT_COUNTED) + (["NCCL communication buffers"] if plan.settings.world_size > 1 else [])
     plan.notes.append(
         f"budget: {hardware.budget_bytes / GIB:.1f} GiB per GPU ({_budget_source(hardware)}); "
         f"a plan may use {HEADROOM_FRACTION:.0%} of it, the rest is headroom"
@@ -137,9 +137,10 @@ def _checked_fixed(fixed: dict[str, Any], hardware: Hardware) -> dict[str, Any]:
             raise BadInput(f"--optimizer {fixed['optimizer']}: 8-bit and paged optimizers need a GPU; on the CPU use adamw_torch")
         if fixed.get("attn") == "flash":
             raise BadInput("--attn flash: FlashAttention needs a GPU; on the CPU use sdpa")
-        if fixed.get("gpus", 1) > 1 and fixed.get("strategy", "ddp") != "ddp":
+        several = fixed.get("gpus", 1) * fixed.get("nodes", 1) > 1
+        if several and fixed.get("strategy", "ddp") != "ddp":
             raise BadInput(f"--strategy {fixed['strategy']}: several CPU processes train with ddp (gloo); drop --strategy or name a card with --gpu")
-        if fixed.get("gpus", 1) > 1:
+        if several:
             fixed = {**fixed, "strategy": "ddp"}  # CPU processes over gloo: DDP, the GPUs' code path
     elif fixed.get("attn") == "flash" and not hardware.flash_attn:
         raise BadInput(f"--attn flash: FlashAttention-2 does not train on {hardware.name}; use sdpa")
@@ -213,7 +214,7 @@ def _seq_choices(model: ModelSpec, fixed: dict[str, Any], data: DataStats | None
 
 
 def _strategies(base: Settings, fixed: dict[str, Any]) -> list[str]:
-    if base.gpus == 1:
+    if base.world_size == 1:
         return ["single"]
     if "strategy" in fixed:
         return [fixed["strategy"]]
@@ -235,7 +236,7 @@ def _batch_shapes(fixed: dict[str, Any], effective_batch: int, gpus: int) -> lis
 def _candidates(base: Settings, fixed: dict[str, Any], seqs: list[int], effective_batch: int, strategy: str):
     ckpts = [fixed["grad_ckpt"]] if "grad_ckpt" in fixed else [False, True]
     for seq in seqs:
-        for micro, accum in _batch_shapes(fixed, effective_batch, base.gpus):
+        for micro, accum in _batch_shapes(fixed, effective_batch, base.world_size):
             for ckpt in ckpts:
                 yield dataclasses.replace(base, seq_len=seq, micro_batch=micro, grad_accum=accum, grad_ckpt=ckpt, strategy=strategy)
 
@@ -255,8 +256,8 @@ def _preference(model: ModelSpec, settings: Settings, hardware: Hardware, seq_fr
 
 def _frugal(base: Settings, fixed: dict[str, Any], seq: int, effective_batch: int) -> Settings:
     """The least memory the user's fixed settings allow, shown when nothing fits."""
-    micro, accum = min(_batch_shapes(fixed, effective_batch, base.gpus))
-    strategy = fixed.get("strategy", "fsdp" if base.gpus > 1 else "single")
+    micro, accum = min(_batch_shapes(fixed, effective_batch, base.world_size))
+    strategy = fixed.get("strategy", "fsdp" if base.world_size > 1 else "single")
     return dataclasses.replace(
         base, seq_len=seq, micro_batch=micro, grad_accum=accum, grad_ckpt=fixed.get("grad_ckpt", True), strategy=strategy
     )
@@ -327,9 +328,11 @@ def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_mode: str, seqs
         notes.append("gradient checkpointing on: recomputing costs ~1/3 more compute, but without it the activations do not fit or the micro batch must shrink so far that it runs slower")
     else:
         notes.append("gradient checkpointing off: everything fits without recomputing the forward pass")
-    shape = f"{settings.micro_batch} x {settings.grad_accum}" + (f" x {settings.gpus} GPUs" if settings.gpus > 1 else "")
-    notes.append(f"micro batch {settings.micro_batch}, grad accum {settings.grad_accum}: {shape} = {settings.micro_batch * settings.grad_accum * settings.gpus} sequences per optimizer step")
-    if settings.gpus > 1:
+    shape = f"{settings.micro_batch} x {settings.grad_accum}" + (f" x {settings.world_size} GPUs" if settings.world_size > 1 else "")
+    if settings.nodes > 1:
+        shape += f" ({settings.gpus} on each of {settings.nodes} nodes)"
+    notes.append(f"micro batch {settings.micro_batch}, grad accum {settings.grad_accum}: {shape} = {settings.micro_batch * settings.grad_accum * settings.world_size} sequences per optimizer step")
+    if settings.world_size > 1:
         why = "as given" if "strategy" in fixed else ("each GPU holds a full copy" if settings.strategy == "ddp" else "a full copy per GPU does not fit, so weights are sharded")
         notes.append(f"strategy {settings.strategy}: {why}")
     if "optimizer" not in fixed and settings.optimizer == "paged_adamw_8bit":

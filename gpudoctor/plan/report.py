@@ -47,7 +47,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             "peak_tflops": hardware.peak_tflops,
         },
         "settings": settings,  # every declared setting, in declaration order (gpudoctor/settings.py)
-        "effective_batch": plan.settings.micro_batch * plan.settings.grad_accum * plan.settings.gpus,
+        "effective_batch": plan.settings.micro_batch * plan.settings.grad_accum * plan.settings.world_size,
         "memory": {
             "peak_allocated_gib": gib(memory.peak_allocated_bytes),
             "peak_reserved_gib": gib(memory.peak_reserved_bytes),

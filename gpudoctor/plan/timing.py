@@ -63,7 +63,7 @@ def estimate_time(model: ModelSpec, settings: Settings, hardware: Hardware, toke
         return None
     util = utilisation(settings, hardware)
     per_device = hardware.peak_tflops * 1e12 * util / flops_per_token(model, settings)
-    gpus = max(1, settings.gpus)
+    gpus = max(1, settings.world_size)
     scaling = 1 + (gpus - 1) * MULTI_GPU_EFFICIENCY.get(settings.strategy, 1.0)
     tokens_per_s = per_device * scaling
     basis = "data" if tokens_total is not None else "reference"

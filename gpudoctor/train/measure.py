@@ -257,7 +257,7 @@ def refuse_verify(plan: Plan) -> None:
         raise BadInput("--verify measures this machine, which has no GPU; drop --vram-gib (it plans for another machine's card)")
     if hw.source == "profile":
         raise BadInput(f"--verify measures this machine's own card, not the {hw.name} profile; drop --gpu (or pass --gpu auto)")
-    if plan.settings.gpus > 1:
+    if plan.settings.world_size > 1:
         raise BadInput("--verify measures one GPU; drop --gpus (each GPU of a DDP run holds about what one does)")
     params = memory.total_params(plan.model)
     if hw.device == "cpu" and params > CPU_VERIFY_PARAMETER_LIMIT:

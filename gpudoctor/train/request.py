@@ -103,13 +103,11 @@ def _from_flags(request: TrainRequest, on_gpu: bool) -> tuple[RunConfig, Plan]:
         hardware = probed_hardware() if on_gpu else cpu_hardware()
     if not on_gpu and not request.force:
         refuse_big_model_on_cpu(request.model)
-    gpus, nodes = request.settings.get("gpus", 1), request.settings.get("nodes", 1)
-    fixed = {**request.settings, "gpus": gpus * nodes, "nodes": 1} if nodes > 1 else request.settings  # the planner counts the world size in gpus
-    plan, _ = plan_for(request.model, fixed, request.training, data=request.data, hardware=hardware)
+    plan, _ = plan_for(request.model, request.settings, request.training, data=request.data, hardware=hardware)
     if not plan.fits:
         hint = f"; try {plan.suggestions[0]}" if plan.suggestions else ""
         raise ProblemFound(f"the plan does not fit in {plan.hardware.name}'s memory{hint} (see `gpudoctor plan`)")
-    settings = settings_from(request.settings, replace(plan.settings, gpus=gpus, nodes=nodes) if nodes > 1 else plan.settings)
+    settings = settings_from(request.settings, plan.settings)
     return RunConfig(model=request.model, data=request.data, output=request.output, settings=settings, training=training_from(request.training)), plan
 
 

@@ -55,6 +55,18 @@ def test_effective_batch_is_kept_across_gpus():
     assert s.micro_batch * s.grad_accum * s.gpus == 32
 
 
+def test_nodes_count_in_the_world_size_like_gpus():
+    """2 GPUs on each of 2 nodes shard and split the batch like 4 GPUs on one (the planner plans per GPU)."""
+    model = load_model("llama-2-70b")
+    one_node = make_plan(model, hardware_from_gpu(RTX4090, gpus=4), {"gpus": 4, "strategy": "fsdp"}, effective_batch=32)
+    two_nodes = make_plan(model, hardware_from_gpu(RTX4090, gpus=2), {"gpus": 2, "nodes": 2, "strategy": "fsdp"}, effective_batch=32)
+    s = two_nodes.settings
+    assert (s.gpus, s.nodes, s.world_size) == (2, 2, 4)
+    assert two_nodes.memory.breakdown_bytes["base_weights"] == one_node.memory.breakdown_bytes["base_weights"]
+    assert s.micro_batch * s.grad_accum * s.world_size == 32
+    assert any("2 on each of 2 nodes" in note for note in two_nodes.notes)
+
+
 def test_cpu_plan_uses_fp32_adamw_torch_and_sdpa():
     hardware = Hardware(device="cpu", name="CPU", budget_bytes=22 * GIB, peak_tflops=0.1, source="cpu")
     plan = make_plan(load_model("phi-3-mini"), hardware)
