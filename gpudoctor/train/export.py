@@ -420,7 +420,17 @@ def modelfile_path(gguf: Path) -> Path:
     return gguf.with_name(f"{gguf.stem}.Modelfile")
 
 
-def write_modelfile(gguf: Path, model_dir: Path, tokenizer: Any) -> tuple[Path, str]:
+OLLAMA_DEFAULT_CTX = 4096  # Ollama's own default context (docs/faq.md, "How can I specify the context window size?")
+
+
+def ollama_context(position_limit: int | None, trained_seq_len: int | None) -> int | None:
+    """num_ctx: the trained length, at least Ollama's default, never past what the model was built for.
+    The model's full window (32k for Mistral 7B) would make Ollama reserve a KV cache that size."""
+    wanted = max(trained_seq_len or 0, OLLAMA_DEFAULT_CTX)
+    return min(wanted, position_limit) if position_limit else wanted
+
+
+def write_modelfile(gguf: Path, model_dir: Path, tokenizer: Any, trained_seq_len: int | None = None) -> tuple[Path, str]:
     """<OUT stem>.Modelfile beside the GGUF; (its path, the note on its template)."""
     from gpudoctor.train.merge import alpaca_chat_template
     from gpudoctor.train.model import position_limit
@@ -430,7 +440,7 @@ def write_modelfile(gguf: Path, model_dir: Path, tokenizer: Any) -> tuple[Path, 
     template = ollama_template(eos) if ours else None
     stops = [s for s in dict.fromkeys([eos, "### Instruction:"] if ours else [eos]) if s]
     path = modelfile_path(gguf)
-    write_text(path, modelfile_text(gguf, template=template, stops=stops, num_ctx=position_limit(model_dir)))
+    write_text(path, modelfile_text(gguf, template=template, stops=stops, num_ctx=ollama_context(position_limit(model_dir), trained_seq_len)))
     note = "TEMPLATE: gpudoctor's Alpaca prompt" if ours else "no TEMPLATE: the model's own chat template is not gpudoctor's, so Ollama reads the GGUF's"
     return path, note
 
@@ -515,7 +525,7 @@ def export(request: ExportRequest, *, say: Callable[[str], Any] = print, free: i
         os.replace(partial, request.output)
         result = Result(request.output, written, count)
         if request.ollama:
-            _add_modelfile(result, model_dir, tokenizer)
+            _add_modelfile(result, model_dir, tokenizer, _trained_seq_len(request))
     except OSError as err:
         raise ProblemFound(f"-o {request.output}: writing the GGUF failed ({err.strerror or err}); nothing was written") from None
     finally:
@@ -525,9 +535,16 @@ def export(request: ExportRequest, *, say: Callable[[str], Any] = print, free: i
     return result
 
 
-def _add_modelfile(result: Result, model_dir: Path, tokenizer: Any) -> None:
+def _trained_seq_len(request: ExportRequest) -> int | None:
+    """The seq_len the run trained at (its run.yaml), for an --adapter export; None for --model."""
+    from gpudoctor.train.generate import run_settings
+
+    return run_settings(request.adapter).seq_len if request.adapter is not None else None
+
+
+def _add_modelfile(result: Result, model_dir: Path, tokenizer: Any, trained_seq_len: int | None) -> None:
     try:
-        result.modelfile, note = write_modelfile(result.output, model_dir, tokenizer)
+        result.modelfile, note = write_modelfile(result.output, model_dir, tokenizer, trained_seq_len)
     except OSError as err:
         raise ProblemFound(f"{modelfile_path(result.output)}: writing it failed ({err.strerror or err}); {result.output} was written, export again with --force --ollama") from None
     result.notes.append(note)

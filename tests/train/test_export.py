@@ -429,6 +429,20 @@ def test_the_modelfile_template_renders_the_prompt_training_used(turns):
     assert rendered == trained
 
 
+@pytest.mark.parametrize(
+    ("limit", "trained", "expected"),
+    [
+        (32768, None, 4096),  # Mistral 7B merged folder: Ollama's default, not a 32k KV cache
+        (32768, 8192, 8192),  # trained longer than the default: the trained length
+        (32768, 512, 4096),  # trained shorter: still the default a chat needs
+        (1024, 512, 1024),  # a model built for less than the default: its own window
+        (None, 2048, 4096),  # no window in config.json
+    ],
+)
+def test_ollama_context_is_the_trained_length_within_the_models_window(limit, trained, expected):
+    assert exporting.ollama_context(limit, trained) == expected
+
+
 def test_the_modelfile_names_the_gguf_beside_it_the_stops_and_the_context(tmp_path):
     text = exporting.modelfile_text(tmp_path / "support-bot.gguf", template="T", stops=["</s>", "### Instruction:"], num_ctx=1024)
     assert text.splitlines() == ["FROM ./support-bot.gguf", "", 'TEMPLATE """T"""', "", 'PARAMETER stop "</s>"', 'PARAMETER stop "### Instruction:"', "PARAMETER num_ctx 1024"]
@@ -517,7 +531,7 @@ def test_the_gguf_is_renamed_into_place_with_the_users_umask_and_the_template_ad
     assert sorted(p.name for p in out.parent.iterdir()) == ["Demo Bot.Modelfile", "Demo Bot.gguf"]
     modelfile = (out.parent / "Demo Bot.Modelfile").read_text(encoding="utf-8")
     assert modelfile.startswith("FROM ./Demo Bot.gguf\n")
-    assert f"PARAMETER num_ctx {json.loads((tiny_model / 'config.json').read_text())['max_position_embeddings']}" in modelfile
+    assert f"PARAMETER num_ctx {min(4096, json.loads((tiny_model / 'config.json').read_text())['max_position_embeddings'])}" in modelfile
     assert 'PARAMETER stop "</s>"' in modelfile and exporting.ollama_template("</s>") in modelfile
     assert result.tokens_checked is None and any("install llama-cpp-python to check it" in line for line in lines)
     assert any(line.endswith(f"ollama create demo-bot -f {out.parent / 'Demo Bot.Modelfile'}") for line in lines)
