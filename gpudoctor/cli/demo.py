@@ -15,7 +15,7 @@ from gpudoctor.errors import EXIT_OK, BadInput
 
 DEMO_PROMPT = "I'm having trouble getting Product X to work properly."
 # Of the 16 held-out records, a few, with room for a whole reply (the demo's are 61-77 tokens): on a
-# 2-core CPU each answer takes ~0.1 s of CPU time per token (NF4 weights dequantized layer by layer).
+# 2-core CPU compare takes 2-10 s for 3 (model load included), ~15 s for all 16 at 96 tokens.
 COMPARE_PROMPTS, COMPARE_TOKENS = 3, 80
 
 
