@@ -274,7 +274,7 @@ def _suggestions(model: ModelSpec, hardware: Hardware, settings: Settings, fixed
 
     found = memory.device_used_bytes(memory.estimate(model, settings, hardware, versions))
     out = [
-        f"even the leanest settings need {found / GIB:.1f} GiB; "
+        f"at seq_len {settings.seq_len} even the leanest settings (micro batch 1, checkpointing) need {found / GIB:.1f} GiB; "
         f"{usable / GIB:.1f} GiB of the {hardware.budget_bytes / GIB:.1f} GiB budget may be used"
     ]
     lean = dataclasses.replace(settings, micro_batch=1, grad_ckpt=True)
