@@ -195,9 +195,10 @@ def _print_report(report: Any, out: Any) -> None:
         out.print(f"{report.tokens_per_s:,.0f} real tokens/s")
     measured = report.measured_peak_reserved_bytes or report.measured_peak_rss_bytes
     what = "GPU reserved" if report.measured_peak_reserved_bytes else "process RSS"
-    planned = f"planned {report.planned_peak_bytes / gib:.2f} GiB, " if report.planned_peak_bytes else ""
+    # planned_peak_bytes is torch's reserved figure: like for like with GPU reserved, not with a process's RSS
+    planned = f"planned {report.planned_peak_bytes / gib:.2f} GiB, " if report.planned_peak_bytes and report.measured_peak_reserved_bytes else ""
     if measured:
-        out.print(f"peak memory: {planned}measured {measured / gib:.2f} GiB ({what})")
+        out.print(f"peak memory: {planned}measured {measured / gib:.2f} GiB ({what}; each figure against the plan's: report.html)")
     if report.rank_peak_bytes:
         out.print("peak memory by rank: " + ", ".join(f"{rank}: {peak / gib:.2f} GiB" for rank, peak in enumerate(report.rank_peak_bytes)))
     for note in report.notes:
