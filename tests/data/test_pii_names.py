@@ -47,6 +47,10 @@ CASES = [
     ("en_US", "Account holder: Dana Whitfield\nRouting: on file", ["Dana Whitfield"], ["Routing"]),
     ("en_US", "Agent (Tristan): can I have the order number?", ["Tristan"], []),
     ("en_US", "my Luna smart bulb and the Alexa app lost wifi during the May sale", [], ["Luna smart bulb", "Alexa", "May sale"]),
+    # gpudoctor's own demo data, record 26: a possessive before a listed word makes it a thing someone owns
+    ("en_US", "My Ember Coffee Grinder stopped charging overnight.", [], ["Ember Coffee Grinder"]),
+    ("en_US", "our Willow desk lamp flickers, and my cousin Harper Lindqvist saw it too", ["Harper Lindqvist"], ["Willow desk lamp"]),
+    ("de_DE", "Meine Luna Lampe geht nicht mehr an.", [], ["Luna Lampe"]),
     ("en_GB", "Morning Imogen,\n\nYour parcel is at the depot.\n\nCheers,\nRhys", ["Imogen", "Rhys"], ["depot"]),
     ("en_GB", "Customer: please ask for Harriet when you ring back", ["Harriet"], []),
     ("en_GB", "Account name: Mr R Pemberton", ["R Pemberton"], []),

@@ -414,8 +414,8 @@ class _Finder:
         if i == 0 or self.text[self.tokens[i - 1].end() : start] != " ":
             return False
         before = self.tokens[i - 1].group()
-        if before.lower() in ctx.PLACE_PREPOSITIONS or fold(before) in TEAM or before in ctx.ARTICLES:
-            return True  # "in Camden", "Team Apollo"
+        if before.lower() in ctx.PLACE_PREPOSITIONS or fold(before) in TEAM or before in ctx.ARTICLES or before in ctx.POSSESSIVES:
+            return True  # "in Camden", "Team Apollo", "my Ember grinder"
         j = i - 1
         while j >= 0 and self.text[self.tokens[j].end() : self.tokens[j + 1].start()] == " ":
             if self.tokens[j].group() in ctx.PLACE_PREFIXES:

@@ -214,3 +214,9 @@ PLACE_NAMES = frozenset(
 )
 # articles: a listed word after one is a title or a thing ("El Niño", "The Mona Lisa", "the John Lewis store")
 ARTICLES = frozenset("the The El La Le Les Los Las Der Die Das Il Lo el le".split())
+# possessives: a listed word right after one is something owned ("my Ember Coffee Grinder", "meine Luna Lampe");
+# a person after a possessive comes with a relation noun ("my cousin Anna", FAMILY above), which is its own rule
+POSSESSIVES = frozenset(
+    """my My our Our your Your their Their mein Mein meine Meine meinen unser Unser unsere Unsere
+    mon Mon ma Ma mes Mes notre Notre votre Votre mi Mi mis Mis nuestro Nuestro nuestra Nuestra""".split()
+)
