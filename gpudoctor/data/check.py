@@ -10,7 +10,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from gpudoctor.data.consistent import Detail, consistent_details, fix_command
+from gpudoctor.data.consistent import Detail, consistent_details, fix_command, recurring_placeholders
 from gpudoctor.data.dedupe import find_duplicates
 from gpudoctor.data.lang import guess_languages
 from gpudoctor.data.load import gc_paused
@@ -59,6 +59,7 @@ class CheckReport:
     template_placeholders: dict[str, list[int]]
     scanned: list[str]
     consistent: list[Detail] = field(default_factory=list)  # details repeated in most replies (see data/consistent.py)
+    placeholders: list[Detail] = field(default_factory=list)  # data clean's placeholders repeated in most replies
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -144,6 +145,7 @@ def _check(dataset: Dataset, tokenizer_path: str | None, seq_len: int | None, us
         template_placeholders=dict(placeholders),
         scanned=scanners_in_use(use_nlp) if pii else ["personal data: not scanned (--no-pii)"],
         consistent=consistent_details(dataset, in_replies),
+        placeholders=recurring_placeholders(dataset),
     )
     report.findings = _findings(report)
     return report
@@ -179,6 +181,9 @@ def _findings(r: CheckReport) -> list[Finding]:
         records = sorted({n for d in r.consistent for n in d.records})
         found.append(Finding("warning", f"the same details recur in the replies ({shown}): the model will learn to say them",
                              records, fix_command(path, r.consistent)))
+    for d in r.placeholders[:MAX_LISTED]:
+        found.append(Finding("warning", f"'{d.text}' is in {len(d.records)} replies ({d.share:.0%}): the model will learn to write it too",
+                             d.records, f"fill {d.text} in when you use the answers, or take what carries it (a sign-off, a greeting) out of the replies"))
     if r.exact_duplicates:
         share = len(r.exact_duplicates) / r.records
         found.append(Finding("error" if share > 0.2 else "warning",

@@ -12,7 +12,8 @@ common is taken from the data itself, not from a word list:
 - a short hand-written list of words that are capitalised in running text without being names
   (English "I", German "Sie"/"Ihnen", titles, weekdays and months in en/de/fr/es) is never flagged.
 Adjacent flagged words that travel together ("Jennifer Alvarez") are reported as one phrase.
-Each detail gets a kind, and the fix (`fix_command`) is the clean option that removes that kind: a name -> `--names`,
+The placeholders `data clean` wrote are no detail of their own, but one in most replies ("— <NAME>" closing each)
+is learned just the same: recurring_placeholders says so. Each detail gets a kind, and the fix (`fix_command`) is the clean option that removes that kind: a name -> `--names`,
 a phone, e-mail or id the personal-data scan recognises -> plain `data clean` (its scan replaces them), any other
 recurring text (a ticket signature, a company line the scan keeps, "Northwind Support") -> `--replace`.
 On large files the candidates come from an evenly spaced sample of SAMPLE records; shares are then
@@ -214,6 +215,25 @@ def consistent_details(dataset: Dataset, pii_values: Mapping[int, set[str]] | No
         if len(numbers) >= max(MIN_RECORDS, MIN_SHARE * with_reply):
             details.append(Detail(spelling, why, numbers, len(numbers) / with_reply, _kind(spelling, why)))
     return sorted(details, key=lambda d: (-d.share, d.text))
+
+
+def recurring_placeholders(dataset: Dataset) -> list[Detail]:
+    """Placeholders `data clean` wrote ("<NAME>") in at least MIN_SHARE of the replies (and MIN_RECORDS of them).
+    They are no personal data, but the model learns them like any detail: signed "— <NAME>" in every reply, it
+    signs its own answers "— <NAME>"."""
+    records = dataset.records
+    replies = ["\n".join(m.content for m in r.messages if m.role == "assistant") for r in records]
+    with_reply = sum(bool(t.strip()) for t in replies) or 1
+    holders: dict[str, list[int]] = {}
+    for record, text in zip(records, replies):
+        for placeholder in dict.fromkeys(PLACEHOLDER.findall(text)):
+            holders.setdefault(placeholder, []).append(record.number)
+    found = [
+        Detail(placeholder, "placeholder written by data clean", numbers, len(numbers) / with_reply, "PLACEHOLDER")
+        for placeholder, numbers in holders.items()
+        if len(numbers) >= max(MIN_RECORDS, MIN_SHARE * with_reply)
+    ]
+    return sorted(found, key=lambda d: (-d.share, d.text))
 
 
 def _kind(text: str, why: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from gpudoctor.data.check import check_dataset
 from gpudoctor.data.clean import clean_dataset
-from gpudoctor.data.consistent import MIN_RECORDS, MIN_SHARE, consistent_details, names_option
+from gpudoctor.data.consistent import MIN_RECORDS, MIN_SHARE, consistent_details, names_option, recurring_placeholders
 from gpudoctor.data.load import load_dataset
 from gpudoctor.demo.build_support_data import build
 from gpudoctor.train.demo import DATA
@@ -119,6 +119,17 @@ def test_common_words_and_house_style_are_not_details(tmp_path):
 def test_placeholders_from_clean_are_not_details(tmp_path):
     rows = [{"instruction": f"Question {i}", "input": "", "output": f"{BODIES[i % 10]} — <NAME>, <PHONE>"} for i in range(20)]
     assert consistent_details(load_dataset(write(tmp_path, rows))) == []
+
+
+def test_a_placeholder_in_most_replies_is_said_with_what_to_do(tmp_path):
+    """The cleaned demo data signs every reply '— <NAME>': a model tuned on it signs its answers '— <NAME>'."""
+    report = check_dataset(load_dataset(DATA), pii=False)
+    assert [(d.text, d.share, len(d.records)) for d in report.placeholders] == [("<NAME>", 1.0, 160)]
+    finding = next(f for f in report.findings if "<NAME>" in f.title)
+    assert finding.level == "warning" and "the model will learn to write it too" in finding.title and report.trainable
+    assert finding.fix.startswith("fill <NAME> in when you use the answers")
+    rows = [{"instruction": f"Question {i}", "input": "", "output": f"{BODIES[i % 10]}" + (" Call <PHONE>." if i < 5 else "")} for i in range(20)]
+    assert recurring_placeholders(load_dataset(write(tmp_path, rows))) == []  # 5 of 20: 25 %, under the share
 
 
 def test_values_from_the_personal_data_scan_count_for_any_script(tmp_path):
