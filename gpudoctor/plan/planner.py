@@ -142,6 +142,8 @@ def _checked_fixed(fixed: dict[str, Any], hardware: Hardware) -> dict[str, Any]:
             raise BadInput(f"--strategy {fixed['strategy']}: several CPU processes train with ddp (gloo); drop --strategy or name a card with --gpu")
         if several:
             fixed = {**fixed, "strategy": "ddp"}  # CPU processes over gloo: DDP, the GPUs' code path
+    elif fixed.get("strategy") == "fsdp" and fixed.get("optimizer") in FSDP_BROKEN_OPTIMIZERS:
+        raise BadInput(f"--optimizer {fixed['optimizer']} with --strategy fsdp: it fails when a checkpoint is saved (PEFT's FSDP-QLoRA caveat); use adamw_torch")
     elif fixed.get("attn") == "flash" and not hardware.flash_attn:
         raise BadInput(f"--attn flash: FlashAttention-2 does not train on {hardware.name}; use sdpa")
     if fixed.get("compute_dtype") == "bf16" and not hardware.bf16 and hardware.device != "cpu":
@@ -233,8 +235,22 @@ def _batch_shapes(fixed: dict[str, Any], effective_batch: int, gpus: int) -> lis
     return [(mb, per_gpu // mb) for mb in range(1, per_gpu + 1) if per_gpu % mb == 0]
 
 
+# PEFT's FSDP guide, "Caveats" 4: "When using FSDP+QLoRA, `paged_adamw_8bit` currently results in an error when
+# saving a checkpoint" (huggingface/peft docs/source/accelerate/fsdp.md)
+FSDP_BROKEN_OPTIMIZERS = ("paged_adamw_8bit",)
+
+
+def _for_strategy(base: Settings, strategy: str) -> Settings:
+    """The base settings under `strategy`: FSDP trades an optimizer that cannot save under it for adamw_torch
+    (a fixed one was refused in _checked_fixed)."""
+    if strategy == "fsdp" and base.optimizer in FSDP_BROKEN_OPTIMIZERS:
+        return dataclasses.replace(base, optimizer="adamw_torch")
+    return base
+
+
 def _candidates(base: Settings, fixed: dict[str, Any], seqs: list[int], effective_batch: int, strategy: str):
     ckpts = [fixed["grad_ckpt"]] if "grad_ckpt" in fixed else [False, True]
+    base = _for_strategy(base, strategy)
     for seq in seqs:
         for micro, accum in _batch_shapes(fixed, effective_batch, base.world_size):
             for ckpt in ckpts:
@@ -259,7 +275,7 @@ def _frugal(base: Settings, fixed: dict[str, Any], seq: int, effective_batch: in
     micro, accum = min(_batch_shapes(fixed, effective_batch, base.world_size))
     strategy = fixed.get("strategy", "fsdp" if base.world_size > 1 else "single")
     return dataclasses.replace(
-        base, seq_len=seq, micro_batch=micro, grad_accum=accum, grad_ckpt=fixed.get("grad_ckpt", True), strategy=strategy
+        _for_strategy(base, strategy), seq_len=seq, micro_batch=micro, grad_accum=accum, grad_ckpt=fixed.get("grad_ckpt", True), strategy=strategy
     )
 
 
@@ -288,7 +304,7 @@ def _suggestions(model: ModelSpec, hardware: Hardware, settings: Settings, fixed
             out.append("--method qlora (4-bit base weights) fits")
     if hardware.device != "cpu":
         for gpus in (2, 4, 8):
-            if _fits(model, dataclasses.replace(lean, gpus=gpus, strategy="fsdp"), hardware, versions):
+            if _fits(model, _for_strategy(dataclasses.replace(lean, gpus=gpus, strategy="fsdp"), "fsdp"), hardware, versions):
                 out.append(f"--gpus {gpus} --strategy fsdp (weights sharded across {gpus} cards like this one) fits")
                 break
     cards = sorted((load_gpu(name) for name in list_gpus()), key=lambda spec: (spec.vram_gib, spec.name))
@@ -337,6 +353,8 @@ def _choice_notes(settings: Settings, fixed: dict[str, Any], seq_mode: str, seqs
         notes.append(f"strategy {settings.strategy}: {why}")
     if "optimizer" not in fixed and settings.optimizer == "paged_adamw_8bit":
         notes.append("optimizer paged_adamw_8bit: 8-bit states, paged to host RAM under memory pressure")
+    elif "optimizer" not in fixed and settings.strategy == "fsdp" and settings.optimizer == "adamw_torch":
+        notes.append("optimizer adamw_torch: paged_adamw_8bit fails to save a checkpoint under FSDP-QLoRA (PEFT's FSDP guide)")
     return notes
 
 

@@ -67,6 +67,18 @@ def test_nodes_count_in_the_world_size_like_gpus():
     assert any("2 on each of 2 nodes" in note for note in two_nodes.notes)
 
 
+def test_fsdp_plans_never_use_paged_adamw_8bit():
+    """PEFT's FSDP guide: with FSDP+QLoRA, paged_adamw_8bit fails when a checkpoint is saved."""
+    model = load_model("llama-2-70b")
+    plan = make_plan(model, hardware_from_gpu(RTX4090, gpus=4), {"gpus": 4})
+    assert plan.settings.strategy == "fsdp" and plan.settings.optimizer == "adamw_torch"
+    assert any("paged_adamw_8bit fails to save a checkpoint under FSDP-QLoRA" in note for note in plan.notes)
+    ddp = make_plan(MISTRAL, hardware_from_gpu(RTX4090, gpus=2), {"gpus": 2})
+    assert ddp.settings.strategy == "ddp" and ddp.settings.optimizer == "paged_adamw_8bit"
+    with pytest.raises(BadInput, match="--optimizer paged_adamw_8bit with --strategy fsdp"):
+        make_plan(model, hardware_from_gpu(RTX4090, gpus=4), {"gpus": 4, "strategy": "fsdp", "optimizer": "paged_adamw_8bit"})
+
+
 def test_cpu_plan_uses_fp32_adamw_torch_and_sdpa():
     hardware = Hardware(device="cpu", name="CPU", budget_bytes=22 * GIB, peak_tflops=0.1, source="cpu")
     plan = make_plan(load_model("phi-3-mini"), hardware)
