@@ -29,9 +29,11 @@ def build_demo_model(folder: str | Path, *, seed: int = DEMO_SEED, shape: dict[s
     import torch
     from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
 
+    from gpudoctor.atomic import safetensors_follow_umask
     from gpudoctor.train.quiet import quiet_libraries
 
     quiet_libraries()
+    safetensors_follow_umask()  # model.safetensors would be 0600 (safetensors#782)
 
     folder = Path(folder)
     if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():

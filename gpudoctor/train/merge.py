@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpudoctor.atomic import current_umask, write_json
+from gpudoctor.atomic import current_umask, safetensors_follow_umask, write_json
 from gpudoctor.errors import BadInput, ProblemFound
 
 INTO = ("nf4", "original")
@@ -241,14 +241,11 @@ def _staging(out: Path) -> Path:
 
 def save_merged(model: Any, tokenizer: Any, folder: Path, shard_size: str | int) -> None:
     """Sharded safetensors and the tokenizer, with gpudoctor's Alpaca prompt as its chat template when it has none."""
+    safetensors_follow_umask()  # the shards would be 0600 (safetensors#782)
     model.save_pretrained(str(folder), max_shard_size=shard_size)
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = alpaca_chat_template(tokenizer)
     tokenizer.save_pretrained(str(folder))
-    mode = 0o666 & ~current_umask()
-    for path in folder.iterdir():  # safetensors writes its file 0600; give every file the user's umask
-        if path.is_file():
-            path.chmod(mode)
 
 
 def verify(folder: Path, dtype: str, ids: list[Any], expected: list[Any], texts: list[str], prompts: tuple[str, ...]) -> Verification:

@@ -67,3 +67,20 @@ def test_safetensors_files_get_the_mode_open_gives(tmp_path, umask, mode):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "new.safetensors").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "kept.safetensors").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_the_demo_model_keeps_the_umask(tmp_path, umask):
+    """A fresh process (the umask hook is process-wide, so an earlier test could have installed it)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "demo-model"
+    code = (
+        f"import os; os.umask({umask}); from gpudoctor.train.demo import build_demo_model; "
+        f"build_demo_model({str(folder)!r}, seed=0, shape=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, "
+        "num_attention_heads=2, num_key_value_heads=1))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    assert (folder / "model.safetensors").is_file()
+    assert wrong_modes(folder, umask) == []
