@@ -195,6 +195,15 @@ def hf_loss(transformers: str) -> str:
 # Recipes.
 
 
+# bitsandbytes' MatMul4Bit.backward computes grad_A = grad_output @ dequantize_4bit(W).to(grad_output.dtype)
+# (bitsandbytes/autograd/_functions.py, every version from 0.39 to today; before 0.45 the forward did the same):
+# the whole weight exists in 16 bits while that matmul runs. dequantize_4bit returns quant_state.dtype, the
+# dtype the weight was quantized from; transformers quantizes the loaded bf16/fp16 weight, so the cast is a no-op
+# (2 bytes per weight). Lightning's BitsandbytesPrecision quantizes from fp16 (`weight.to(dtype=torch.half)` in
+# _Linear4bit.quantize), so a bf16 run holds the fp16 copy and its bf16 cast at once (4 bytes per weight).
+DEQUANT_BYTES = {"same": 2, "fp16-to-bf16": 4}
+
+
 @dataclass(frozen=True)
 class Recipe:
     """The dtypes and code paths of one training recipe that change bytes (sizes in bytes per value).
@@ -220,16 +229,7 @@ class Recipe:
     fused_qkv_lora: bool = False
     saves_4bit_input: bool = False
     head_4bit: bool = False
-    dequant: int = 2
-
-
-# bitsandbytes' MatMul4Bit.backward computes grad_A = grad_output @ dequantize_4bit(W).to(grad_output.dtype)
-# (bitsandbytes/autograd/_functions.py, every version from 0.39 to today; before 0.45 the forward did the same):
-# the whole weight exists in 16 bits while that matmul runs. dequantize_4bit returns quant_state.dtype, the
-# dtype the weight was quantized from; transformers quantizes the loaded bf16/fp16 weight, so the cast is a no-op
-# (2 bytes per weight). Lightning's BitsandbytesPrecision quantizes from fp16 (`weight.to(dtype=torch.half)` in
-# _Linear4bit.quantize), so a bf16 run holds the fp16 copy and its bf16 cast at once (4 bytes per weight).
-DEQUANT_BYTES = {"same": 2, "fp16-to-bf16": 4}
+    dequant: int = DEQUANT_BYTES["same"]
 
 
 def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
@@ -554,8 +554,7 @@ def static_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> dict[s
         # lm_head, final norm) is not resharded after forward (torch FSDP _post_forward frees the unsharded
         # flat parameter only for non-root handles), so it stays whole through the step.
         layer = (base + trainable * recipe.adapter) / model.num_hidden_layers
-        root = table * recipe.embed + (0 if model.tie_word_embeddings else table * recipe.lm_head)
-        breakdown["fsdp_gather"] = 2 * layer + root * (1 - 1 / settings.world_size)
+        breakdown["fsdp_gather"] = 2 * layer + _fsdp_root_extra(model, settings, recipe)
     return breakdown
 
 
@@ -646,6 +645,7 @@ LAYER_CACHED = 3.7
 
 
 def _fsdp_root_extra(model: ModelSpec, settings: Settings, recipe: Recipe) -> float:
+    """The root unit (embeddings, lm_head) whole on every GPU, beyond its own shard."""
     table = model.vocab_size * model.hidden_size
     root = table * recipe.embed + (0 if model.tie_word_embeddings else table * recipe.lm_head)
     return root * (1 - 1 / settings.world_size)
