@@ -514,7 +514,8 @@ def export(request: ExportRequest, *, say: Callable[[str], Any] = print, free: i
         tokenizer = load_tokenizer(model_dir, trust_remote_code=request.trust_remote_code)
         plain = model_dir
         model_dir = with_chat_template(model_dir, scratch, tokenizer)
-        tokenizer = load_tokenizer(model_dir, trust_remote_code=request.trust_remote_code)
+        if model_dir != plain:  # read again: the tokenizer as the converter sees it, with the template added
+            tokenizer = load_tokenizer(model_dir, trust_remote_code=request.trust_remote_code)
         fallback = pre_tokenizer(model_dir)
         added = "" if model_dir == plain else " (with gpudoctor's Alpaca chat template added)"
         what = f"{request.model}{added}" if request.model else "the merged model"
