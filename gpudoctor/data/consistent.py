@@ -67,8 +67,18 @@ class Detail:
     kind: str = "NAME"  # NAME, a scanner kind (PHONE, EMAIL, ID, CARD, IP, ADDRESS), or DETAIL: what removes it
 
 
+def _reply_text(record: Record) -> str:
+    return "\n".join(m.content for m in record.messages if m.role == "assistant")
+
+
 def _replies(record: Record) -> str:
-    return PLACEHOLDER.sub(" ", "\n".join(m.content for m in record.messages if m.role == "assistant"))
+    return PLACEHOLDER.sub(" ", _reply_text(record))
+
+
+def _all_replies(records: Sequence[Record]) -> tuple[list[str], int]:
+    """Every record's reply text as written (placeholders kept), and how many records have a reply (at least 1)."""
+    replies = [_reply_text(r) for r in records]
+    return replies, sum(bool(t.strip()) for t in replies) or 1
 
 
 def _prompts(record: Record) -> str:
@@ -125,9 +135,8 @@ def _case_votes(texts: Iterable[str], words: set[str]) -> dict[str, tuple[int, i
     return {w: (v[0], v[1], v[2]) for w, v in votes.items()}
 
 
-def _candidates(sample: list[Record], pii_values: Mapping[int, set[str]]) -> dict[str, tuple[str, str]]:
-    """casefolded detail -> (spelling, why), judged on the sample."""
-    replies = [_replies(r) for r in sample]
+def _candidates(sample: list[Record], replies: list[str], pii_values: Mapping[int, set[str]]) -> dict[str, tuple[str, str]]:
+    """casefolded detail -> (spelling, why), judged on the sample (`replies`: theirs, placeholders blanked)."""
     with_reply = sum(bool(t.strip()) for t in replies)
     need = max(MIN_RECORDS, MIN_SHARE * with_reply)
     in_replies: Counter[str] = Counter()
@@ -200,13 +209,12 @@ def consistent_details(dataset: Dataset, pii_values: Mapping[int, set[str]] | No
     `pii_values`: record index -> case-folded values the personal-data scan found in that record's replies."""
     records = dataset.records
     sample = _sample(records)
-    found = _candidates(sample, pii_values or {})
+    sample_replies = [_replies(r) for r in sample]
+    found = _candidates(sample, sample_replies, pii_values or {})
     if not found:
         return []
-    found = _phrases(found, [_replies(r) for r in sample])
-    # every record, for exact shares: plain joins (a placeholder never matches a detail's pattern)
-    replies = ["\n".join(m.content for m in r.messages if m.role == "assistant") for r in records]
-    with_reply = sum(bool(t.strip()) for t in replies) or 1
+    found = _phrases(found, sample_replies)
+    replies, with_reply = _all_replies(records)  # every record, for exact shares (a placeholder never matches a detail's pattern)
     details = []
     lowered = [t.lower() for t in replies]  # a substring test first: the whole-word pattern is slow on long texts
     for spelling, why in found.values():
@@ -222,8 +230,7 @@ def recurring_placeholders(dataset: Dataset) -> list[Detail]:
     They are no personal data, but the model learns them like any detail: signed "— <NAME>" in every reply, it
     signs its own answers "— <NAME>"."""
     records = dataset.records
-    replies = ["\n".join(m.content for m in r.messages if m.role == "assistant") for r in records]
-    with_reply = sum(bool(t.strip()) for t in replies) or 1
+    replies, with_reply = _all_replies(records)
     holders: dict[str, list[int]] = {}
     for record, text in zip(records, replies):
         for placeholder in dict.fromkeys(PLACEHOLDER.findall(text)):
