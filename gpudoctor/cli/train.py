@@ -70,7 +70,7 @@ def train(
         from gpudoctor.train.distributed import nodes_of
 
         nodes_of(config.settings, config.training)  # a --node-rank past --nodes: one line
-    if config.settings.gpus * config.settings.nodes > 1 and "LOCAL_RANK" not in os.environ:
+    if config.settings.world_size > 1 and "LOCAL_RANK" not in os.environ:
         passed = [flag for flag, given in (("--trust-remote-code", trust_remote_code), ("--truncate", truncate)) if given]
         raise typer.Exit(_launch_distributed(config, console, request, plan, passed))
     report = _train_here(config, plan, console, request, trust_remote_code=trust_remote_code, truncate=truncate)

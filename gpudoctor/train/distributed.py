@@ -29,6 +29,7 @@ import yaml
 
 from gpudoctor.atomic import write_text
 from gpudoctor.errors import BadInput, ProblemFound
+from gpudoctor.settings import Settings
 
 LAUNCH_DIR = ".launch"  # in the run folder; a dot-folder, so the folder's checks (outputdir.check_output) pass it by
 CONFIG_NAME = "accelerate.yaml"
@@ -101,14 +102,9 @@ def world_size() -> int:
         return 1
 
 
-def world_of(settings: Any) -> int:
-    """The processes a run's settings ask for: --gpus on each of --nodes machines."""
-    return settings.gpus * settings.nodes
-
-
-def strategy_of(settings: Any) -> str:
+def strategy_of(settings: Settings) -> str:
     """report.json's strategy: single for one process, else the run's ddp or fsdp (ddp when unset)."""
-    if world_of(settings) <= 1:
+    if settings.world_size <= 1:
         return "single"
     return settings.strategy if settings.strategy in ("ddp", "fsdp") else "ddp"
 

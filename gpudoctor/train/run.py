@@ -264,7 +264,7 @@ def check_config(config: RunConfig) -> None:
         raise BadInput("no training data: pass --data FILE (Alpaca or ShareGPT JSON/JSONL)")
     if not config.output:
         raise BadInput("no output folder: pass --output DIR")
-    if distributed.world_of(config.settings) > 1 and "LOCAL_RANK" not in os.environ:  # accelerate launch sets LOCAL_RANK per worker
+    if config.settings.world_size > 1 and "LOCAL_RANK" not in os.environ:  # accelerate launch sets LOCAL_RANK per worker
         raise ProblemFound("--gpus > 1 or --nodes > 1 runs under `accelerate launch`; start it with `gpudoctor train run.yaml`")
 
 
@@ -395,7 +395,7 @@ def first_step_check(prepared: Prepared, batching: Batching, console: Any, measu
     `batching`, record the correction, say it, and raise measure.OverBudget when a smaller micro batch
     is needed. None when the model or the hardware is unknown (nothing to compare with), and under
     `accelerate launch` (several processes would have to agree on a re-plan)."""
-    if prepared.spec is None or prepared.hardware is None or distributed.world_of(prepared.config.settings) > 1:
+    if prepared.spec is None or prepared.hardware is None or prepared.config.settings.world_size > 1:
         return None
     check = measure.StepCheck(prepared.spec, prepared.hardware, corrections_file)
     budget = prepared.hardware.budget_bytes

@@ -143,7 +143,9 @@ def test_an_out_of_memory_on_several_nodes_stops_with_one_line(tmp_path, monkeyp
 
 
 def test_the_launch_config_of_node_1_of_2():
+    from gpudoctor.settings import Settings
+
     nodes = distributed.Nodes(count=2, rank=1, addr="10.0.0.5", port=29511)
     config = distributed.launch_config(4, on_cpu=False, strategy="ddp", compute_dtype="bf16", nodes=nodes)
     assert (config["num_machines"], config["machine_rank"], config["num_processes"], config["main_process_ip"], config["main_process_port"]) == (2, 1, 8, "10.0.0.5", 29511)
-    assert distributed.world_of(type("S", (), {"gpus": 4, "nodes": 2})()) == 8
+    assert Settings(gpus=4, nodes=2).world_size == 8
