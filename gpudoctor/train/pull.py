@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from gpudoctor.errors import BadInput, ProblemFound
+from gpudoctor.train.model import _first_line
+from gpudoctor.types import GIB
 
 # What a model folder needs (weights, config, tokenizer, chat template); never pickles (*.bin, *.pt, *.pth).
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
 # Top-level files only (transformers loads from the root), and no duplicate single-file checkpoints.
 IGNORE_PATTERNS = ["*/*", "consolidated*.safetensors"]
 RETRIES = 2  # pull's own retries after huggingface_hub's in-call resumes give up
-GIB = 1024**3
 ASK_ABOVE = 1 * GIB  # train asks before a download bigger than this (unless --yes)
 
 
@@ -266,8 +267,3 @@ def _timeout() -> float:
 def _status(err: Any) -> int | None:
     response = getattr(err, "response", None)
     return getattr(response, "status_code", None)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
