@@ -51,7 +51,8 @@ STOP = NOT_NAMES | ctx.FOREIGN_STOP
 NOUN_SHAPE = re.compile(r"(?:zentrale|ung|heit|keit|schaft|amt|kasse|versicherung|verwaltung|gesellschaft|stelle|werk|zentrum|behörde|agentur|bank)$")
 FIRM_SHAPE = re.compile(r"(?!Mc|Mac|De|Di|Le|La|Van|Von|O'|D')[A-Z][a-z]+[A-Z]")
 WORD = re.compile(r"[A-Z]\.(?:-[A-Z]\.)?|[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*")
-CONJUNCTIONS = re.compile(r"[ ]+(?:and|or|et|ou|und|oder|y a|y|e|o)[ ]+$")
+CONJUNCTION = re.compile(r"[ ]+(?:and|or|et|ou|und|oder|y a|y|e|o)[ ]+")  # "Solène et Maxime": joins two names
+CONJUNCTION_BEFORE = re.compile(CONJUNCTION.pattern + "$")  # the same, closing the text before a name
 
 
 @functools.lru_cache(maxsize=65536)
@@ -469,10 +470,10 @@ class _Finder:
         """"Solène et Maxime", "a Nuria y a Gonzalo": a listed name joined to a found one."""
         found = {(s, e) for s, e, _, _ in self.hits}
         for start, end in sorted(found):
-            tail = re.match(r"[ ]+(?:and|or|et|ou|und|oder|y a|y|e|o)[ ]+", self.text[end : end + 8])
+            tail = CONJUNCTION.match(self.text[end : end + 8])
             if tail:
                 self.take(end + tail.end(), "name list", listed=True)
-            head = CONJUNCTIONS.search(self.text[max(0, start - 12) : start])
+            head = CONJUNCTION_BEFORE.search(self.text[max(0, start - 12) : start])
             if head:
                 before = self.text[: start - len(head.group())]
                 word = re.search(r"[^\W\d_]+$", before)
