@@ -195,7 +195,7 @@ def _run(text: str, tokens: list[re.Match[str]], i: int, *, lower: bool = False)
     if words > 1 and len(last) == 1:
         end = tokens[j - 2].end()  # "Sky Q box": a trailing capital letter is no initial
     nxt = WORD.match(text, end + 1) if text[end : end + 1] == " " else None
-    if nxt and (nxt.group() in ctx.THING_NOUNS or nxt.group().lower() in ctx.THING_NOUNS):
+    if nxt and nxt.group().lower() in ctx.THING_NOUNS:
         return None
     if text[end : end + 3] == " & " or text[max(0, tokens[i].start() - 3) : tokens[i].start()] == " & ":
         return None  # "Atelier Martin & Fils": a firm

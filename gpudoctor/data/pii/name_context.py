@@ -152,16 +152,15 @@ KIN = (
     "primo|prima|tía|tío|sobrino|sobrina|amigo|amiga|novio|novia|pareja|cuñado|cuñada|suegra|suegro|hermano|hermana|"
     "nieto|nieta|vecino|vecina|marido|hija|hijo|abuela|abuelo"
 )
-# words after which a capitalised word names a thing, not a person ("Luna smart bulb", "Victoria station")
+# words after which a capitalised word names a thing, not a person ("Luna smart bulb", "Victoria station");
+# lower-case: compared with the word lower-cased ("Victoria Station" too)
 THING_NOUNS = frozenset(
     """station airport street road chart graph table plot store shop branch outlet clinic city council county home heights line avenue lane square park bridge hospital hotel mall centre center market club band orchestra choir ensemble quartet trio album
     traders enterprises industries motors stores associates solutions textiles jewellers jewelers electronics agencies
     smart bulb speaker app phone tv watch plus pro max mini ultra edition series model
     bahnhof flughafen straße strasse platz kopfhörer lautsprecher
     gare aéroport rue avenue place
-    estación aeropuerto calle plaza avenida
-    Station Airport Street Road Avenue Lane Square Park Bridge Hospital Hotel Mall Centre Center Market
-    Bahnhof Flughafen Kopfhörer Lautsprecher Gare Aéroport Estación Aeropuerto""".split()
+    estación aeropuerto calle plaza avenida""".split()
 )
 # capitalised words that are no name's part in German, French, Spanish text (English ones: names.NOT_NAMES)
 FOREIGN_STOP = frozenset(
