@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from gpudoctor.data.check import check_dataset
-from gpudoctor.data.lang import guess_language
+from gpudoctor.data.lang import guess_language, guess_languages
 from gpudoctor.data.load import load_dataset
 from gpudoctor.data.stats import compute_stats
 
@@ -116,5 +116,5 @@ def test_report_unchanged_on_the_bench_mix(tmp_path: Path) -> None:
 def test_language_and_tokens_agree_with_and_without_numpy(built: Path) -> None:
     dataset = load_dataset(built)
     texts = ["\n".join(m.content for m in r.messages) for r in dataset.records]
-    assert without_numpy(lambda: [guess_language(t) for t in texts]) == [guess_language(t) for t in texts]
+    assert without_numpy(lambda: guess_languages(texts)) == guess_languages(texts) == [guess_language(t) for t in texts]
     assert without_numpy(lambda: compute_stats(dataset).token_lengths) == compute_stats(dataset).token_lengths
