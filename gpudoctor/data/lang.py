@@ -25,8 +25,7 @@ ENGLISH = frozenset(
     "the a an and or of to in on for with is are was were be it this that as at by from you i we he she they not "
     "your my our his her their can will what how which".split()
 )
-WORD = re.compile(r"[A-Za-z']+")
-ASCII_WORD = re.compile(rb"[a-z']+")  # WORD on lower-cased ASCII bytes
+ASCII_WORD = re.compile(rb"[a-z']+")  # a word ([A-Za-z']+), on lower-cased ASCII bytes
 ENGLISH_BYTES = frozenset(word.encode() for word in ENGLISH)
 
 
@@ -85,7 +84,7 @@ def _decide(counts: list[int], text: str) -> str:
         return "none"
     if best != LATIN:
         return NAMES[best]
-    # the words of WORD, lower-cased: other characters become '?' (no word character), so words end where
+    # the words, lower-cased: other characters become '?' (no word character), so words end where
     # they did, and bytes.lower changes ASCII letters only (str.lower would turn 'İ' into 'i̇')
     words = ASCII_WORD.findall(text.encode("ascii", "replace").lower())
     english = sum(map(ENGLISH_BYTES.__contains__, words))
