@@ -288,15 +288,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def gathered(value: int) -> list[int] | None:
-    """`value` of every process, by rank (a collective: every rank calls it); None in a single process."""
+def _group() -> Any:
+    """torch.distributed when this process is one of several in a process group that is up, else None."""
     if world_size() <= 1:
         return None
-    import torch
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def gathered(value: int) -> list[int] | None:
+    """`value` of every process, by rank (a collective: every rank calls it); None in a single process."""
+    dist = _group()
+    if dist is None:
         return None
+    import torch
+
     values = [torch.zeros(1, dtype=torch.int64) for _ in range(dist.get_world_size())]
     dist.all_gather(values, torch.tensor([int(value)], dtype=torch.int64))
     return [int(v.item()) for v in values]
@@ -304,13 +311,11 @@ def gathered(value: int) -> list[int] | None:
 
 def summed(value: int) -> int:
     """`value` added over every process (accelerate launch: the real tokens of all ranks); itself in a single process."""
-    if world_size() <= 1:
+    dist = _group()
+    if dist is None:
         return value
     import torch
-    import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
     total = torch.tensor([int(value)], dtype=torch.int64)
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return int(total.item())
@@ -331,13 +336,11 @@ def say_other_rank(logs: Path, local_ranks: list[int], first: int = 0) -> None:
 def agreed(flag: bool) -> bool:
     """True on every process when it is True on any (accelerate launch: a signal that reached one rank stops all
     at the same step, so the one checkpoint holds every rank's step); the flag itself in a single process."""
-    if world_size() <= 1:
+    dist = _group()
+    if dist is None:
         return flag
     import torch
-    import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
     value = torch.tensor([1 if flag else 0])
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
@@ -400,11 +403,11 @@ def join() -> None:
     process of every node) and, in each machine's first process, write the marker its parent watches for."""
     if world_size() <= 1:
         return
-    import torch.distributed as dist
     from accelerate import PartialState
 
     PartialState()  # accelerate's own init: gloo on the CPU (ACCELERATE_USE_CPU), nccl on GPUs
-    if dist.is_available() and dist.is_initialized():
+    dist = _group()
+    if dist is not None:
         dist.barrier()
     marker = os.environ.get(JOINED_ENV)
     if marker and os.environ.get("LOCAL_RANK", "0") == "0":
@@ -489,11 +492,8 @@ def backoffs_given() -> list[dict[str, int]]:
 def finish_together() -> None:
     """Under accelerate launch, at the end of every process's run: wait for all of them (rank 0 writes the
     run folder meanwhile), then close the process group, so no process leaves while a peer still talks to it."""
-    if world_size() <= 1:
-        return
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    dist = _group()
+    if dist is not None:
         dist.barrier()
         dist.destroy_process_group()
 
