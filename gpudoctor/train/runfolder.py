@@ -224,12 +224,8 @@ def acquire_lock(folder: Path, say: Callable[[str], None]) -> RunLock:
 
 def folder_state(folder: Path) -> tuple[bytes | None, tuple[str, ...]]:
     """What the checks of the folder read: run.yaml's bytes and the names in checkpoints/ (compared again under the lock)."""
-    try:
-        run_yaml: bytes | None = (folder / "run.yaml").read_bytes()
-    except OSError:
-        run_yaml = None
     saved = folder / "checkpoints"
-    return run_yaml, tuple(sorted(p.name for p in saved.iterdir())) if saved.is_dir() else ()
+    return _raw(folder / "run.yaml"), tuple(sorted(p.name for p in saved.iterdir())) if saved.is_dir() else ()
 
 
 def check_unchanged(folder: Path, before: tuple[bytes | None, tuple[str, ...]]) -> None:
