@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import yaml
 
 from gpudoctor.atomic import write_text
 from gpudoctor.errors import BadInput, ProblemFound
-from gpudoctor.settings import Settings
+from gpudoctor.settings import Settings, TrainingOptions
 
 LAUNCH_DIR = ".launch"  # in the run folder; a dot-folder, so the folder's checks (outputdir.check_output) pass it by
 CONFIG_NAME = "accelerate.yaml"
@@ -417,10 +417,6 @@ def join() -> None:
 def without_launch(config: Any) -> Any:
     """The config as the run folder keeps it: where this machine stood (--node-rank, --main-addr, --main-port,
     --join-timeout) is not part of the run, so a resume may name other addresses."""
-    from dataclasses import replace
-
-    from gpudoctor.settings import TrainingOptions
-
     plain = TrainingOptions()
     training = replace(config.training, node_rank=plain.node_rank, main_addr=plain.main_addr, main_port=plain.main_port, join_timeout=plain.join_timeout)
     return replace(config, training=training)
