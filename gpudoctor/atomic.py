@@ -50,6 +50,11 @@ def new_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+def new_dir_mode() -> int:
+    """The mode mkdir() gives a new folder: 0777 less the umask (mkdtemp's folders are 0700)."""
+    return 0o777 & ~current_umask()
+
+
 def safetensors_follow_umask() -> None:
     """Make every file safetensors.torch writes from now on in this process get open()'s mode (an
     existing file it replaces keeps its own). Imports torch: call it where the training stack loads."""

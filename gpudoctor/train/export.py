@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpudoctor.atomic import current_umask, write_text
+from gpudoctor.atomic import new_dir_mode, write_text
 from gpudoctor.errors import BadInput, ProblemFound
 
 QUANTS = ("q8_0", "f16")
@@ -180,7 +180,7 @@ def unpack_converter(sdist: Path, dest: Path) -> Path:
                     member.name = inner
                     members.append(member)
             archive.extractall(staging, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-        staging.chmod(0o777 & ~current_umask())
+        staging.chmod(new_dir_mode())
         if converter_root(staging) is None:
             raise BadInput(f"{sdist}: holds no vendor/llama.cpp/{CONVERTER} with gguf-py/; use the llama-cpp-python sdist (.tar.gz)")
         if dest.exists():

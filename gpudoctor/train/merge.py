@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpudoctor.atomic import current_umask, safetensors_follow_umask, write_json
+from gpudoctor.atomic import new_dir_mode, safetensors_follow_umask, write_json
 from gpudoctor.errors import BadInput, ProblemFound
 
 INTO = ("nf4", "original")
@@ -235,7 +235,7 @@ def _staging(out: Path) -> Path:
     parent = out.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.merging-", dir=parent))
-    staging.chmod(0o777 & ~current_umask())
+    staging.chmod(new_dir_mode())
     return staging
 
 
