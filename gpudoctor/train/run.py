@@ -598,7 +598,7 @@ def build_report(prepared: Prepared, fitted: Fitted, *, duration_s: float, plann
         final_eval_loss=fitted.final_eval_loss, oom_backoffs=fitted.backoffs,
         notes=[*prepared.notes, *fitted.measured, *backoff_notes(fitted), *history_notes(log)],
         checkpoint=str(newest) if newest else None, versions=versions(),
-        train_seconds=round(log.run_train_seconds, 2), resumes=list(log.carried.resumes),
+        train_seconds=round(log.run_train_seconds, 3), resumes=list(log.carried.resumes),
         world_size=distributed.world_size(), strategy=distributed.strategy_of(config.settings),
         rank_peak_bytes=distributed.gathered(log.peak_reserved or log.peak_rss or 0),
     )  # fmt: skip
