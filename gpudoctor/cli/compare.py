@@ -27,13 +27,12 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="Set before each answer (decoding is greedy)."),
     max_prompts: int = typer.Option(DEFAULT_MAX_PROMPTS, "--max-prompts", help="Answer at most this many prompts (the first ones)."),
 ) -> None:
-    from gpudoctor.cli.output import console, err_console
+    from gpudoctor.cli.output import console, progress
     from gpudoctor.train.compare import CompareRequest
     from gpudoctor.train.compare import compare as run_compare
 
-    err = err_console()
     request = CompareRequest(adapter=adapter, prompts=prompts, max_new_tokens=max_new_tokens, seed=seed, max_prompts=max_prompts)
-    result = run_compare(request, say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    result = run_compare(request, say=progress())
     show(result, console())
 
 

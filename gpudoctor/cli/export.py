@@ -33,13 +33,10 @@ def export(
     base: Optional[str] = typer.Option(None, "--base", help="The base model folder for --adapter; default: the one adapter_config.json names."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model folder's own Python code to run."),
 ) -> None:
-    from gpudoctor.cli.output import err_console
+    from gpudoctor.cli.output import progress
     from gpudoctor.train import export as exporting
 
-    err = err_console()
-
-    def say(line: str) -> None:
-        err.print(line, markup=False, soft_wrap=True)
+    say = progress()
 
     if fetch_converter:
         say(f"export: pip download llama-cpp-python=={exporting.LLAMA_CPP_PYTHON} (the sdist, not built; its converter alone is kept)")

@@ -26,10 +26,9 @@ def merge(
     base: Optional[str] = typer.Option(None, "--base", help="The base model folder (or Hugging Face id); default: the one adapter_config.json names."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model folder's own Python code to run."),
 ) -> None:
-    from gpudoctor.cli.output import err_console
+    from gpudoctor.cli.output import progress
     from gpudoctor.train.merge import MergeRequest
     from gpudoctor.train.merge import merge as run_merge
 
-    err = err_console()
     request = MergeRequest(adapter=adapter, output=output, into=into, dtype=dtype, force=force, base=base, trust_remote_code=trust_remote_code)
-    run_merge(request, say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    run_merge(request, say=progress())

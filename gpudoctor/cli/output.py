@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 
@@ -18,6 +19,12 @@ def console() -> Console:
 def err_console() -> Console:
     """Standard error, for progress and messages."""
     return Console(file=sys.stderr, highlight=False, soft_wrap=False)
+
+
+def progress() -> Callable[[str], None]:
+    """A `say` for the actions' progress lines: each to standard error as it is, no markup, wrapped softly."""
+    err = err_console()
+    return lambda line: err.print(line, markup=False, soft_wrap=True)
 
 
 def print_json(text: str) -> None:

@@ -18,11 +18,10 @@ def register(app: typer.Typer) -> None:
 def pull(
     model: str = typer.Argument(..., help="A profile id (mistral-7b) or a Hugging Face repo id (owner/name).", show_default=False),
 ) -> None:
-    from gpudoctor.cli.output import err_console
+    from gpudoctor.cli.output import progress
     from gpudoctor.train.pull import pull as run_pull
 
-    err = err_console()
-    pulled = run_pull(model, say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    pulled = run_pull(model, say=progress())
     typer.echo(str(pulled.path))  # the folder alone on stdout, for scripts: MODEL_DIR=$(gpudoctor pull MODEL)
 
 

@@ -53,12 +53,14 @@ def escape(value: Any) -> str:
     return html_escape(printable(str(value)), quote=True)
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file of the run folder, None when it is missing or unreadable (the page shows what there is)."""
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file of the run folder, None when it is missing, unreadable or not an object (a list, a
+    number: a file edited by hand or by another tool); the page shows what there is."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def size(value: float | None) -> str:

@@ -156,6 +156,17 @@ def test_a_run_with_no_report_yet_gets_a_page_that_says_so(tmp_path):
     assert "no report.json yet" in shown and "No loss was recorded" in shown and "No comparison yet" in shown
 
 
+@pytest.mark.parametrize("text", ["[1, 2, 3]", "42", '"a string"', "null", "{not json"])
+def test_run_files_that_are_not_json_objects_read_as_missing(tmp_path, text):
+    """A report.json, run-data.json or compare.json edited into a list or a number is shown as not there yet."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("report.json", "run-data.json", "compare.json"):
+        (folder / name).write_text(text, encoding="utf-8")
+    shown = "".join(parse(write_report_html(folder).read_text(encoding="utf-8")).text)
+    assert "no report.json yet" in shown and "No comparison yet" in shown
+
+
 def test_answers_older_than_the_adapter_are_marked(tmp_path):
     import os
 
