@@ -252,7 +252,7 @@ def synth(
     import os
     from collections import Counter
 
-    from gpudoctor.cli.output import err_console
+    from gpudoctor.cli.output import progress
     from gpudoctor.data.load import load_dataset
     from gpudoctor.data.synth import RetryPolicy, endpoint_generator, local_generator, open_output
     from gpudoctor.errors import BadInput
@@ -267,14 +267,14 @@ def synth(
             raise BadInput(f"{prompt_file}: cannot read the prompt ({type(err).__name__})") from None
     dataset = load_dataset(examples)
     saved = open_output(output, dataset)
-    errors = err_console()
+    say = progress()
     if saved.note:
-        errors.print(saved.note, markup=False, soft_wrap=True)
+        say(saved.note)
     retried: Counter[str] = Counter()
 
     def on_retry(reason: str, failed: int, allowed: int, wait: float) -> None:
         retried[reason] += 1
-        errors.print(f"{reason}: try {failed + 1} of {allowed} in {wait:.1f} s", markup=False, soft_wrap=True)
+        say(f"{reason}: try {failed + 1} of {allowed} in {wait:.1f} s")
 
     if endpoint is not None:
         policy = RetryPolicy(tries=retries + 1, base=backoff, cap=max(backoff, 30.0))
@@ -287,23 +287,23 @@ def synth(
 
 def _synth_saving(dataset: Dataset, n: int, generate: Callable[[str], str], saved: SynthOutput, retried: Counter[str], **options: Any) -> int:
     """Run synth into `saved`; an interruption or a failure says what the output keeps and how to go on."""
-    from gpudoctor.cli.output import console, err_console
+    from gpudoctor.cli.output import console, progress
     from gpudoctor.data.synth import TRIES_PER_RECORD, sigterm_as_interrupt, synthesize
     from gpudoctor.errors import EXIT_INTERRUPTED, GpudoctorError, ProblemFound
 
-    errors = err_console()
+    say = progress()
     kept = f"{saved.path} keeps {{}} of {n} records; run the same command again to make the rest"
     if saved.resumed >= n:
         console().print(f"{saved.path} already holds {saved.resumed} records (-n {n}); nothing to make", markup=False, soft_wrap=True)
         return 0
     if saved.resumed:
-        errors.print(f"{saved.path}: {saved.resumed} records from an earlier run; making {n - saved.resumed} more", markup=False, soft_wrap=True)
+        say(f"{saved.path}: {saved.resumed} records from an earlier run; making {n - saved.resumed} more")
     try:
         with sigterm_as_interrupt():
             result = synthesize(dataset, n, generate, output=saved, **options,
-                                progress=lambda done, total: errors.print(f"generated {done}/{total}", markup=False, soft_wrap=True))
+                                progress=lambda done, total: say(f"generated {done}/{total}"))
     except KeyboardInterrupt:
-        errors.print("gpudoctor: interrupted: " + kept.format(len(saved.records)), markup=False, soft_wrap=True)
+        say("gpudoctor: interrupted: " + kept.format(len(saved.records)))
         return EXIT_INTERRUPTED
     except GpudoctorError as err:
         if len(saved.records) > saved.resumed:
