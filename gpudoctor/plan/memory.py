@@ -9,6 +9,8 @@ thumb:
         static  = base weights + 16-bit/fp32 leftovers + LoRA weights + LoRA grads + optimizer states
         dynamic = max over the step's phases of what is alive then:
             loss phase:   saved activations (or checkpoints) + the final norm and lm_head inputs + the loss
+                          (LitGPT's chunked lm_head: the largest of its moments, the previous micro batch's
+                          graph included where the loop still references it)
             layer phase:  checkpoints + one layer recomputed + its backward temporaries (+ held logits)
             optimizer:    the optimizer's step temporaries (activations are gone by then)
     peak_reserved  = peak_allocated + what the caching allocator holds free at that peak
@@ -173,7 +175,8 @@ LOSSES = {
     "trl-chunked": Loss(_same(18, 18), chunk_tokens=256, head_copy=4),
     # LitGPT (chunked_cross_entropy, bf16-true): lm_head in chunks of 128 positions whose 16-bit logits all
     # stay in a list, each chunk's 16-bit log-softmax saved (4 per logit of the whole sequence); a chunk's
-    # backward adds its gradient and its input's (2 + 2).
+    # backward adds its gradient and its input's (2 + 2). Every term is in the dtype of the logits the loss
+    # gets: with Recipe.fp32_output (Lightning's convert_output) each doubles (litgpt_moments).
     "litgpt": Loss(_same(4, 9), chunk_tokens=128, whole=(4, 4), chunk_per_row=True),
     # torchtune 2024 recipes: logits = model(x) (.float() in TransformerDecoder), the shifted contiguous
     # copy kept in the loop's `logits` through backward, CrossEntropyLoss over (B, V, S).
@@ -215,7 +218,14 @@ class Recipe:
     fused_qkv_lora: LoRA on a fused qkv projection with one dropout (LitGPT's LoRAQKVLinear);
     saves_4bit_input: the 4-bit matmul saves its input (bitsandbytes < 0.43.2);
     head_4bit: the lm_head is quantized too (Lightning's BitsandbytesPrecision replaces every nn.Linear);
-    dequant: bytes per weight of the whole-weight copy a 4-bit matmul's backward makes (see DEQUANT_BYTES)."""
+    dequant: bytes per weight of the whole-weight copy a 4-bit matmul's backward makes (see DEQUANT_BYTES);
+    keeps_previous_step: the loop still references the previous micro batch's graph (through its model
+      output) while the next forward runs, so that output and what the graph's nodes hold outside
+      save_for_backward (bitsandbytes < 0.43.2's 4-bit inputs) are alive at the next forward's end
+      (LitGPT 2024's finetune/lora.py; see previous_step_bytes); modelled for the LitGPT loss;
+    fp32_output: the model's output (the logits) is cast to fp32 before the loss (Lightning Fabric's
+      _FabricModule.forward -> precision.convert_output, to torch.get_default_dtype()); modelled for
+      the LitGPT loss, which then keeps fp32 logits and an fp32 log-softmax."""
 
     name: str
     loss: str
@@ -230,6 +240,8 @@ class Recipe:
     saves_4bit_input: bool = False
     head_4bit: bool = False
     dequant: int = DEQUANT_BYTES["same"]
+    keeps_previous_step: bool = False
+    fp32_output: bool = False
 
 
 def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
@@ -571,9 +583,71 @@ class Phases:
     layer_cached: float  # free blocks beside the layer phase's peak
 
 
+def retained_4bit_inputs(model: ModelSpec, settings: Settings, recipe: Recipe) -> float:
+    """Bytes per token of the 4-bit matmuls' inputs a graph keeps after its backward: bitsandbytes 0.41.0-0.43.1
+    MatMul4Bit.forward stores `ctx.tensors = (A, B)` as a plain attribute of the node, not through
+    save_for_backward, so backward does not free A and it lives as long as the node does (bitsandbytes
+    0.43.2, PR #1270, commit 9e753741, stores (None, B)). One tensor per input group of every layer (the
+    projections reading one tensor share it), less layer 0's qkv input: the frozen embedding's output needs
+    no grad, and MatMul4Bit then keeps (None, None); plus the final norm's output where the lm_head is 4-bit
+    (its chunks are views of it)."""
+    if settings.method != "qlora" or not recipe.saves_4bit_input:
+        return 0.0
+    present = set(linear_names(model))
+    per_layer = sum(_group_width(model, group) for group, members in INPUT_GROUPS if present & set(members))
+    total = model.num_hidden_layers * per_layer - model.hidden_size
+    if head_quantized(model, settings, recipe):
+        total += model.hidden_size
+    return DTYPE_BYTES[settings.compute_dtype] * total
+
+
+def previous_step_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> float:
+    """What the previous micro batch still holds while the next forward runs (Recipe.keeps_previous_step).
+    LitGPT's finetune/lora.py (00af8b0d L304; the same at 4a9b7e62, 5895df10, f247be87, e5493986) runs
+    `logits = model(input_ids, lm_head_chunk_size=128)` and at L320 rebinds `loss` to a float each step,
+    so the last step's graph, referenced through `logits`' grad_fn, is freed only once the next forward
+    has returned: until then its model output and its nodes' 4-bit inputs (retained_4bit_inputs) are alive."""
+    if not recipe.keeps_previous_step:
+        return 0.0
+    out = 4 if recipe.fp32_output else DTYPE_BYTES[settings.compute_dtype]
+    tokens = settings.micro_batch * settings.seq_len
+    return tokens * (out * model.vocab_size + retained_4bit_inputs(model, settings, recipe))
+
+
+def litgpt_moments(model: ModelSpec, settings: Settings, recipe: Recipe) -> dict[str, float]:
+    """LitGPT's lm_head over chunks of 128 positions and chunked_cross_entropy: what is alive beyond the head's
+    input at each moment that can be the loss phase's peak (profiled on the CPU:
+    tests/plan/test_memory.py::test_litgpt_fp32_logits_and_lm_head_moments_match_the_profile).
+
+    With fp32_output, Lightning's _FabricModule.forward casts the returned chunks to fp32 (precision.
+    convert_output to torch.get_default_dtype(): lightning 71aed751 (lit-gpt 8641822's pin) fabric/wrappers.py
+    L116-123, 2.1.0 L116-124, 2.2.0 L134-142; BitsandbytesPrecision.convert_output, 7e87ce05
+    bitsandbytes.py L155-156), so the loss keeps fp32 logits and saves an fp32 log-softmax: the LitGPT
+    loss's terms double. forward_end: the 16-bit chunks and their fp32 copies; forward_head: the last
+    chunk's matmul dequantizing a 4-bit lm_head beside the chunks before it; head_backward: the output the
+    loop holds, every chunk's 16-bit gradient and the dequantized lm_head. The forward moments carry the
+    previous micro batch (previous_step_bytes)."""
+    a = DTYPE_BYTES[settings.compute_dtype]
+    out = 4 if recipe.fp32_output else a
+    loss = LOSSES[recipe.loss]
+    logits = settings.micro_batch * settings.seq_len * model.vocab_size
+    chunks = -(-settings.seq_len // loss.chunk_tokens)
+    head_dequant = dequant_bytes(model, settings, recipe)[1]
+    before = previous_step_bytes(model, settings, recipe)
+    chunk = loss.chunk(settings.micro_batch, settings.seq_len) * model.vocab_size
+    scale = out / a  # every term of the LitGPT loss is in the dtype of the logits it gets
+    return {
+        "forward_end": before + (a + (out if recipe.fp32_output else 0)) * logits,
+        "forward_head": before + a * (1 - 1 / chunks) * logits + head_dequant,
+        "loss": scale * (loss.whole[0] * logits + loss.peak(settings.micro_batch, recipe.holds_outputs)[0] * chunk),
+        "head_backward": (out + a) * logits + head_dequant,
+    }
+
+
 def loss_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> tuple[float, float]:
     """(allocated, cached beside it) of the loss phase without the saved activations: the final RMSNorm's
-    and lm_head's saved inputs, an autocast copy of an fp32 lm_head, the logits and what the loss keeps."""
+    and lm_head's saved inputs, an autocast copy of an fp32 lm_head, the logits and what the loss keeps, and
+    the lm_head's dequantized copy where it is 4-bit; LitGPT's loss: its largest moment (litgpt_moments)."""
     a = DTYPE_BYTES[settings.compute_dtype]
     h, vocab = model.hidden_size, model.vocab_size
     tokens = settings.micro_batch * settings.seq_len
@@ -591,7 +665,11 @@ def loss_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> tuple[fl
         allocated, reserved = allocated + 2 * a, reserved + 2 * a  # Gemma 2's tanh soft-cap: two more 16-bit copies
     logits = allocated * chunk * vocab + loss.whole[0] * tokens * vocab + loss.head_copy * vocab * h
     cached = (reserved - allocated) * chunk * vocab + (loss.whole[1] - loss.whole[0]) * tokens * vocab
-    return (final_norm + head_input) * tokens + head_cast + logits, cached
+    head = (final_norm + head_input) * tokens + head_cast
+    if loss.chunk_per_row:
+        scale = 4 / a if recipe.fp32_output else 1
+        return head + max(litgpt_moments(model, settings, recipe).values()), scale * cached
+    return head + logits + dequant_bytes(model, settings, recipe)[1], cached
 
 
 def phases(model: ModelSpec, settings: Settings, recipe: Recipe, device: str) -> Phases:
@@ -622,8 +700,7 @@ def phases(model: ModelSpec, settings: Settings, recipe: Recipe, device: str) ->
     shards = settings.world_size if settings.strategy == "fsdp" else 1
     optimizer = lora_params(model, settings) * OPTIMIZER_STEP_TEMPS[settings.optimizer] * recipe.adapter / shards
     loss_phase, loss_cached = loss_bytes(model, settings, recipe)
-    layer_dequant, head_dequant = dequant_bytes(model, settings, recipe)
-    loss_phase += head_dequant
+    layer_dequant = dequant_bytes(model, settings, recipe)[0]
     backward_temp += layer_dequant  # FSDP gathers the whole weight before the matmul
     # The layers' share of the cache: MLP-wide blocks of one layer freed in forward or backward that the
     # next, differently sized requests do not fit (LAYER_CACHED, replayed on the CPU).

@@ -13,7 +13,10 @@ recipe's dtypes:
 - `saved_bytes(...)`: bytes autograd saves in one decoder layer (saved_tensors_hooks);
 - `step_peaks(...)`: peak allocated bytes of one training step (torch.profiler memory events, tensors
   made before the step left out) and the CUDA caching allocator's reserved peak for it
-  (caching_allocator.py).
+  (caching_allocator.py);
+- `LitGPTLike`, `fabric_output`, `lit_chunked_loss`, `bitsandbytes_ctx_tensors()`, `live_after(...)`: LitGPT
+  QLoRA through Lightning Fabric (4-bit lm_head, fp32 output, bitsandbytes < 0.43.2 keeping each 4-bit input
+  on its graph node) and the bytes a call leaves alive.
 
 The losses at the bottom are written here from the cited code of each version (they are not imported:
 old transformers versions are not installed); gpudoctor's lean chunked loss is the test's own, so these
@@ -246,3 +249,116 @@ def trl_chunked_loss(hidden, weight, labels, chunk):
         part = checkpoint(_trl_chunk, flat[start : start + chunk], weight, targets[start : start + chunk], use_reentrant=False)[0]
         total = part if total is None else total + part
     return total / targets.numel(), None
+
+
+# LitGPT (2023-2024) QLoRA through Lightning Fabric, reduced to what changes bytes between micro batches and
+# at the lm_head: written here from litgpt/model.py and litgpt/lora.py (00af8b0d), Lightning's
+# BitsandbytesPrecision (every nn.Linear, lm_head included, quantized from fp16) and _FabricModule.forward.
+
+
+@contextlib.contextmanager
+def bitsandbytes_ctx_tensors():
+    """bitsandbytes 0.41.0-0.43.1 MatMul4Bit.forward: `ctx.tensors = (A, B)`, a plain attribute of the graph
+    node (not save_for_backward), so backward does not free A: it lives as long as the node (0.43.2, PR #1270,
+    stores (None, B))."""
+    from bitsandbytes.autograd import _functions
+
+    forward = _functions.MatMul4Bit.forward
+
+    def keeping(ctx, A, B, out=None, bias=None, quant_state=None):
+        result = forward(ctx, A, B, out, bias, quant_state)
+        if any(ctx.needs_input_grad[:2]):
+            ctx.tensors = (A, ctx.tensors[1])
+        return result
+
+    _functions.MatMul4Bit.forward = staticmethod(keeping)
+    try:
+        yield
+    finally:
+        _functions.MatMul4Bit.forward = forward
+
+
+def lightning_4bit(in_f: int, out_f: int):
+    """Lightning's _Linear4bit: NF4 from `weight.to(torch.half)`, bf16 compute dtype."""
+    layer = bnb.nn.Linear4bit(in_f, out_f, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
+    weight = (torch.randn(out_f, in_f) * 0.02).to(torch.half)
+    layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")._quantize("cpu")
+    return layer
+
+
+class _LitRMSNorm(torch.nn.Module):
+    def __init__(self, h):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(h, dtype=torch.bfloat16), requires_grad=False)
+
+    def forward(self, x):  # litgpt/model.py RMSNorm at 00af8b0d: x.float() ... .to(dtype)
+        norm = torch.mean(x.float() * x.float(), dim=-1, keepdim=True)
+        return (x.float() * torch.rsqrt(norm + 1e-5)).to(x.dtype) * self.weight
+
+
+class _LitBlock(torch.nn.Module):
+    def __init__(self, h, inter, heads, r):
+        super().__init__()
+        self.heads, self.norm_1, self.norm_2 = heads, _LitRMSNorm(h), _LitRMSNorm(h)
+        self.attn, self.proj = lightning_4bit(h, 3 * h), lightning_4bit(h, h)
+        self.lora_a = torch.nn.Parameter(torch.randn(r, h, dtype=torch.bfloat16) * 0.02)
+        self.lora_b = torch.nn.Parameter(torch.zeros(3 * h, r, dtype=torch.bfloat16))
+        self.fc_1, self.fc_2, self.mlp_proj = lightning_4bit(h, inter), lightning_4bit(h, inter), lightning_4bit(inter, h)
+
+    def forward(self, x):
+        rows, seq, h = x.shape
+        n = self.norm_1(x)
+        qkv = self.attn(n) + (n @ self.lora_a.t()) @ self.lora_b.t()  # LoRA on the fused qkv
+        q, k, v = qkv.view(rows, seq, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(rows, seq, h)
+        x = x + self.proj(y)
+        n = self.norm_2(x)
+        return x + self.mlp_proj(F.silu(self.fc_1(n)) * self.fc_2(n))
+
+
+class LitGPTLike(torch.nn.Module):
+    """wte, Blocks, ln_f and a 4-bit lm_head applied to 128-position chunks (GPT.forward(lm_head_chunk_size=128))."""
+
+    def __init__(self, h=128, inter=352, layers=2, heads=4, vocab=2048, r=8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.wte = torch.nn.Embedding(vocab, h).to(torch.bfloat16).requires_grad_(False)
+        self.blocks = torch.nn.ModuleList(_LitBlock(h, inter, heads, r) for _ in range(layers))
+        self.ln_f, self.lm_head = _LitRMSNorm(h), lightning_4bit(h, vocab)
+
+    def forward(self, ids, chunk=128):
+        x = self.wte(ids)
+        for block in self.blocks:
+            x = block(x)
+        return lit_head(self.ln_f(x), self.lm_head, chunk)
+
+
+def lit_head(x, lm_head, chunk=128):
+    return [lm_head(part) for part in x.split(chunk, dim=1)]
+
+
+def fabric_output(logits, fp32=True):
+    """_FabricModule.forward -> precision.convert_output: floating outputs to torch.get_default_dtype() (fp32)."""
+    return [part.to(torch.float32) for part in logits] if fp32 else logits
+
+
+def lit_chunked_loss(logits, ids):
+    """finetune/lora.py's shift and chunked_cross_entropy (litgpt/utils.py) over the list of chunks."""
+    logits[-1] = logits[-1][..., :-1, :]
+    targets = ids[..., 1:].split(logits[0].size(1), dim=1)
+    losses = [F.cross_entropy(l.reshape(-1, l.size(-1)), t.reshape(-1), reduction="none") for l, t in zip(logits, targets)]
+    return torch.cat(losses).mean()
+
+
+def live_after(call) -> int:
+    """Bytes allocated during `call()` and still alive when it returns (what it returns included)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        kept = call()
+    live: dict[object, int] = {}
+    for action, key, size in profiled_events(prof):
+        if action == "alloc":
+            live[key] = size
+        else:
+            live.pop(key, None)
+    del kept
+    return sum(live.values())

@@ -182,8 +182,84 @@ def test_a_quantized_lm_head_is_stored_in_4_bits_and_dequantized_whole_at_the_lo
     table = model.vocab_size * model.hidden_size
     assert before["base_16bit"] - after["base_16bit"] == pytest.approx(2 * table, rel=1e-6)
     assert after["base_weights"] - before["base_weights"] == pytest.approx(memory.NF4_BYTES * table, rel=1e-6)
-    assert after.get("logits", 0) - before.get("logits", 0) == pytest.approx(4 * table, rel=1e-6)
+    # The peak is the lm_head's backward: the 16-bit logits, their gradients and the dequantized lm_head.
+    tokens, logits = 1024, 1024 * model.vocab_size
+    head_input = 4 * model.hidden_size * tokens  # the final norm's saved input and the lm_head's (16-bit)
+    assert after["logits"] - head_input == pytest.approx(4 * logits + 4 * table, rel=1e-6)
+    assert memory.litgpt_moments(model, settings, quantized)["head_backward"] == pytest.approx(4 * logits + 4 * table, rel=1e-6)
     assert memory.dequant_bytes(model, dataclasses.replace(settings, method="lora"), quantized) == (0.0, 0.0)
+
+
+# ---- LitGPT through Lightning Fabric: the previous micro batch's graph, fp32 logits ------------------
+
+LITGPT = R("litgpt-2024", "litgpt", adapter=2, autocast=False, head_4bit=True, dequant=4, keeps_previous_step=True, fp32_output=True)
+
+
+@pytest.mark.parametrize(("old_bnb", "fp32"), [(True, True), (False, True), (True, False)])
+def test_litgpt_keeps_the_previous_steps_logits_and_old_4bit_inputs_past_its_backward(old_bnb, fp32):
+    """LitGPT's loop keeps `logits` (and so the step's graph) until the next forward returns. What a step leaves
+    alive after its backward, measured with torch.profiler on a LitGPT-shaped QLoRA model (real NF4 layers,
+    lm_head included): its model output (fp32 through Fabric) and, with bitsandbytes < 0.43.2's
+    ctx.tensors = (A, B), every 4-bit matmul's input but layer 0's qkv one: memory.previous_step_bytes."""
+    import contextlib
+
+    import torch
+    from recipe_models import LitGPTLike, bitsandbytes_ctx_tensors, fabric_output, lit_chunked_loss, live_after
+
+    rows, seq = 2, 256
+    model = LitGPTLike(h=128, inter=352, layers=2, heads=4, vocab=2048)
+    ids = torch.randint(0, 2048, (rows, seq))
+
+    def step():
+        logits = fabric_output(model(ids), fp32)
+        lit_chunked_loss(logits, ids).backward()
+        return logits  # the loop's `logits`; its `loss` becomes a float
+
+    with bitsandbytes_ctx_tensors() if old_bnb else contextlib.nullcontext():
+        step()  # the LoRA gradients exist from here on
+        alive = live_after(step)
+    spec = ModelSpec("litgpt-like", "llama", 128, 352, 2, 4, 4, 2048, 4096)
+    settings = Settings(method="qlora", compute_dtype="bf16", seq_len=seq, micro_batch=rows, grad_ckpt=False, lora_targets=["q_proj", "v_proj"])
+    recipe = dataclasses.replace(LITGPT, saves_4bit_input=old_bnb, fp32_output=fp32)
+    output = (4 if fp32 else 2) * rows * seq * 2048
+    inputs = memory.retained_4bit_inputs(spec, settings, recipe) * rows * seq
+    assert inputs == (2 * 2 * (2 * 128 + 128 + 352) * rows * seq if old_bnb else 0)  # 2 layers x 4 inputs - qkv0 + ln_f
+    assert alive - output == pytest.approx(inputs, abs=0.01 * 2 * 1472 * rows * seq)
+    assert alive == pytest.approx(memory.previous_step_bytes(spec, settings, recipe), rel=0.01)
+
+
+@pytest.mark.parametrize(("fp32", "rows", "seq", "h", "vocab", "moment"), [
+    (True, 2, 256, 256, 4096, "loss"),
+    (True, 1, 384, 512, 2048, "head_backward"),
+    (False, 1, 512, 512, 4096, "head_backward"),
+])  # fmt: skip
+def test_litgpt_fp32_logits_and_lm_head_moments_match_the_profile(fp32, rows, seq, h, vocab, moment):
+    """A 4-bit lm_head (quantized from fp16) over 128-position chunks, Fabric's fp32 cast of the chunks, the
+    shift and chunked_cross_entropy, forward and backward, profiled: the peak is memory.litgpt_moments' largest.
+    With fp32 output the loss holds fp32 logits, an fp32 log-softmax and two fp32 gradients of a chunk (8 + 8
+    per chunk logit); the lm_head's backward the held output, the 16-bit gradients and the dequantized head."""
+    import torch
+    from caching_allocator import profiled_events, replay
+    from recipe_models import fabric_output, lightning_4bit, lit_chunked_loss, lit_head, profiled
+
+    head = lightning_4bit(h, vocab)
+    hidden = torch.randn(rows, seq, h, dtype=torch.bfloat16, requires_grad=True)
+    ids = torch.randint(0, vocab, (rows, seq))
+
+    def step():
+        logits = fabric_output(lit_head(hidden, head), fp32)  # the loop's `logits`, referenced through backward
+        lit_chunked_loss(logits, ids).backward()
+        hidden.grad = None
+
+    allocated, _ = replay(profiled_events(profiled(step)))
+    spec = ModelSpec("head", "llama", h, 4 * h, 1, 4, 4, vocab, 4096)
+    settings = Settings(method="qlora", compute_dtype="bf16", seq_len=seq, micro_batch=rows, grad_ckpt=False, lora_targets=["q_proj", "v_proj"])
+    moments = memory.litgpt_moments(spec, settings, dataclasses.replace(LITGPT, keeps_previous_step=False, fp32_output=fp32))
+    assert max(moments, key=moments.get) == moment
+    assert allocated == pytest.approx(moments[moment], rel=0.02)
+    if moment == "loss":
+        logits, chunk = rows * seq * vocab, rows * 128 * vocab
+        assert moments["loss"] == 8 * logits + 8 * chunk
 
 
 def test_installed_versions_read_package_metadata_only(monkeypatch):
