@@ -225,7 +225,10 @@ class Recipe:
       (LitGPT 2024's finetune/lora.py; see previous_step_bytes); modelled for the LitGPT loss;
     fp32_output: the model's output (the logits) is cast to fp32 before the loss (Lightning Fabric's
       _FabricModule.forward -> precision.convert_output, to torch.get_default_dtype()); modelled for
-      the LitGPT loss, which then keeps fp32 logits and an fp32 log-softmax."""
+      the LitGPT loss, which then keeps fp32 logits and an fp32 log-softmax;
+    fsdp_holds_layer_inputs: under FSDP with checkpointing, every decoder layer keeps its recomputed input
+      and that input's gradient until backward ends (transformers 4.39-4.51's Trainer; see
+      fsdp_held_input_grads)."""
 
     name: str
     loss: str
@@ -242,6 +245,7 @@ class Recipe:
     dequant: int = DEQUANT_BYTES["same"]
     keeps_previous_step: bool = False
     fp32_output: bool = False
+    fsdp_holds_layer_inputs: bool = False
 
 
 def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
@@ -258,7 +262,9 @@ def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
       for any LoRA/QLoRA run (src/axolotl/loaders/model.py, _configure_embedding_dtypes and
       _convert_embedding_modules_dtype, commit 067b021c); QLoRA+FSDP skips the preparation.
     fsdp-qlora: Answer.AI's train.py: the model in bf16 throughout (quant_storage bf16, no autocast, no
-      prepare), LoRA layers in the base dtype, the output held through backward."""
+      prepare), LoRA layers in the base dtype, the output held through backward.
+    trl and axolotl train through transformers' Trainer: with transformers 4.39-4.51 under FSDP each
+      decoder layer's input and its gradient live to the end of backward (fsdp_holds_layer_inputs)."""
     a = DTYPE_BYTES[settings.compute_dtype]
     kbit = settings.method == "qlora"
     sharded = settings.strategy == "fsdp" and settings.world_size > 1
@@ -272,15 +278,31 @@ def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
         return Recipe("gpudoctor", "chunked", adapter=4, **common)
     if settings.recipe == "fsdp-qlora":
         return Recipe("fsdp-qlora", loss, adapter=a, autocast=False, holds_outputs=True, **common)
+    trainer = {"fsdp_holds_layer_inputs": trainer_holds_fsdp_layer_inputs(versions)}
     if settings.recipe == "axolotl":
-        return Recipe("axolotl", loss, adapter=peft_adapter, **common)
+        return Recipe("axolotl", loss, adapter=peft_adapter, **common, **trainer)
     if at_least(versions.trl, "0.26"):
         trl_loss = "trl-chunked" if at_least(versions.trl, "1.7") else loss
-        return Recipe("trl", trl_loss, adapter=a if kbit else peft_adapter, **common)
+        return Recipe("trl", trl_loss, adapter=a if kbit else peft_adapter, **common, **trainer)
     if kbit and not sharded:
         head = a if settings.compute_dtype == "bf16" else 4  # peft_module_casting_to_bf16 only with bf16
-        return Recipe("trl", loss, norm=4, embed=head, lm_head=head, adapter=peft_adapter, saves_4bit_input=old_bnb)
-    return Recipe("trl", loss, adapter=a if (kbit and sharded) else peft_adapter, **common)
+        return Recipe("trl", loss, norm=4, embed=head, lm_head=head, adapter=peft_adapter, saves_4bit_input=old_bnb, **trainer)
+    return Recipe("trl", loss, adapter=a if (kbit and sharded) else peft_adapter, **common, **trainer)
+
+
+def trainer_holds_fsdp_layer_inputs(versions: Versions) -> bool:
+    """Whether transformers' Trainer, under FSDP with gradient checkpointing, keeps every decoder layer's
+    input and its gradient until backward ends (measured on the CPU: bench/fsdp_retention.py).
+
+    From 4.39 the Trainer wraps a PEFT LoRA model with peft's fsdp_auto_wrap_policy (_fsdp_qlora_plugin_
+    updates): the LoRA Linears are units of their own, so a decoder layer's flat parameter is frozen and
+    FSDP reshards it from a multi-grad hook on the layer's inputs (torch _register_post_backward_reshard_
+    only_hook, PR 101982). Before 4.52 the model's forward checkpoints around the FSDP unit with the
+    reentrant checkpoint (the default until 5.0), so the unit's inputs are the recomputation's detached
+    leaves: the hook's AccumulateGrad node keeps each leaf, and the gradient accumulated into its .grad,
+    alive until FSDP's final callback drops the hook state. From 4.52 (GradientCheckpointingLayer) the
+    checkpoint runs inside the unit, on the layer's real input, and nothing is kept."""
+    return at_least(versions.transformers, "4.39") and not at_least(versions.transformers, "4.52")
 
 
 def recipe_named(name: str) -> None:
@@ -672,6 +694,20 @@ def loss_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> tuple[fl
     return head + logits + dequant_bytes(model, settings, recipe)[1], cached
 
 
+def fsdp_held_input_grads(model: ModelSpec, settings: Settings, recipe: Recipe) -> float:
+    """Bytes the layer phase holds at its peak when every decoder layer keeps its input and that input's
+    gradient to the end of backward (Recipe.fsdp_holds_layer_inputs): the checkpoints are not freed as
+    backward passes them, and at the first layer's backward the gradients of the other layers' inputs are
+    all alive, one hidden state each in the residual stream's dtype. Profiled on the CPU under FSDP: the
+    peak grows by two hidden states per layer instead of one (bench/fsdp_retention.py,
+    tests/plan/test_fsdp_memory.py)."""
+    sharded = settings.strategy == "fsdp" and settings.world_size > 1
+    if not (sharded and settings.grad_ckpt and recipe.fsdp_holds_layer_inputs):
+        return 0.0
+    steady = flows(model, settings, recipe)[1]
+    return (model.num_hidden_layers - 1) * steady.input * model.hidden_size * settings.micro_batch * settings.seq_len
+
+
 def phases(model: ModelSpec, settings: Settings, recipe: Recipe, device: str) -> Phases:
     """The dynamic memory of one micro batch: saved activations and each phase's temporaries."""
     a = DTYPE_BYTES[settings.compute_dtype]
@@ -701,7 +737,7 @@ def phases(model: ModelSpec, settings: Settings, recipe: Recipe, device: str) ->
     optimizer = lora_params(model, settings) * OPTIMIZER_STEP_TEMPS[settings.optimizer] * recipe.adapter / shards
     loss_phase, loss_cached = loss_bytes(model, settings, recipe)
     layer_dequant = dequant_bytes(model, settings, recipe)[0]
-    backward_temp += layer_dequant  # FSDP gathers the whole weight before the matmul
+    backward_temp += layer_dequant + fsdp_held_input_grads(model, settings, recipe)  # FSDP gathers the whole weight before the matmul
     # The layers' share of the cache: MLP-wide blocks of one layer freed in forward or backward that the
     # next, differently sized requests do not fit (LAYER_CACHED, replayed on the CPU).
     layer_cached = LAYER_CACHED * a * inter * tokens

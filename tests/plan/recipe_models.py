@@ -94,22 +94,29 @@ def cuda_peft():
 
 
 @contextlib.contextmanager
-def old_bitsandbytes():
+def matmul_4bit_keeping_input(keep):
+    """bitsandbytes' MatMul4Bit.forward, then keep(ctx, A) wherever a gradient is needed: how an older
+    bitsandbytes held the 4-bit layer's input A, patched into today's."""
     from bitsandbytes.autograd import _functions
 
     forward = _functions.MatMul4Bit.forward
 
-    def saving(ctx, A, B, out=None, bias=None, quant_state=None):
+    def keeping(ctx, A, B, out=None, bias=None, quant_state=None):
         result = forward(ctx, A, B, out, bias, quant_state)
         if any(ctx.needs_input_grad[:2]):
-            ctx.save_for_backward(A)  # bitsandbytes < 0.43.2: ctx.tensors = (A, B)
+            keep(ctx, A)
         return result
 
-    _functions.MatMul4Bit.forward = staticmethod(saving)
+    _functions.MatMul4Bit.forward = staticmethod(keeping)
     try:
         yield
     finally:
         _functions.MatMul4Bit.forward = forward
+
+
+def old_bitsandbytes():
+    """bitsandbytes < 0.43.2 saving A for backward, counted as a saved tensor (saved-tensor hooks see it)."""
+    return matmul_4bit_keeping_input(lambda ctx, A: ctx.save_for_backward(A))
 
 
 def saved_bytes(model, tokens: int, input_dtype, *, autocast=True, cuda=True, old_bnb=False) -> int:
@@ -256,26 +263,11 @@ def trl_chunked_loss(hidden, weight, labels, chunk):
 # BitsandbytesPrecision (every nn.Linear, lm_head included, quantized from fp16) and _FabricModule.forward.
 
 
-@contextlib.contextmanager
 def bitsandbytes_ctx_tensors():
     """bitsandbytes 0.41.0-0.43.1 MatMul4Bit.forward: `ctx.tensors = (A, B)`, a plain attribute of the graph
     node (not save_for_backward), so backward does not free A: it lives as long as the node (0.43.2, PR #1270,
     stores (None, B))."""
-    from bitsandbytes.autograd import _functions
-
-    forward = _functions.MatMul4Bit.forward
-
-    def keeping(ctx, A, B, out=None, bias=None, quant_state=None):
-        result = forward(ctx, A, B, out, bias, quant_state)
-        if any(ctx.needs_input_grad[:2]):
-            ctx.tensors = (A, ctx.tensors[1])
-        return result
-
-    _functions.MatMul4Bit.forward = staticmethod(keeping)
-    try:
-        yield
-    finally:
-        _functions.MatMul4Bit.forward = forward
+    return matmul_4bit_keeping_input(lambda ctx, A: setattr(ctx, "tensors", (A, ctx.tensors[1])))
 
 
 def lightning_4bit(in_f: int, out_f: int):
