@@ -29,15 +29,9 @@ import fsdp_step  # noqa: E402
 def model_growth(tokens: int, layers: tuple[int, int]) -> float:
     """The memory model's growth per layer of checkpoints plus held gradients, in hidden states."""
     from gpudoctor.plan import memory
-    from gpudoctor.settings import Settings
-    from gpudoctor.types import ModelSpec
 
-    settings = Settings(recipe="trl", method="lora", quant=None, compute_dtype="bf16", lora_r=8, lora_alpha=16, lora_targets=["q_proj", "k_proj", "v_proj", "o_proj"], seq_len=tokens, micro_batch=1, grad_ckpt=True, gpus=2, strategy="fsdp")
-    recipe = memory.recipe_for(settings, memory.installed_versions(("transformers", "peft")))
-    held = []
-    for count in layers:
-        spec = ModelSpec("fsdp-tiny", "llama", fsdp_step.HIDDEN, fsdp_step.INTER, count, fsdp_step.HEADS, fsdp_step.KV_HEADS, fsdp_step.VOCAB, 4096)
-        held.append(memory.phases(spec, settings, recipe, "cuda").saved + memory.fsdp_held_input_grads(spec, settings, recipe))
+    versions = memory.installed_versions(("transformers", "peft"))
+    held = [fsdp_step.modelled_hidden_states(count, tokens, versions) for count in layers]
     return (held[1] - held[0]) / (layers[1] - layers[0]) / fsdp_step.hidden_copy_bytes(tokens)
 
 

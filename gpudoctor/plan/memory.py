@@ -248,6 +248,11 @@ class Recipe:
     fsdp_holds_layer_inputs: bool = False
 
 
+def sharded(settings: Settings) -> bool:
+    """FSDP over more than one process: the weights, gradients and optimizer states are split."""
+    return settings.strategy == "fsdp" and settings.world_size > 1
+
+
 def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
     """The Recipe that settings.recipe names, resolved for these settings and library versions.
 
@@ -267,7 +272,6 @@ def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
       decoder layer's input and its gradient live to the end of backward (fsdp_holds_layer_inputs)."""
     a = DTYPE_BYTES[settings.compute_dtype]
     kbit = settings.method == "qlora"
-    sharded = settings.strategy == "fsdp" and settings.world_size > 1
     old_bnb = kbit and not at_least(versions.bitsandbytes, "0.43.2")
     loss = hf_loss(versions.transformers)
     # peft 0.6-0.11 moved new adapters to the base weight's float dtype (a 4-bit weight is not float, so
@@ -284,10 +288,10 @@ def recipe_for(settings: Settings, versions: Versions = TODAY) -> Recipe:
     if at_least(versions.trl, "0.26"):
         trl_loss = "trl-chunked" if at_least(versions.trl, "1.7") else loss
         return Recipe("trl", trl_loss, adapter=a if kbit else peft_adapter, **common, **trainer)
-    if kbit and not sharded:
+    if kbit and not sharded(settings):
         head = a if settings.compute_dtype == "bf16" else 4  # peft_module_casting_to_bf16 only with bf16
         return Recipe("trl", loss, norm=4, embed=head, lm_head=head, adapter=peft_adapter, saves_4bit_input=old_bnb, **trainer)
-    return Recipe("trl", loss, adapter=a if (kbit and sharded) else peft_adapter, **common, **trainer)
+    return Recipe("trl", loss, adapter=a if (kbit and sharded(settings)) else peft_adapter, **common, **trainer)
 
 
 def trainer_holds_fsdp_layer_inputs(versions: Versions) -> bool:
@@ -583,7 +587,7 @@ def static_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> dict[s
     }
     if settings.strategy == "ddp" and settings.world_size > 1:
         breakdown["ddp_buckets"] = trainable * recipe.adapter  # DDP's flat gradient buckets
-    if settings.strategy == "fsdp" and settings.world_size > 1:
+    if sharded(settings):
         # FSDP gathers one layer's full weights and prefetches the next; the root unit (embeddings,
         # lm_head, final norm) is not resharded after forward (torch FSDP _post_forward frees the unsharded
         # flat parameter only for non-root handles), so it stays whole through the step.
@@ -623,6 +627,12 @@ def retained_4bit_inputs(model: ModelSpec, settings: Settings, recipe: Recipe) -
     return DTYPE_BYTES[settings.compute_dtype] * total
 
 
+def output_bytes(settings: Settings, recipe: Recipe) -> int:
+    """Bytes per logit of the model output the loss gets: fp32 where Recipe.fp32_output casts it, else the
+    compute dtype."""
+    return 4 if recipe.fp32_output else DTYPE_BYTES[settings.compute_dtype]
+
+
 def previous_step_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> float:
     """What the previous micro batch still holds while the next forward runs (Recipe.keeps_previous_step).
     LitGPT's finetune/lora.py (00af8b0d L304; the same at 4a9b7e62, 5895df10, f247be87, e5493986) runs
@@ -631,9 +641,8 @@ def previous_step_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) ->
     has returned: until then its model output and its nodes' 4-bit inputs (retained_4bit_inputs) are alive."""
     if not recipe.keeps_previous_step:
         return 0.0
-    out = 4 if recipe.fp32_output else DTYPE_BYTES[settings.compute_dtype]
     tokens = settings.micro_batch * settings.seq_len
-    return tokens * (out * model.vocab_size + retained_4bit_inputs(model, settings, recipe))
+    return tokens * (output_bytes(settings, recipe) * model.vocab_size + retained_4bit_inputs(model, settings, recipe))
 
 
 def litgpt_moments(model: ModelSpec, settings: Settings, recipe: Recipe) -> dict[str, float]:
@@ -650,7 +659,7 @@ def litgpt_moments(model: ModelSpec, settings: Settings, recipe: Recipe) -> dict
     loop holds, every chunk's 16-bit gradient and the dequantized lm_head. The forward moments carry the
     previous micro batch (previous_step_bytes)."""
     a = DTYPE_BYTES[settings.compute_dtype]
-    out = 4 if recipe.fp32_output else a
+    out = output_bytes(settings, recipe)
     loss = LOSSES[recipe.loss]
     logits = settings.micro_batch * settings.seq_len * model.vocab_size
     chunks = -(-settings.seq_len // loss.chunk_tokens)
@@ -689,7 +698,7 @@ def loss_bytes(model: ModelSpec, settings: Settings, recipe: Recipe) -> tuple[fl
     cached = (reserved - allocated) * chunk * vocab + (loss.whole[1] - loss.whole[0]) * tokens * vocab
     head = (final_norm + head_input) * tokens + head_cast
     if loss.chunk_per_row:
-        scale = 4 / a if recipe.fp32_output else 1
+        scale = output_bytes(settings, recipe) / a  # the LitGPT loss's terms are in the output's dtype
         return head + max(litgpt_moments(model, settings, recipe).values()), scale * cached
     return head + logits + dequant_bytes(model, settings, recipe)[1], cached
 
@@ -701,8 +710,7 @@ def fsdp_held_input_grads(model: ModelSpec, settings: Settings, recipe: Recipe) 
     all alive, one hidden state each in the residual stream's dtype. Profiled on the CPU under FSDP: the
     peak grows by two hidden states per layer instead of one (bench/fsdp_retention.py,
     tests/plan/test_fsdp_memory.py)."""
-    sharded = settings.strategy == "fsdp" and settings.world_size > 1
-    if not (sharded and settings.grad_ckpt and recipe.fsdp_holds_layer_inputs):
+    if not (sharded(settings) and settings.grad_ckpt and recipe.fsdp_holds_layer_inputs):
         return 0.0
     steady = flows(model, settings, recipe)[1]
     return (model.num_hidden_layers - 1) * steady.input * model.hidden_size * settings.micro_batch * settings.seq_len
@@ -737,7 +745,8 @@ def phases(model: ModelSpec, settings: Settings, recipe: Recipe, device: str) ->
     optimizer = lora_params(model, settings) * OPTIMIZER_STEP_TEMPS[settings.optimizer] * recipe.adapter / shards
     loss_phase, loss_cached = loss_bytes(model, settings, recipe)
     layer_dequant = dequant_bytes(model, settings, recipe)[0]
-    backward_temp += layer_dequant + fsdp_held_input_grads(model, settings, recipe)  # FSDP gathers the whole weight before the matmul
+    backward_temp += layer_dequant  # FSDP gathers the whole weight before the matmul
+    backward_temp += fsdp_held_input_grads(model, settings, recipe)
     # The layers' share of the cache: MLP-wide blocks of one layer freed in forward or backward that the
     # next, differently sized requests do not fit (LAYER_CACHED, replayed on the CPU).
     layer_cached = LAYER_CACHED * a * inter * tokens

@@ -12,7 +12,8 @@ The set-up follows the Hugging Face stack of 2024 (transformers 4.39-4.48, accel
 
 The peak is read from torch.profiler's allocation events of the second step (the first makes the
 optimizer states), on rank 0. Runs with the installed torch / transformers / peft; bench/fsdp_retention.py
-prints the figures, tests/plan/test_fsdp_memory.py holds them against gpudoctor.plan.memory.
+prints the figures, tests/plan/test_fsdp_memory.py holds them against gpudoctor.plan.memory
+(modelled_hidden_states: the same run as the memory model sees it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import queue
 import socket
 
 HIDDEN, INTER, HEADS, KV_HEADS, VOCAB = 128, 352, 4, 2, 256
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")  # fms-acceleration's benchmark targets
 
 
 def free_port() -> int:
@@ -31,7 +33,7 @@ def free_port() -> int:
 
 
 def lora_llama(layers: int, reentrant: bool):
-    """A bf16 Llama with LoRA on q, k, v, o (fms-acceleration's benchmark targets), checkpointed."""
+    """A bf16 Llama with LoRA on TARGETS, checkpointed."""
     import peft
     import torch
     import transformers
@@ -45,7 +47,7 @@ def lora_llama(layers: int, reentrant: bool):
     model = transformers.LlamaForCausalLM(config).to(torch.bfloat16)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     model.enable_input_require_grads()
-    lora = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0)
+    lora = peft.LoraConfig(r=8, lora_alpha=16, target_modules=list(TARGETS), lora_dropout=0.0)
     model = peft.get_peft_model(model, lora)
     for param in model.parameters():
         if param.requires_grad:
@@ -160,4 +162,33 @@ def fsdp_peaks(cases: list[tuple[int, bool]], tokens: int) -> dict[tuple[int, bo
 def hidden_copy_bytes(tokens: int) -> int:
     """One 16-bit hidden state of `tokens` tokens: the unit the retention is counted in."""
     return tokens * HIDDEN * 2
+
+
+# The same run as gpudoctor's memory model sees it.
+
+
+def model_spec(layers: int):
+    from gpudoctor.types import ModelSpec
+
+    return ModelSpec("fsdp-tiny", "llama", HIDDEN, INTER, layers, HEADS, KV_HEADS, VOCAB, 4096)
+
+
+def run_settings(tokens: int, **changes):
+    """Settings for lora_llama's run under the trl recipe (the Trainer's), on two GPUs under FSDP."""
+    from gpudoctor.settings import Settings
+
+    base = dict(recipe="trl", method="lora", quant=None, compute_dtype="bf16", lora_r=8, lora_alpha=16,
+                lora_targets=list(TARGETS), seq_len=tokens, micro_batch=1, grad_ckpt=True, gpus=2, strategy="fsdp")
+    return Settings(**{**base, **changes})
+
+
+def modelled_hidden_states(layers: int, tokens: int, versions) -> float:
+    """Bytes of hidden states the model's layer phase holds for this run: the checkpoints plus the inputs'
+    gradients FSDP keeps (memory.fsdp_held_input_grads) with these library versions."""
+    from gpudoctor.plan import memory
+
+    settings = run_settings(tokens)
+    recipe = memory.recipe_for(settings, versions)
+    saved = memory.phases(model_spec(layers), settings, recipe, "cuda").saved
+    return saved + memory.fsdp_held_input_grads(model_spec(layers), settings, recipe)
 

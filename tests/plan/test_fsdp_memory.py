@@ -21,47 +21,26 @@ sys.path.insert(0, str(Path(__file__).parent))  # fsdp_step
 
 import fsdp_step  # noqa: E402
 from gpudoctor.plan import memory  # noqa: E402
-from gpudoctor.settings import Settings  # noqa: E402
-from gpudoctor.types import ModelSpec  # noqa: E402
 
 TOKENS = 1024
-
-
-def spec(layers: int) -> ModelSpec:
-    return ModelSpec("fsdp-tiny", "llama", fsdp_step.HIDDEN, fsdp_step.INTER, layers, fsdp_step.HEADS, fsdp_step.KV_HEADS, fsdp_step.VOCAB, 4096)
-
-
-def fsdp_settings(**changes) -> Settings:
-    base = dict(recipe="trl", method="lora", quant=None, compute_dtype="bf16", lora_r=8, lora_alpha=16,
-                lora_targets=["q_proj", "k_proj", "v_proj", "o_proj"], seq_len=TOKENS, micro_batch=1,
-                grad_ckpt=True, gpus=2, strategy="fsdp")
-    return Settings(**{**base, **changes})
-
-
-def held_and_saved(layers: int, versions: memory.Versions) -> float:
-    """What the layer phase holds of hidden states: the checkpoints plus any inputs' gradients FSDP keeps."""
-    settings = fsdp_settings()
-    recipe = memory.recipe_for(settings, versions)
-    saved = memory.phases(spec(layers), settings, recipe, "cuda").saved
-    return saved + memory.fsdp_held_input_grads(spec(layers), settings, recipe)
 
 
 @pytest.mark.parametrize(("transformers", "holds"), [("4.38.2", False), ("4.39.0", True), ("4.43.3", True), ("4.51.3", True), ("4.52.0", False), ("5.24.0", False)])
 def test_the_trainer_holds_layer_inputs_only_from_4_39_to_4_51(transformers, holds):
     versions = memory.Versions(transformers=transformers)
-    assert memory.recipe_for(fsdp_settings(), versions).fsdp_holds_layer_inputs is holds
-    assert memory.recipe_for(fsdp_settings(recipe="axolotl"), versions).fsdp_holds_layer_inputs is holds
-    assert not memory.recipe_for(fsdp_settings(recipe="gpudoctor"), versions).fsdp_holds_layer_inputs
+    assert memory.recipe_for(fsdp_step.run_settings(TOKENS), versions).fsdp_holds_layer_inputs is holds
+    assert memory.recipe_for(fsdp_step.run_settings(TOKENS, recipe="axolotl"), versions).fsdp_holds_layer_inputs is holds
+    assert not memory.recipe_for(fsdp_step.run_settings(TOKENS, recipe="gpudoctor"), versions).fsdp_holds_layer_inputs
 
 
 def test_held_gradients_are_one_hidden_state_per_layer_but_one_and_only_when_sharded_and_checkpointed():
     old = memory.Versions(transformers="4.43.3")
-    recipe = memory.recipe_for(fsdp_settings(), old)
-    one_state = fsdp_step.HIDDEN * 2 * TOKENS
-    assert memory.fsdp_held_input_grads(spec(8), fsdp_settings(), recipe) == 7 * one_state
-    assert memory.fsdp_held_input_grads(spec(8), fsdp_settings(micro_batch=3), recipe) == 21 * one_state
-    for unsharded in (fsdp_settings(grad_ckpt=False), fsdp_settings(gpus=1, strategy="single"), fsdp_settings(strategy="ddp")):
-        assert memory.fsdp_held_input_grads(spec(8), unsharded, memory.recipe_for(unsharded, old)) == 0
+    recipe = memory.recipe_for(fsdp_step.run_settings(TOKENS), old)
+    one_state = fsdp_step.hidden_copy_bytes(TOKENS)
+    assert memory.fsdp_held_input_grads(fsdp_step.model_spec(8), fsdp_step.run_settings(TOKENS), recipe) == 7 * one_state
+    assert memory.fsdp_held_input_grads(fsdp_step.model_spec(8), fsdp_step.run_settings(TOKENS, micro_batch=3), recipe) == 21 * one_state
+    for unsharded in (fsdp_step.run_settings(TOKENS, grad_ckpt=False), fsdp_step.run_settings(TOKENS, gpus=1, strategy="single"), fsdp_step.run_settings(TOKENS, strategy="ddp")):
+        assert memory.fsdp_held_input_grads(fsdp_step.model_spec(8), unsharded, memory.recipe_for(unsharded, old)) == 0
 
 
 @pytest.mark.slow
@@ -70,7 +49,7 @@ def test_the_profiled_fsdp_step_grows_per_layer_as_the_model_says_for_the_instal
     installed = memory.installed_versions(("transformers", "peft"))
     measured = fsdp_step.fsdp_peaks([(2, True), (4, True)], TOKENS)
     per_layer = (measured[(4, True)] - measured[(2, True)]) / 2
-    predicted = (held_and_saved(4, installed) - held_and_saved(2, installed)) / 2
+    predicted = (fsdp_step.modelled_hidden_states(4, TOKENS, installed) - fsdp_step.modelled_hidden_states(2, TOKENS, installed)) / 2
     version = importlib.metadata.version("transformers")
     # The peak also grows by each layer's sharded LoRA weights and the gathered flat parameters' padding:
     # about 2 % of a hidden state here.
