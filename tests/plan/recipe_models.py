@@ -11,6 +11,9 @@ recipe's dtypes:
 - `old_bitsandbytes()`: MatMul4Bit saves its input as bitsandbytes before 0.43.2 did (through
   save_for_backward, so saved-tensor hooks see it);
 - `saved_bytes(...)`: bytes autograd saves in one decoder layer (saved_tensors_hooks);
+- `profiled(step)`: the torch.profiler memory events of a step run under `ZeroMatmuls` (matrix products
+  answer zeros, allocated as the real kernels allocate their results: same bytes, no bf16 arithmetic,
+  which CPUs without bf16 instructions run ~250x slower);
 - `step_peaks(...)`: peak allocated bytes of one training step (torch.profiler memory events, tensors
   made before the step left out) and the CUDA caching allocator's reserved peak for it
   (caching_allocator.py);
@@ -34,6 +37,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.checkpoint import checkpoint
 
 from caching_allocator import profiled_events, replay
@@ -140,12 +144,35 @@ def saved_bytes(model, tokens: int, input_dtype, *, autocast=True, cuda=True, ol
     return sum(saved.values())
 
 
+class ZeroMatmuls(TorchDispatchMode):
+    """Matrix products answer zeros of their result's shape and dtype, allocated as the real kernel allocates
+    its result: the step's tensors and their lifetimes stay what they are, its arithmetic goes. A CPU
+    without bf16 instructions multiplies bf16 at ~2.5 GFLOP/s (torch's fallback gemm), ~250x slower than
+    oneDNN where they exist; the bytes are the same either way."""
+
+    SHAPES = {
+        torch.ops.aten.mm.default: lambda a, b: (a.shape[0], b.shape[1]),
+        torch.ops.aten.addmm.default: lambda bias, a, b, **_: (a.shape[0], b.shape[1]),
+        torch.ops.aten.bmm.default: lambda a, b: (a.shape[0], a.shape[1], b.shape[2]),
+        torch.ops.aten.baddbmm.default: lambda base, a, b, **_: (a.shape[0], a.shape[1], b.shape[2]),
+    }
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        shape = self.SHAPES.get(func)
+        if shape is None:
+            return func(*args, **(kwargs or {}))
+        operand = args[-1]
+        return torch.zeros(shape(*args, **(kwargs or {})), dtype=operand.dtype, device=operand.device)
+
+
 def profiled(step, warm=True):
-    """The profile of one call of `step` (after a warm-up call that creates optimizer states)."""
-    if warm:
-        step()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
-        step()
+    """The profile of one call of `step` (after a warm-up call that creates optimizer states), its matrix
+    products skipped (ZeroMatmuls)."""
+    with ZeroMatmuls():
+        if warm:
+            step()
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+            step()
     return prof
 
 
