@@ -79,11 +79,14 @@ def run_both(folder: Path, tests: list[str] | None = None) -> dict[str, dict[str
 
 
 def differences(results: dict[str, dict[str, tuple[str, str]]]) -> dict[str, str]:
+    """test id -> how its outcome differs between the hosts; a test one session did not report differs."""
     default, gpu = results["default"], results[GPU_HOST]
+    missing = ("not reported", "")
+    found = {test: (default.get(test, missing), gpu.get(test, missing)) for test in default.keys() | gpu.keys()}
     return {
-        test: f"{default[test][0]} on the default host, {gpu[test][0]} on {GPU_HOST}: {default[test][1] or gpu[test][1]}"
-        for test in default
-        if test in gpu and gpu[test][0] != default[test][0]
+        test: f"{here[0]} on the default host, {there[0]} on {GPU_HOST}: {here[1] or there[1]}"
+        for test, (here, there) in found.items()
+        if here[0] != there[0]
     }
 
 

@@ -158,11 +158,12 @@ class ZeroMatmuls(TorchDispatchMode):
     }
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
         shape = self.SHAPES.get(func)
         if shape is None:
-            return func(*args, **(kwargs or {}))
+            return func(*args, **kwargs)
         operand = args[-1]
-        return torch.zeros(shape(*args, **(kwargs or {})), dtype=operand.dtype, device=operand.device)
+        return torch.zeros(shape(*args, **kwargs), dtype=operand.dtype, device=operand.device)
 
 
 def profiled(step, warm=True):
